@@ -1,0 +1,147 @@
+"""THE attention function, with the Hugging Face attention-interface signature.
+
+Every model attnviz runs (its own toys and Hugging Face models) computes attention here. A module
+that carries a callable under ``SINK`` receives its weights (B, H, Q, K); ``capture.recording``
+installs and removes those sinks. A module without a sink and with the standard score takes the
+fused SDPA path, so layers that are not recorded cost what they cost without attnviz.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+from attnviz.registry import Registry
+
+SINK = "_attnviz_sink"  # attribute name of the recording callback on an attention module
+
+# name -> fn(module, query, key, scaling) -> scores (B, H, Q, K)
+SCORES: Registry[Callable] = Registry("score function")
+# name -> fn(q_len, k_len, device, **options) -> bool (Q, K), True where attention is allowed
+MASKS: Registry[Callable] = Registry("mask pattern")
+
+
+@SCORES.register("scaled-dot")
+def scaled_dot(module, query, key, scaling):
+    """Vaswani et al. 2017 (arXiv:1706.03762)."""
+    return torch.matmul(query, key.transpose(2, 3)) * scaling  # (B, H, Q, K)
+
+
+@SCORES.register("dot")
+def dot(module, query, key, scaling):
+    """Luong et al. 2015 (arXiv:1508.04025), unscaled: peaks sharpen as head_dim grows."""
+    return torch.matmul(query, key.transpose(2, 3))  # (B, H, Q, K)
+
+
+@SCORES.register("cosine")
+def cosine(module, query, key, scaling):
+    """Cosine similarity times a temperature (Swin v2, arXiv:2111.09883)."""
+    tau = getattr(module, "cosine_scale", 10.0)
+    q, k = F.normalize(query, dim=-1), F.normalize(key, dim=-1)
+    return torch.matmul(q, k.transpose(2, 3)) * tau  # (B, H, Q, K)
+
+
+@SCORES.register("additive")
+def additive(module, query, key, scaling):
+    """Bahdanau et al. 2014 (arXiv:1409.0473): v^T tanh(W_q q + W_k k), per head."""
+    q = module.add_q(query).unsqueeze(3)  # (B, H, Q, 1, A)
+    k = module.add_k(key).unsqueeze(2)  # (B, H, 1, K, A)
+    return module.add_v(torch.tanh(q + k)).squeeze(-1)  # (B, H, Q, K)
+
+
+@MASKS.register("global")
+def global_mask(q_len, k_len, device, **_):
+    return torch.ones(q_len, k_len, dtype=torch.bool, device=device)
+
+
+@MASKS.register("causal")
+def causal_mask(q_len, k_len, device, **_):
+    # Queries are the last q_len of k_len positions (works with a cache too).
+    return torch.ones(q_len, k_len, dtype=torch.bool, device=device).tril(k_len - q_len)
+
+
+@MASKS.register("local")
+def local_mask(q_len, k_len, device, window=3, **_):
+    """A band of half-width ``window`` (Longformer's sliding window, arXiv:2004.05150)."""
+    q = torch.arange(q_len, device=device)[:, None] + (k_len - q_len)
+    k = torch.arange(k_len, device=device)[None, :]
+    return (q - k).abs() <= window
+
+
+@MASKS.register("strided")
+def strided_mask(q_len, k_len, device, stride=4, **_):
+    """Child et al. 2019 (arXiv:1904.10509): the previous ``stride`` positions plus every stride-th."""
+    q = torch.arange(q_len, device=device)[:, None] + (k_len - q_len)
+    k = torch.arange(k_len, device=device)[None, :]
+    return (k <= q) & (((q - k) < stride) | ((k % stride) == stride - 1))
+
+
+@MASKS.register("axial")
+def axial_mask(q_len, k_len, device, grid=0, prefix=1, **_):
+    """Ho et al. 2019 (arXiv:1912.12180): a patch sees its own row and column of the grid.
+
+    ``prefix`` leading tokens (CLS) see and are seen by everything.
+    """
+    allowed = torch.zeros(q_len, k_len, dtype=torch.bool, device=device)
+    side = grid or math.isqrt(k_len - prefix)
+    pos = torch.arange(k_len - prefix, device=device)
+    row, col = pos // side, pos % side
+    allowed[prefix:, prefix:] = (row[:, None] == row[None, :]) | (col[:, None] == col[None, :])
+    allowed[:prefix, :] = True
+    allowed[:, :prefix] = True
+    return allowed
+
+
+def repeat_kv(states: torch.Tensor, groups: int) -> torch.Tensor:
+    """Grouped-query attention: (B, Hkv, K, D) -> (B, Hkv * groups, K, D)."""
+    if groups == 1:
+        return states
+    b, h, k, d = states.shape
+    return states[:, :, None].expand(b, h, groups, k, d).reshape(b, h * groups, k, d)
+
+
+def apply_mask(scores: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """Additive float masks are added; boolean masks (True = keep) fill the rest with the dtype's min."""
+    if mask is None:
+        return scores
+    mask = mask[..., : scores.shape[-1]]
+    if mask.dtype == torch.bool:
+        return scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
+    return scores + mask
+
+
+def attention(
+    module: torch.nn.Module,
+    query: torch.Tensor,  # (B, H, Q, D)
+    key: torch.Tensor,  # (B, Hkv, K, D)
+    value: torch.Tensor,  # (B, Hkv, K, Dv)
+    attention_mask: torch.Tensor | None,  # (B or 1, 1 or H, Q, K) float additive or bool
+    scaling: float | None = None,
+    dropout: float = 0.0,
+    **kwargs,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Returns (output (B, Q, H, Dv), weights (B, H, Q, K) or None on the unrecorded fast path)."""
+    groups = getattr(module, "num_key_value_groups", None) or query.shape[1] // key.shape[1]
+    key, value = repeat_kv(key, groups), repeat_kv(value, groups)
+    if scaling is None:
+        scaling = query.shape[-1] ** -0.5
+    score = kwargs.get("score") or getattr(module, "attnviz_score", "scaled-dot")
+    sink = getattr(module, SINK, None)
+    drop = dropout if module.training else 0.0
+    if sink is None and score == "scaled-dot":
+        mask = attention_mask[..., : key.shape[-2]] if attention_mask is not None else None
+        if mask is not None and mask.dtype != torch.bool:
+            mask = mask.to(query.dtype)
+        out = F.scaled_dot_product_attention(query, key, value, attn_mask=mask, dropout_p=drop, scale=scaling)
+        return out.transpose(1, 2).contiguous(), None  # (B, Q, H, Dv)
+    scores = SCORES.get(score)(module, query, key, scaling)  # (B, H, Q, K)
+    scores = apply_mask(scores, attention_mask)
+    weights = F.softmax(scores, dim=-1, dtype=torch.float32).to(query.dtype)  # (B, H, Q, K)
+    if sink is not None:
+        sink(weights)
+    dropped = F.dropout(weights, p=drop, training=module.training)
+    out = torch.matmul(dropped, value)  # (B, H, Q, Dv)
+    return out.transpose(1, 2).contiguous(), weights  # (B, Q, H, Dv)

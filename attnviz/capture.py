@@ -1,0 +1,201 @@
+"""Recording attention weights from the kernel, and ``capture()`` -> AttentionMaps.
+
+Attention modules are found once from ``named_modules()`` (never from call order): the leaf-most
+modules whose class name contains "Attention". Their layer number is their rank among the distinct
+layer paths of their stack; encoder self-, decoder self- and cross-attention are separate stacks.
+"""
+
+from __future__ import annotations
+
+import re
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Iterator
+
+import torch
+
+from attnviz.attention.kernel import SINK
+from attnviz.errors import AttnvizError, BadInput
+from attnviz.maps import AttentionMaps
+
+STACKS = ("encoder", "decoder", "cross")
+_CROSS_NAMES = ("encoder_attn", "crossattention", "encdecattention", "cross_attn")
+
+
+@dataclass(frozen=True)
+class AttentionSite:
+    name: str  # dotted module path from named_modules()
+    module: torch.nn.Module
+    stack: str  # encoder | decoder | cross
+    layer: int  # layer number within its stack
+
+
+def _stack_of(name: str, module: torch.nn.Module) -> str:
+    fixed = getattr(module, "attnviz_stack", None)
+    if fixed:
+        return fixed
+    lowered = name.lower()
+    if getattr(module, "is_cross_attention", False) or any(c in lowered for c in _CROSS_NAMES):
+        return "cross"
+    return "decoder" if "decoder" in lowered.split(".") else "encoder"
+
+
+def attention_sites(model: torch.nn.Module) -> list[AttentionSite]:
+    """Every attention module of ``model`` with its stack and layer number."""
+    named = [(n, m) for n, m in model.named_modules() if "Attention" in type(m).__name__]
+    names = [n for n, _ in named]
+    leaves = [(n, m) for n, m in named if not any(o.startswith(n + ".") for o in names if o != n)]
+    layer_paths: dict[str, list[str]] = {s: [] for s in STACKS}
+    sites = []
+    for name, module in leaves:
+        stack = _stack_of(name, module)
+        match = re.match(r"(.*?\.\d+)(\.|$)", name)
+        path = match.group(1) if match else ""
+        if path not in layer_paths[stack]:
+            layer_paths[stack].append(path)
+        sites.append(AttentionSite(name, module, stack, layer_paths[stack].index(path)))
+    return sites
+
+
+class Recording:
+    """What the sinks received: (stack, layer) -> list of weights (B, H, Q, K), one per call."""
+
+    def __init__(self, sites: list[AttentionSite]):
+        self.sites = sites
+        self.calls: dict[tuple[str, int], list[torch.Tensor]] = {}
+
+    def layers(self, stack: str) -> list[int]:
+        return sorted(layer for s, layer in self.calls if s == stack)
+
+    def stacked(self, stack: str) -> torch.Tensor | None:
+        """(layer, B, H, Q, K) of one stack, in layer order; each module must have been called once."""
+        layers = self.layers(stack)
+        if not layers:
+            return None
+        for layer in layers:
+            n = len(self.calls[(stack, layer)])
+            if n != 1:
+                raise AttnvizError(f"{stack} layer {layer} ran attention {n} times in one forward pass")
+        return torch.stack([self.calls[(stack, layer)][0] for layer in layers])
+
+
+@contextmanager
+def recording(
+    model: torch.nn.Module,
+    *,
+    layers: list[int] | None = None,
+    heads: list[int] | None = None,
+    store_dtype: torch.dtype = torch.float32,
+    keep_graph: bool = False,
+) -> Iterator[Recording]:
+    """Install sinks on the chosen layers' attention modules; always removes them on exit.
+
+    ``keep_graph`` keeps the live weights (on their device, in the graph) for gradient methods;
+    otherwise weights are detached, cut to ``heads`` and moved to the CPU in ``store_dtype``.
+    """
+    sites = attention_sites(model)
+    rec = Recording(sites)
+    chosen = [s for s in sites if layers is None or s.layer in layers]
+    try:
+        for site in chosen:
+            setattr(site.module, SINK, _sink(rec, site, heads, store_dtype, keep_graph))
+        yield rec
+    finally:
+        for site in chosen:
+            if hasattr(site.module, SINK):
+                delattr(site.module, SINK)
+
+
+def _sink(rec: Recording, site: AttentionSite, heads, store_dtype, keep_graph):
+    key = (site.stack, site.layer)
+
+    def sink(weights: torch.Tensor) -> None:  # (B, H, Q, K)
+        if not keep_graph:
+            weights = weights.detach()
+            if heads is not None:
+                weights = weights[:, heads]  # (B, h, Q, K)
+            weights = weights.to("cpu", store_dtype)
+        rec.calls.setdefault(key, []).append(weights)
+
+    return sink
+
+
+def capture(
+    loaded,
+    inputs,
+    *,
+    layers: list[int] | None = None,
+    heads: list[int] | None = None,
+    store_dtype: torch.dtype = torch.float32,
+    on_long: str = "truncate",
+) -> AttentionMaps:
+    """Run ``inputs`` (texts or images) through ``loaded`` as one batch and keep its attention."""
+    enc = loaded.encode(inputs, on_long=on_long)
+    if loaded.num_heads and heads is not None and max(heads) >= loaded.num_heads:
+        raise BadInput(f"head {max(heads)} is out of range; valid heads: 0-{loaded.num_heads - 1}")
+    with torch.inference_mode():
+        if loaded.backend == "attnviz":
+            stacks = _run_recorded(loaded, enc.batch, layers, heads, store_dtype)
+        else:
+            stacks = _run_eager(loaded, enc.batch, layers, heads, store_dtype)
+    return AttentionMaps(
+        weights=stacks["encoder"] if stacks["encoder"] is not None else stacks["decoder"],
+        mask=enc.mask.cpu(),
+        tokens=enc.tokens,
+        layers=layers if layers is not None else list(range(loaded.num_layers)),
+        heads=heads if heads is not None else list(range(loaded.num_heads)),
+        model=loaded.name,
+        kind=loaded.kind,
+        num_layers=loaded.num_layers,
+        num_heads=loaded.num_heads,
+        backend=loaded.backend,
+        decoder=stacks["decoder"] if stacks["encoder"] is not None else None,
+        cross=stacks["cross"],
+        decoder_mask=enc.decoder_mask.cpu() if enc.decoder_mask is not None else None,
+        decoder_tokens=enc.decoder_tokens,
+        special=list(loaded.special_tokens),
+    )
+
+
+def _expect_layers(stacks: dict, loaded, layers) -> None:
+    """A capture that saw fewer layers than the model has is an error, never an empty picture."""
+    want = len(layers) if layers is not None else loaded.num_layers
+    for name, weights in stacks.items():
+        got = 0 if weights is None else weights.shape[0]
+        if weights is not None and got != want:
+            raise AttnvizError(f"captured {got} {name} layers but the model has {want}; capture is incomplete")
+    if all(w is None for w in stacks.values()):
+        raise AttnvizError(f"no attention was captured from {loaded.name} ({loaded.backend} backend)")
+
+
+def _run_recorded(loaded, batch, layers, heads, store_dtype) -> dict:
+    with recording(loaded.model, layers=layers, heads=heads, store_dtype=store_dtype) as rec:
+        loaded.model(**batch)
+    stacks = {s: rec.stacked(s) for s in STACKS}
+    _expect_layers(stacks, loaded, layers)
+    return stacks
+
+
+def _run_eager(loaded, batch, layers, heads, store_dtype) -> dict:
+    """Fallback for models that do not dispatch through the attention interface."""
+    out = loaded.model(**batch, output_attentions=True)
+    found = {
+        "encoder": getattr(out, "encoder_attentions", None) or getattr(out, "attentions", None),
+        "decoder": getattr(out, "decoder_attentions", None),
+        "cross": getattr(out, "cross_attentions", None),
+    }
+    stacks = {}
+    for name, seq in found.items():
+        if not seq:  # None or () (SDPA returns an empty tuple): nothing for this stack
+            stacks[name] = None
+            continue
+        chosen = [seq[i] for i in (layers if layers is not None else range(len(seq)))]
+        weights = torch.stack(chosen)  # (layer, B, H, Q, K)
+        if heads is not None:
+            weights = weights[:, :, heads]
+        stacks[name] = weights.to("cpu", store_dtype)
+    if len(found["encoder"] or ()) != loaded.num_layers:
+        got = len(found["encoder"] or ())
+        raise AttnvizError(f"eager fallback returned {got} layers of attention but the model has {loaded.num_layers}")
+    _expect_layers(stacks, loaded, layers)
+    return stacks

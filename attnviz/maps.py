@@ -1,0 +1,135 @@
+"""AttentionMaps: the one object that flows from capture to rendering, attribution and snapshots.
+
+On disk it is one ``.safetensors`` file: tensor ``weights`` (layer, batch, head, query, key),
+tensor ``mask`` (batch, seq), optional ``decoder``/``cross``/``decoder_mask`` tensors for
+encoder-decoder models, and every other field as JSON in the file's metadata.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+import torch
+
+from attnviz.errors import AttnvizError, BadInput
+
+FORMAT_VERSION = 1
+_TENSORS = ("weights", "mask", "decoder", "cross", "decoder_mask")
+
+
+@dataclass
+class AttentionMaps:
+    weights: torch.Tensor  # (layer, batch, head, query, key); the encoder stack of an encoder-decoder
+    mask: torch.Tensor  # (batch, seq) 1 for real tokens, 0 for padding
+    tokens: list[list[str]]  # per example, padded to seq with the tokenizer's pad string
+    layers: list[int]  # model layer number of each entry along weights' first axis
+    heads: list[int]  # model head number of each entry along weights' head axis
+    model: str = ""  # model id (built-in name, folder or hub id)
+    kind: str = "encoder"  # encoder | decoder | encoder-decoder | vision
+    num_layers: int = 0  # layers the model has (not just the captured ones)
+    num_heads: int = 0  # heads per layer the model has
+    backend: str = "attnviz"  # attnviz (own kernel) or eager (output_attentions fallback)
+    decoder: torch.Tensor | None = None  # (layer, batch, head, tgt, tgt) decoder self-attention
+    cross: torch.Tensor | None = None  # (layer, batch, head, tgt, src) cross-attention
+    decoder_mask: torch.Tensor | None = None  # (batch, tgt)
+    decoder_tokens: list[list[str]] = field(default_factory=list)  # per example, target side
+    special: list[str] = field(default_factory=list)  # token strings that --hide-special drops
+
+    @property
+    def dtype(self) -> str:
+        return str(self.weights.dtype).replace("torch.", "")
+
+    def layer_index(self, layer: int) -> int:
+        """Position along the first axis of the model layer ``layer`` (negative counts from the end)."""
+        if layer < 0:
+            layer = self.layers[layer] if -len(self.layers) <= layer else layer
+        if layer not in self.layers:
+            raise BadInput(f"layer {layer} is out of range; captured layers: {_ranges(self.layers)}")
+        return self.layers.index(layer)
+
+    def head_index(self, head: int) -> int:
+        if head not in self.heads:
+            raise BadInput(f"head {head} is out of range; captured heads: {_ranges(self.heads)}")
+        return self.heads.index(head)
+
+    def valid(self, example: int) -> torch.Tensor:
+        """Indices of the real (unpadded) positions of one example."""
+        return torch.nonzero(self.mask[example] > 0).flatten()
+
+    def stack(self, name: str = "encoder") -> torch.Tensor:
+        """One attention stack by name: encoder (or self), decoder, cross."""
+        found = {"encoder": self.weights, "self": self.weights, "decoder": self.decoder, "cross": self.cross}
+        if name not in found or found[name] is None:
+            have = [k for k in ("encoder", "decoder", "cross") if found[k] is not None]
+            raise BadInput(f"no {name!r} attention in these maps; available: {', '.join(have)}")
+        return found[name]
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write atomically: a temporary file beside the target, then a rename."""
+        from safetensors.torch import save_file
+
+        path = Path(path)
+        tensors = {n: getattr(self, n).contiguous().cpu() for n in _TENSORS if getattr(self, n) is not None}
+        meta = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in _TENSORS}
+        meta["format_version"] = FORMAT_VERSION
+        tmp = path.with_name(path.name + ".part")
+        try:
+            save_file(tensors, str(tmp), metadata={"attnviz": json.dumps(meta, ensure_ascii=False)})
+            os.replace(tmp, path)
+        except OSError as err:
+            tmp.unlink(missing_ok=True)
+            raise BadInput(f"cannot write {path}: {err.strerror or err}") from None
+        return path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "AttentionMaps":
+        from safetensors import safe_open
+
+        path = Path(path)
+        if not path.is_file():
+            raise BadInput(f"no such file: {path}")
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                meta = json.loads((f.metadata() or {})["attnviz"])
+                tensors = {k: f.get_tensor(k) for k in f.keys()}
+        except (KeyError, ValueError, OSError, RuntimeError, json.JSONDecodeError, Exception) as err:
+            raise BadInput(f"{path} is not an attnviz maps file ({type(err).__name__})") from None
+        meta.pop("format_version", None)
+        known = {f.name for f in fields(cls)}
+        return cls(**tensors, **{k: v for k, v in meta.items() if k in known})
+
+
+def _ranges(values: list[int]) -> str:
+    """[0, 1, 2, 5] -> '0-2, 5'."""
+    out, start = [], None
+    for i, v in enumerate(values):
+        if start is None:
+            start = v
+        if i + 1 == len(values) or values[i + 1] != v + 1:
+            out.append(f"{start}" if start == v else f"{start}-{v}")
+            start = None
+    return ", ".join(out) or "none"
+
+
+def parse_ranges(text: str | None, size: int, what: str) -> list[int] | None:
+    """'0,3-5' -> [0, 3, 4, 5], checked against range(size). None or '' or 'all' -> None (all)."""
+    if text is None or text.strip() in ("", "all"):
+        return None
+    chosen: list[int] = []
+    try:
+        for part in text.split(","):
+            lo, _, hi = part.strip().partition("-")
+            first, last = int(lo), int(hi) if hi else int(lo)
+            chosen.extend(range(first, last + 1))
+    except ValueError:
+        raise BadInput(f"cannot read {what}s {text!r}; write e.g. 0,3-5") from None
+    bad = [v for v in chosen if not 0 <= v < size]
+    if bad:
+        raise BadInput(f"{what} {bad[0]} is out of range; valid {what}s: 0-{size - 1}")
+    return sorted(set(chosen))
+
+
+__all__ = ["AttentionMaps", "AttnvizError", "parse_ranges"]

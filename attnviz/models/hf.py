@@ -1,0 +1,155 @@
+"""Hugging Face models from a local folder or the local cache; the hub only with ``online=True``.
+
+Offline by default: ``HF_HUB_OFFLINE`` is read when huggingface_hub is imported, so it is set here
+before transformers is imported. Safetensors only unless pickle is allowed; remote code only with a
+pinned revision.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from attnviz.errors import BadInput, ModelNotFound, Unsafe
+from attnviz.models.loaded import LoadedModel
+
+_PICKLE = ("*.bin", "*.pt", "*.pth", "*.ckpt", "*.pkl")
+# Suffix of the architecture name -> (Auto class name, kind-independent task)
+_TASKS = [
+    ("ForSequenceClassification", "AutoModelForSequenceClassification", "classification"),
+    ("ForImageClassification", "AutoModelForImageClassification", "image-classification"),
+    ("ForImageClassificationWithTeacher", "AutoModelForImageClassification", "image-classification"),
+    ("ForMaskedLM", "AutoModelForMaskedLM", "masked-lm"),
+    ("ForCausalLM", "AutoModelForCausalLM", "causal-lm"),
+    ("LMHeadModel", "AutoModelForCausalLM", "causal-lm"),
+    ("ForConditionalGeneration", "AutoModelForSeq2SeqLM", "seq2seq"),
+]
+
+
+def set_offline(online: bool) -> None:
+    """Must run before transformers is first imported to take full effect; patched afterwards too."""
+    os.environ["HF_HUB_OFFLINE"] = "0" if online else "1"
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    try:
+        import huggingface_hub.constants as hub_constants
+
+        hub_constants.HF_HUB_OFFLINE = not online
+    except ImportError:
+        pass
+
+
+def resolve(spec: str, online: bool, revision: str | None) -> Path | str:
+    """A local folder, or a hub id found in the local cache (or any hub id when online)."""
+    looks_like_path = spec.startswith((".", "/", "~")) or os.sep in spec and Path(spec).expanduser().exists()
+    path = Path(spec).expanduser()
+    if path.exists():
+        if not (path / "config.json").is_file():
+            raise ModelNotFound(f"{spec} has no config.json; it is not a Hugging Face model folder")
+        return path
+    if looks_like_path or spec.startswith((".", "/", "~")):
+        raise ModelNotFound(f"model path does not exist: {spec}")
+    if online:
+        return spec
+    from huggingface_hub import try_to_load_from_cache
+
+    found = try_to_load_from_cache(spec, "config.json", revision=revision)
+    if isinstance(found, str):
+        return Path(found).parent
+    return ""
+
+
+def _check_safety(folder: Path | str, allow_pickle: bool, trust_remote_code: bool, revision: str | None) -> None:
+    if isinstance(folder, Path):
+        has_safe = any(folder.glob("*.safetensors"))
+        pickled = [p.name for pat in _PICKLE for p in folder.glob(pat)]
+        if pickled and not has_safe and not allow_pickle:
+            raise Unsafe(f"{folder} has only pickle weights ({pickled[0]}); pass --allow-pickle to load them anyway")
+        config = json.loads((folder / "config.json").read_text())
+        if config.get("auto_map") and not trust_remote_code:
+            raise Unsafe(f"{folder} needs remote code; pass --trust-remote-code together with --revision")
+    if trust_remote_code and not revision:
+        raise Unsafe("--trust-remote-code needs --revision pinning the code that will run")
+
+
+def _auto_class(config):
+    import transformers
+
+    arch = (getattr(config, "architectures", None) or [""])[0]
+    for suffix, auto_name, task in _TASKS:
+        if arch.endswith(suffix):
+            return getattr(transformers, auto_name), task
+    task = "seq2seq" if getattr(config, "is_encoder_decoder", False) else "embedding"
+    if task == "seq2seq":
+        return transformers.AutoModelForSeq2SeqLM, task
+    if arch.startswith("CLIP"):
+        return transformers.AutoModel, "clip"
+    return transformers.AutoModel, task
+
+
+def _kind(config, task: str) -> str:
+    if getattr(config, "is_encoder_decoder", False):
+        return "encoder-decoder"
+    if task in ("image-classification", "clip") or getattr(config, "model_type", "") in ("vit", "deit", "clip_vision_model"):
+        return "vision"
+    return "decoder" if task == "causal-lm" or getattr(config, "is_decoder", False) else "encoder"
+
+
+def load_hf(spec: str, *, device, dtype, online=False, allow_pickle=False, trust_remote_code=False, revision=None) -> LoadedModel:
+    set_offline(online)
+    folder = resolve(spec, online, revision)
+    if folder == "":
+        raise ModelNotFound(f"model {spec!r} is neither built in, nor a folder, nor in the local Hugging Face cache")
+    _check_safety(folder, allow_pickle, trust_remote_code, revision)
+    from transformers import AutoConfig
+
+    from attnviz.attention.hf import backend_for
+
+    common = {"revision": revision, "trust_remote_code": trust_remote_code, "local_files_only": not online}
+    try:
+        config = AutoConfig.from_pretrained(str(folder), **common)
+        auto, task = _auto_class(config)
+        model_class = auto._model_mapping[type(config)] if hasattr(auto, "_model_mapping") else auto
+        backend = backend_for(model_class)
+        model = auto.from_pretrained(
+            str(folder), attn_implementation=backend, use_safetensors=None if allow_pickle else True,
+            dtype=dtype, **common,
+        )
+    except (OSError, ValueError, KeyError) as err:
+        raise ModelNotFound(f"cannot load {spec}: {str(err).splitlines()[0]}") from None
+    model.to(device).eval()
+    return _wrap(spec, model, config, task, backend, folder, common)
+
+
+def _wrap(spec, model, config, task, backend, folder, common) -> LoadedModel:
+    kind = _kind(config, task)
+    tokenizer = processor = None
+    try:
+        if kind == "vision":
+            from transformers import AutoImageProcessor
+
+            processor = AutoImageProcessor.from_pretrained(str(folder), **common)
+        else:
+            from transformers import AutoTokenizer
+
+            tokenizer = AutoTokenizer.from_pretrained(str(folder), **common)
+    except (OSError, ValueError) as err:
+        raise ModelNotFound(f"cannot load the {'image processor' if kind == 'vision' else 'tokenizer'} of {spec}: {err}") from None
+    text_cfg = getattr(config, "text_config", None) or config
+    vis_cfg = getattr(config, "vision_config", None) or config
+    cfg = vis_cfg if kind == "vision" else text_cfg
+    layers = getattr(cfg, "num_hidden_layers", None) or getattr(cfg, "num_layers", None) or getattr(cfg, "n_layer", 0)
+    heads = getattr(cfg, "num_attention_heads", None) or getattr(cfg, "num_heads", None) or getattr(cfg, "n_head", 0)
+    labels = [config.id2label[i] for i in sorted(config.id2label)] if task.endswith("classification") else []
+    max_len = getattr(cfg, "max_position_embeddings", None) or getattr(cfg, "n_positions", None) or 512
+    if tokenizer is not None and 0 < getattr(tokenizer, "model_max_length", 0) < max_len:
+        max_len = tokenizer.model_max_length
+    meta = {
+        "decoder_start": getattr(config, "decoder_start_token_id", None) or getattr(config, "bos_token_id", 0) or 0,
+        "eos": getattr(config, "eos_token_id", None), "pad": getattr(config, "pad_token_id", 0) or 0,
+    }
+    return LoadedModel(
+        model=model, name=spec, kind=kind, task=task, num_layers=int(layers), num_heads=int(heads), backend=backend,
+        tokenizer=tokenizer, processor=processor, labels=labels, max_length=int(max_len),
+        source=str(folder), architecture=type(model).__name__, meta=meta,
+    )

@@ -1,0 +1,122 @@
+"""LoadedModel: a model with its tokenizer or image processor, and how inputs become a batch."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from attnviz.errors import BadInput
+
+
+@dataclass
+class Encoded:
+    batch: dict  # keyword arguments for model(**batch), on the model's device
+    tokens: list[list[str]]  # per example, padded to the batch's length
+    mask: torch.Tensor  # (B, S) 1 = real token
+    notes: list[str] = field(default_factory=list)  # e.g. which inputs were truncated
+    decoder_tokens: list[list[str]] = field(default_factory=list)
+    decoder_mask: torch.Tensor | None = None  # (B, T)
+
+
+@dataclass
+class LoadedModel:
+    model: torch.nn.Module
+    name: str  # what the user asked for: a built-in name, a folder or a hub id
+    kind: str  # encoder | decoder | encoder-decoder | vision
+    task: str  # embedding | classification | masked-lm | causal-lm | seq2seq | image-classification
+    num_layers: int
+    num_heads: int
+    backend: str  # attnviz (own kernel) or eager (output_attentions fallback)
+    tokenizer: Any = None
+    processor: Any = None  # image processor for vision models
+    labels: list[str] = field(default_factory=list)  # class names of a classifier
+    max_length: int = 512  # longest input in tokens
+    source: str = ""  # where the weights come from, for `attnviz models`
+    architecture: str = ""  # model class name
+    meta: dict = field(default_factory=dict)  # extra facts (task description, accuracy, ...)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @property
+    def special_tokens(self) -> list[str]:
+        if self.tokenizer is None:
+            return ["[CLS]", "[DIST]"]
+        return list(getattr(self.tokenizer, "all_special_tokens", []))
+
+    def encode(self, inputs, *, on_long: str = "truncate") -> Encoded:
+        """Texts (or images, for vision models) -> one padded batch on the model's device."""
+        if self.kind == "vision":
+            return self._encode_images(inputs)
+        enc = self._encode_texts(list(inputs), on_long)
+        if self.kind == "encoder-decoder":
+            self._add_decoder(enc)
+        return enc
+
+    def _encode_texts(self, texts: list[str], on_long: str) -> Encoded:
+        if not texts or any(not isinstance(t, str) or not t.strip() for t in texts):
+            raise BadInput("text is empty")
+        if on_long not in ("truncate", "error"):
+            raise BadInput(f"--on-long must be truncate or error, not {on_long!r}")
+        lengths = [len(ids) for ids in self.tokenizer(texts, truncation=False)["input_ids"]]
+        notes = []
+        for i, n in enumerate(lengths):
+            if n > self.max_length:
+                if on_long == "error":
+                    raise BadInput(f"input {i + 1} is {n} tokens, longer than the model's maximum of {self.max_length}")
+                notes.append(f"input {i + 1} was truncated from {n} to {self.max_length} tokens")
+        batch = self.tokenizer(
+            texts, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt"
+        )
+        batch = {k: v.to(self.device) for k, v in batch.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
+        tokens = [self.tokenizer.convert_ids_to_tokens(ids.tolist()) for ids in batch["input_ids"]]
+        return Encoded(batch, tokens, batch["attention_mask"].cpu(), notes)
+
+    def _encode_images(self, images) -> Encoded:
+        from attnviz.images import load_image
+
+        pil = [load_image(im) if not hasattr(im, "convert") else im for im in images]
+        if not pil:
+            raise BadInput("no images given")
+        pixels = self.processor(images=pil, return_tensors="pt")["pixel_values"].to(self.device)
+        seq = self.meta.get("seq_len") or _vision_seq_len(self.model, pixels)
+        grid = int((seq - self.meta.get("prefix", 1)) ** 0.5)
+        prefix = seq - grid * grid
+        names = ["[CLS]", "[DIST]"][:prefix] + [f"p{r},{c}" for r in range(grid) for c in range(grid)]
+        mask = torch.ones(len(pil), seq, dtype=torch.long)
+        return Encoded({"pixel_values": pixels.to(self._dtype())}, [names] * len(pil), mask)
+
+    def _dtype(self) -> torch.dtype:
+        return next(self.model.parameters()).dtype
+
+    def _add_decoder(self, enc: Encoded, max_new: int = 64) -> None:
+        """Greedy decoding, then the whole output is fed back once so that every layer is captured."""
+        start, eos = self.meta.get("decoder_start"), self.meta.get("eos")
+        ids = torch.full((enc.mask.shape[0], 1), start, dtype=torch.long, device=self.device)
+        done = torch.zeros(ids.shape[0], dtype=torch.bool, device=self.device)
+        with torch.inference_mode():
+            for _ in range(min(max_new, self.max_length - 1)):
+                logits = self.model(**enc.batch, decoder_input_ids=ids).logits[:, -1]  # (B, V)
+                nxt = logits.argmax(-1).masked_fill(done, self.meta.get("pad", 0))
+                ids = torch.cat([ids, nxt[:, None]], dim=1)
+                done |= nxt == eos
+                if bool(done.all()):
+                    break
+        after_eos = (ids == eos).long().cumsum(1) - (ids == eos).long()  # > 0 past the first eos
+        dmask = (after_eos == 0).long()  # (B, T)
+        enc.batch["decoder_input_ids"] = ids
+        enc.batch["decoder_attention_mask"] = dmask
+        enc.decoder_mask = dmask.cpu()
+        enc.decoder_tokens = [self.tokenizer.convert_ids_to_tokens(row.tolist()) for row in ids]
+
+
+def _vision_seq_len(model, pixels) -> int:
+    """Tokens a vision model makes of one image: run one image through its embeddings."""
+    cfg = getattr(model, "config", None)
+    size = getattr(cfg, "image_size", pixels.shape[-1])
+    patch = getattr(cfg, "patch_size", 16)
+    prefix = 2 if "deit" in type(model).__name__.lower() else 1
+    return (size // patch) ** 2 + prefix
