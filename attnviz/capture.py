@@ -154,6 +154,7 @@ def capture(
         decoder_mask=enc.decoder_mask.cpu() if enc.decoder_mask is not None else None,
         decoder_tokens=enc.decoder_tokens,
         special=list(loaded.special_tokens),
+        notes=enc.notes,
     )
 
 

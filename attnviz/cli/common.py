@@ -1,0 +1,87 @@
+"""What every command shares: model options, error handling, inputs, config defaults."""
+
+from __future__ import annotations
+
+import functools
+import sys
+import tomllib
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+
+from attnviz.errors import AttnvizError, BadInput
+
+console = Console(highlight=False)
+err_console = Console(stderr=True, highlight=False)
+
+Model = Annotated[str, typer.Option("--model", "-m", help="built-in name (see `attnviz models`), a model folder, or a cached hub id")]
+Device = Annotated[str, typer.Option(help="auto, cpu, cuda or mps")]
+Dtype = Annotated[Optional[str], typer.Option(help="float32, float16 or bfloat16 (default: the model's)")]
+Online = Annotated[bool, typer.Option("--online", help="allow downloads from the model hub")]
+AllowPickle = Annotated[bool, typer.Option("--allow-pickle", help="load pickle checkpoints (runs code from the file)")]
+TrustRemote = Annotated[bool, typer.Option("--trust-remote-code", help="run the model's own code; needs --revision")]
+Revision = Annotated[Optional[str], typer.Option(help="model revision (commit) to load")]
+
+
+def guard(fn):
+    """An AttnvizError becomes one red line and its exit code; nothing else escapes as a traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except AttnvizError as err:
+            err_console.print(f"[red]error:[/red] {err}", soft_wrap=True)
+            raise typer.Exit(err.exit_code) from None
+        except (typer.Exit, typer.Abort, SystemExit):
+            raise
+        except KeyboardInterrupt:
+            err_console.print("[yellow]interrupted[/yellow]")
+            raise typer.Exit(130) from None
+        except Exception as err:  # an internal error still gets one line, not a traceback
+            err_console.print(f"[red]internal error:[/red] {type(err).__name__}: {err}", soft_wrap=True)
+            raise typer.Exit(5) from None
+
+    return wrapper
+
+
+def load(model: str, device: str = "auto", dtype: str | None = None, online: bool = False,
+         allow_pickle: bool = False, trust_remote_code: bool = False, revision: str | None = None):
+    from attnviz.models import load_model
+
+    return load_model(model, device=device, dtype=dtype, online=online, allow_pickle=allow_pickle,
+                      trust_remote_code=trust_remote_code, revision=revision)
+
+
+def read_texts(texts: list[str] | None, file: Path | None) -> list[str]:
+    """Texts from arguments, or one per line of a file ('-' reads standard input)."""
+    if file is not None:
+        if str(file) == "-":
+            lines = sys.stdin.read().splitlines()
+        else:
+            try:
+                lines = Path(file).read_text(encoding="utf-8").splitlines()
+            except (OSError, UnicodeDecodeError) as err:
+                raise BadInput(f"cannot read {file}: {getattr(err, 'strerror', None) or err}") from None
+        texts = [*(texts or []), *(line for line in lines if line.strip())]
+    if not texts or any(not t.strip() for t in texts):
+        raise BadInput("text is empty")
+    return texts
+
+
+def config_defaults(start: Path | None = None) -> dict:
+    """``[tool.attnviz]`` of the nearest pyproject.toml: shared keys apply to every command."""
+    here = (start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        path = folder / "pyproject.toml"
+        if path.is_file():
+            try:
+                table = tomllib.loads(path.read_text(encoding="utf-8")).get("tool", {}).get("attnviz", {})
+            except (OSError, tomllib.TOMLDecodeError):
+                return {}
+            shared = {k.replace("-", "_"): v for k, v in table.items() if not isinstance(v, dict)}
+            per_command = {k: v for k, v in table.items() if isinstance(v, dict)}
+            return {"shared": shared, **per_command}
+    return {}

@@ -1,0 +1,172 @@
+"""Attention heatmaps from AttentionMaps: the head, layer, model and mean views."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from matplotlib.figure import Figure
+
+from attnviz.errors import BadInput
+from attnviz.maps import AttentionMaps
+from attnviz.registry import Registry
+from attnviz.render.fonts import families_for
+
+# name -> fn(Selection, layer, head) -> Figure
+VIEWS: Registry = Registry("view")
+MAX_LABELS = 60  # above this many tokens only every k-th label is drawn
+MAX_INCHES = 18.0  # the figure grows with the input up to this size
+CMAP = "viridis"
+
+
+@dataclass
+class Selection:
+    """One example's attention, cut to the positions to show."""
+
+    weights: torch.Tensor  # (layer, head, query, key) float32
+    queries: list[str]
+    keys: list[str]
+    maps: AttentionMaps
+    stack: str
+    title: str
+    warning: str | None = None  # e.g. no CJK font
+
+
+def select(maps: AttentionMaps, *, example: int = 0, stack: str = "encoder", hide_special: bool = False) -> Selection:
+    """The real (unpadded) positions of one example, without special tokens if asked."""
+    if not 0 <= example < len(maps.tokens):
+        raise BadInput(f"example {example} is out of range; valid: 0-{len(maps.tokens) - 1}")
+    weights = maps.stack(stack)[:, example].float()  # (L, H, Q, K)
+    enc = _keep(maps.tokens[example], maps.mask[example], maps.special, hide_special)
+    dec = enc
+    if stack in ("decoder", "cross"):
+        dec = _keep(maps.decoder_tokens[example], maps.decoder_mask[example], maps.special, hide_special)
+    q_idx, k_idx = (dec, enc) if stack == "cross" else (dec, dec) if stack == "decoder" else (enc, enc)
+    if not q_idx or not k_idx:
+        raise BadInput("nothing left to show: every token is special or padding")
+    weights = weights[:, :, q_idx][:, :, :, k_idx]  # (L, H, q, k)
+    q_tok = (maps.decoder_tokens[example] if stack != "encoder" else maps.tokens[example])
+    queries = [q_tok[i] for i in q_idx]
+    keys = [(maps.tokens[example] if stack != "decoder" else q_tok)[i] for i in k_idx]
+    _, warning = families_for(queries + keys)
+    title = f"{maps.model or 'model'} · {stack}" if maps.kind == "encoder-decoder" else (maps.model or "model")
+    return Selection(weights, queries, keys, maps, stack, title, warning)
+
+
+def _keep(tokens: list[str], mask: torch.Tensor, special: list[str], hide_special: bool) -> list[int]:
+    keep = [i for i, m in enumerate(mask.tolist()) if m > 0]
+    if hide_special:
+        drop = set(special) | {"[PAD]", "<pad>", "[CLS]", "[SEP]", "<s>", "</s>", "[BOS]", "[EOS]"}
+        keep = [i for i in keep if tokens[i] not in drop]
+    return keep
+
+
+def render_view(maps: AttentionMaps, view: str = "head", *, layer: int = -1, head: int = 0, example: int = 0,
+                stack: str = "encoder", hide_special: bool = False) -> tuple[Figure, str | None]:
+    """Draw one view; returns the figure and a warning line (or None)."""
+    sel = select(maps, example=example, stack=stack, hide_special=hide_special)
+    li = maps.layer_index(layer)
+    hi = maps.head_index(head) if view == "head" else 0
+    fig = VIEWS.get(view)(sel, li, hi)
+    return fig, sel.warning
+
+
+def _fontsize(n: int) -> float:
+    return max(5.0, min(10.0, 220.0 / max(n, 1)))
+
+
+def _ticks(ax, tokens: list[str], axis: str) -> None:
+    """Thinned, fitted labels: tick-label text dominates drawing cost on long inputs."""
+    step = max(1, math.ceil(len(tokens) / MAX_LABELS))
+    pos = list(range(0, len(tokens), step))
+    labels = [tokens[i] for i in pos]
+    families, _ = families_for(tokens)
+    kw = {"fontsize": _fontsize(len(pos)), "fontfamily": families}
+    if axis == "x":
+        ax.set_xticks(pos, labels, rotation=90, **kw)
+    else:
+        ax.set_yticks(pos, labels, **kw)
+
+
+def _side(n: int, per_token: float, base: float, low: float) -> float:
+    return max(low, min(MAX_INCHES, base + per_token * n))
+
+
+@VIEWS.register("head")
+def head_view(sel: Selection, li: int, hi: int) -> Figure:
+    """One layer and head: queries down, keys across, with a colorbar."""
+    n = max(len(sel.queries), len(sel.keys))
+    side = _side(min(n, MAX_LABELS * 3), 0.16, 2.8, 4.5)
+    fig = Figure(figsize=(side + 1.0, side), layout="constrained")
+    ax = fig.add_subplot()
+    im = ax.imshow(sel.weights[li, hi].numpy(), cmap=CMAP, vmin=0.0, aspect="auto", interpolation="nearest")
+    _ticks(ax, sel.keys, "x")
+    _ticks(ax, sel.queries, "y")
+    ax.set_xlabel("attended to (key)")
+    ax.set_ylabel("attending (query)")
+    m = sel.maps
+    ax.set_title(f"{sel.title} · layer {m.layers[li]} · head {m.heads[hi]}", fontsize=10)
+    fig.colorbar(im, ax=ax, shrink=0.8, label="attention weight")
+    return fig
+
+
+def _grid(sel: Selection, mats: list, names: list[str], title: str, labels: bool) -> Figure:
+    cols = math.ceil(math.sqrt(len(mats)))
+    rows = math.ceil(len(mats) / cols)
+    cell = _side(len(sel.keys), 0.05, 1.4, 1.8)
+    fig = Figure(figsize=(min(cols * cell, 24), min(rows * cell + 0.5, 24)), layout="constrained")
+    axes = fig.subplots(rows, cols, squeeze=False)
+    vmax = max(float(m.max()) for m in mats) or 1.0
+    for i, ax in enumerate(axes.flat):
+        if i >= len(mats):
+            ax.axis("off")
+            continue
+        ax.imshow(mats[i].numpy(), cmap=CMAP, vmin=0.0, vmax=vmax, aspect="auto", interpolation="nearest")
+        ax.set_title(names[i], fontsize=8)
+        show = labels and len(sel.keys) <= 24
+        if show and i % cols == 0:
+            _ticks(ax, sel.queries, "y")
+        else:
+            ax.set_yticks([])
+        if show and i // cols == rows - 1:
+            _ticks(ax, sel.keys, "x")
+        else:
+            ax.set_xticks([])
+    fig.suptitle(title, fontsize=10)
+    return fig
+
+
+@VIEWS.register("layer")
+def layer_view(sel: Selection, li: int, hi: int) -> Figure:
+    """Every head of one layer in a grid, on one colour scale."""
+    m = sel.maps
+    mats = [sel.weights[li, h] for h in range(sel.weights.shape[1])]
+    return _grid(sel, mats, [f"head {h}" for h in m.heads], f"{sel.title} · layer {m.layers[li]}", True)
+
+
+@VIEWS.register("mean")
+def mean_view(sel: Selection, li: int, hi: int) -> Figure:
+    """Head-averaged attention of every layer."""
+    mats = list(sel.weights.mean(dim=1))  # L x (Q, K)
+    return _grid(sel, mats, [f"layer {l}" for l in sel.maps.layers], f"{sel.title} · mean over heads", True)
+
+
+@VIEWS.register("model")
+def model_view(sel: Selection, li: int, hi: int) -> Figure:
+    """Layers x heads thumbnails, the overview of BertViz's model view as one static picture."""
+    m = sel.maps
+    n_l, n_h = sel.weights.shape[:2]
+    cell = 1.1 if n_l * n_h <= 72 else 0.8
+    fig = Figure(figsize=(min(n_h * cell + 0.6, 24), min(n_l * cell + 0.6, 24)), layout="constrained")
+    axes = fig.subplots(n_l, n_h, squeeze=False)
+    for (l, h), ax in zip(((l, h) for l in range(n_l) for h in range(n_h)), axes.flat):
+        ax.imshow(sel.weights[l, h].numpy(), cmap=CMAP, vmin=0.0, aspect="auto", interpolation="nearest")
+        ax.set_xticks([])
+        ax.set_yticks([])
+        if l == 0:
+            ax.set_title(f"H{m.heads[h]}", fontsize=7)
+        if h == 0:
+            ax.set_ylabel(f"L{m.layers[l]}", fontsize=7)
+    fig.suptitle(f"{sel.title} · all layers x heads", fontsize=10)
+    return fig
