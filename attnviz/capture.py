@@ -154,8 +154,15 @@ def capture(
         decoder_mask=enc.decoder_mask.cpu() if enc.decoder_mask is not None else None,
         decoder_tokens=enc.decoder_tokens,
         special=list(loaded.special_tokens),
-        notes=enc.notes,
+        notes=enc.notes + _backend_note(loaded),
     )
+
+
+def _backend_note(loaded) -> list[str]:
+    if loaded.backend == "attnviz":
+        return []
+    return [f"{loaded.architecture or loaded.name} does not dispatch through the attention interface; "
+            "captured with eager attention and output_attentions"]
 
 
 def _expect_layers(stacks: dict, loaded, layers) -> None:
