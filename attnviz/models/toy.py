@@ -111,7 +111,7 @@ def kernel_mask(allowed: torch.Tensor, key_keep: torch.Tensor, self_attention: b
     keep = key_keep.bool()[:, None, None, :]  # (B, 1, 1, K)
     mask = allowed[None, None] & keep  # (B, 1, Q, K)
     if self_attention:
-        # A padding query keeps its own key: an empty row is NaN in SDPA, and 0 * NaN leaks into real rows.
+        # A padding query keeps its own key: an empty row may be NaN (SDPA backends differ) and 0 * NaN leaks.
         eye = torch.eye(*allowed.shape, dtype=torch.bool, device=allowed.device)
         mask = mask | (eye[None, None] & ~keep)
     return mask
