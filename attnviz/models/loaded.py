@@ -61,7 +61,7 @@ class LoadedModel:
             raise BadInput("text is empty")
         if on_long not in ("truncate", "error"):
             raise BadInput(f"--on-long must be truncate or error, not {on_long!r}")
-        lengths = [len(ids) for ids in self.tokenizer(texts, truncation=False)["input_ids"]]
+        lengths = [len(ids) for ids in self.tokenizer(texts, truncation=False, padding=False, return_tensors=None)["input_ids"]]
         notes = []
         for i, n in enumerate(lengths):
             if n > self.max_length:
