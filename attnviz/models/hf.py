@@ -102,6 +102,9 @@ def load_hf(spec: str, *, device, dtype, online=False, allow_pickle=False, trust
         raise ModelNotFound(f"model {spec!r} is neither built in, nor a folder, nor in the local Hugging Face cache")
     _check_safety(folder, allow_pickle, trust_remote_code, revision)
     from transformers import AutoConfig
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # the CLI prints only its own lines
 
     from attnviz.attention.hf import backend_for
 

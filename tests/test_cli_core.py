@@ -1,0 +1,152 @@
+"""`attnviz capture`, `heatmap`, `models` and `info` through Typer's CliRunner."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from attnviz.cli import app
+from attnviz.maps import AttentionMaps
+
+runner = CliRunner()
+
+
+def invoke(*args):
+    return runner.invoke(app, list(args), catch_exceptions=False)
+
+
+def test_capture_writes_the_documented_file(tmp_path):
+    out = tmp_path / "maps.safetensors"
+    res = invoke("capture", "hello world", "a longer second sentence here", "--out", str(out), "--layers", "0,3-5")
+    assert res.exit_code == 0, res.output
+    from safetensors import safe_open
+
+    with safe_open(str(out), framework="pt") as f:
+        meta = json.loads(f.metadata()["attnviz"])
+        weights, mask = f.get_tensor("weights"), f.get_tensor("mask")
+    assert weights.shape[:3] == (4, 2, 12) and weights.shape[3] == weights.shape[4] == mask.shape[1]
+    assert meta["layers"] == [0, 3, 4, 5] and meta["heads"] == list(range(12))
+    assert meta["model"] == "minilm" and meta["kind"] == "encoder"
+    assert meta["tokens"][0][:4] == ["[CLS]", "hello", "world", "[SEP]"]
+
+
+def test_heatmap_from_file_loads_no_model(tmp_path, monkeypatch):
+    maps_file = tmp_path / "m.safetensors"
+    assert invoke("capture", "the cat sat", "--out", str(maps_file), "--store-dtype", "float16").exit_code == 0
+    import attnviz.models
+
+    monkeypatch.setattr(attnviz.models, "load_model", lambda *a, **k: pytest.fail("model loaded"))
+    out = tmp_path / "h.png"
+    res = invoke("heatmap", "--from", str(maps_file), "--out", str(out), "--view", "mean")
+    assert res.exit_code == 0, res.output
+    assert Image.open(out).size[0] > 200
+
+
+@pytest.mark.parametrize("view", ["head", "layer", "model", "mean"])
+def test_every_view_renders(tmp_path, view):
+    out = tmp_path / f"{view}.png"
+    res = invoke("heatmap", "Attention is all you need.", "--view", view, "--layer", "2", "--out", str(out))
+    assert res.exit_code == 0, res.output
+    img = Image.open(out)
+    assert img.format == "PNG" and min(img.size) > 200
+
+
+@pytest.mark.parametrize("fmt,magic", [("svg", b"<?xml"), ("pdf", b"%PDF")])
+def test_formats(tmp_path, fmt, magic):
+    out = tmp_path / f"h.{fmt}"
+    assert invoke("heatmap", "short text", "--out", str(out)).exit_code == 0
+    assert out.read_bytes().startswith(magic)
+
+
+def test_default_output_goes_under_outputs(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    res = invoke("heatmap", "我喜欢这部电影")
+    assert res.exit_code == 0, res.output
+    path = tmp_path / res.output.strip().splitlines()[-1]
+    assert path.is_file() and path.parent.name == "outputs" and "我喜欢这部电影" in path.name
+
+
+def test_png_is_byte_stable(tmp_path):
+    a, b = tmp_path / "a.png", tmp_path / "b.png"
+    invoke("heatmap", "same input twice", "--out", str(a))
+    invoke("heatmap", "same input twice", "--out", str(b))
+    assert a.read_bytes() == b.read_bytes()
+
+
+@pytest.mark.parametrize(
+    "args,code,needle",
+    [
+        (["heatmap", ""], 2, "text is empty"),
+        (["heatmap", "   "], 2, "text is empty"),
+        (["heatmap", "hi", "--layer", "9"], 2, "0-5"),
+        (["heatmap", "hi", "--head", "12"], 2, "0-11"),
+        (["heatmap", "hi", "--view", "sideways"], 2, "head, layer, mean, model"),
+        (["heatmap", "hi", "--format", "gif"], 2, "png, svg, pdf"),
+        (["capture", "hi", "--layers", "7"], 2, "0-5"),
+        (["heatmap", "hi", "--model", "no-such-model"], 3, "minilm"),
+        (["heatmap", "hi", "--model", "./missing/folder"], 3, "does not exist"),
+        (["heatmap", "--from", "nope.safetensors"], 2, "no such file"),
+        (["heatmap", "hi", "--out", "/nonexistent-dir/x.png"], 2, "does not exist"),
+    ],
+)
+def test_bad_input_is_one_line_and_an_exit_code(args, code, needle):
+    res = runner.invoke(app, args)
+    assert res.exit_code == code, res.output
+    assert needle in res.output
+    assert "Traceback" not in res.output
+
+
+def test_long_input_truncates_with_a_note_or_errors(tmp_path):
+    text = "word " * 400
+    res = runner.invoke(app, ["heatmap", text, "--out", str(tmp_path / "l.png")])
+    assert res.exit_code == 0 and "truncated" in res.output
+    res = runner.invoke(app, ["heatmap", text, "--on-long", "error", "--out", str(tmp_path / "e.png")])
+    assert res.exit_code == 2 and "longer than" in res.output
+    assert not (tmp_path / "e.png").exists()
+
+
+def test_unwritable_output_writes_nothing(tmp_path):
+    target = tmp_path / "ro"
+    target.mkdir()
+    target.chmod(0o500)
+    try:
+        res = runner.invoke(app, ["heatmap", "hi", "--out", str(target / "x.png")])
+        import os
+
+        if os.access(target, os.W_OK):  # running as root: the folder stays writable
+            assert res.exit_code == 0
+        else:
+            assert res.exit_code == 2 and "not writable" in res.output
+    finally:
+        target.chmod(0o700)
+
+
+def test_corrupt_maps_file_is_bad_input(tmp_path):
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"not a safetensors file")
+    res = runner.invoke(app, ["heatmap", "--from", str(bad)])
+    assert res.exit_code == 2 and "not an attnviz maps file" in res.output
+
+
+def test_models_and_info():
+    res = invoke("models")
+    assert res.exit_code == 0 and "minilm" in res.output
+    res = invoke("info", "minilm")
+    assert res.exit_code == 0 and "BertModel" in res.output and "attnviz kernel" in res.output
+
+
+def test_hide_special_drops_cls_and_sep():
+    from attnviz.render.heatmap import select
+
+    maps = AttentionMaps.load  # noqa: F841 (the selection works on any maps)
+    from attnviz.capture import capture
+    from attnviz.models import load_model
+
+    loaded = load_model("minilm", device="cpu")
+    m = capture(loaded, ["hello there", "a much longer input sentence"])
+    shown = select(m, example=0, hide_special=True)
+    assert shown.queries == ["hello", "there"] and shown.weights.shape[-2:] == (2, 2)
+    assert select(m, example=0).queries == ["[CLS]", "hello", "there", "[SEP]"]
