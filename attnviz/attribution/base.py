@@ -1,0 +1,124 @@
+"""What every attribution method shares: the result type, the method registry and the run context."""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator
+
+import torch
+
+from attnviz.registry import Registry
+
+# name -> fn(ctx: Context, **options) -> (scores (B, S) float32, extra dict)
+METHODS: Registry[Callable] = Registry("attribution method")
+GRADIENT_METHODS = ("saliency", "grad-x-input", "integrated-gradients")
+
+
+@dataclass
+class Attribution:
+    method: str  # a name in METHODS
+    tokens: list[list[str]]  # per example, padded to S
+    scores: torch.Tensor  # (B, S) float32, signed where the method is; 0 at padding
+    mask: torch.Tensor  # (B, S) 1 = real token
+    target: list[str]  # what is explained, per example
+    prediction: list[str]  # the model's own output, per example
+    probability: list[float]  # of the target (cosine similarity for a sentence encoder)
+    params: dict = field(default_factory=dict)  # options the method ran with
+    extra: dict = field(default_factory=dict)  # e.g. completeness gap, faithfulness, model id
+
+
+@dataclass
+class Context:
+    """One batch, its target and how to run the model from input embeddings."""
+
+    loaded: Any  # LoadedModel
+    batch: dict  # model keyword arguments (input_ids, attention_mask, ...)
+    tokens: list[list[str]]
+    mask: torch.Tensor  # (B, S) on the model's device
+    target: Any  # targets.Target
+    embeds: torch.Tensor  # (B, S, D) the input embeddings, detached
+    special: torch.Tensor  # (B, S) bool: special tokens and padding, never occluded or baselined
+    chunk: int = 32  # variants per forward pass (integrated gradients, occlusion, faithfulness)
+    cache: dict = field(default_factory=dict)  # shared between methods of one run (e.g. F(x), baselines)
+
+    @property
+    def size(self) -> int:
+        return self.embeds.shape[0]
+
+    def run(self, embeds: torch.Tensor, **more):
+        """Forward ``embeds`` (k * B, S, D): example e repeated k times, in blocks of B."""
+        k = embeds.shape[0] // self.size
+        kwargs = {n: v.repeat(k, *([1] * (v.dim() - 1))) for n, v in self.batch.items() if n != "input_ids"}
+        return self.loaded.model(inputs_embeds=embeds, **kwargs, **more)
+
+    def examples(self, n: int) -> torch.Tensor:
+        """Example index of each row of a (n, ...) repeated batch."""
+        return torch.arange(n, device=self.embeds.device) % self.size
+
+    def score(self, embeds: torch.Tensor) -> torch.Tensor:
+        """The target's score (n,) for a repeated batch of embeddings."""
+        return self.target.score(self.run(embeds), self.examples(embeds.shape[0]))
+
+    def curve_value(self, embeds: torch.Tensor) -> torch.Tensor:
+        """The target's probability (cosine for sentence encoders) for a repeated batch."""
+        return self.target.prob(self.run(embeds), self.examples(embeds.shape[0]))
+
+
+@contextmanager
+def frozen_params(model: torch.nn.Module) -> Iterator[None]:
+    """Parameters stop requiring grad, so autograd keeps only what input gradients need.
+
+    Saved activations for weight gradients are most of a backward pass's memory; restored on exit.
+    """
+    was = [(p, p.requires_grad) for p in model.parameters()]
+    try:
+        for p, _ in was:
+            p.requires_grad_(False)
+        yield
+    finally:
+        for p, flag in was:
+            p.requires_grad_(flag)
+
+
+def input_grad(ctx: Context, embeds: torch.Tensor) -> torch.Tensor:
+    """d score / d embeds for a (n, S, D) batch of embeddings."""
+    embeds = embeds.detach().requires_grad_(True)
+    with torch.enable_grad():
+        score = ctx.score(embeds)
+        (grad,) = torch.autograd.grad(score.sum(), embeds)
+    return grad  # (n, S, D)
+
+
+def zero_special(ctx: Context, scores: torch.Tensor) -> torch.Tensor:
+    return scores.masked_fill(ctx.mask == 0, 0.0)
+
+
+BASELINES = ("pad", "mask", "zeros")
+
+
+def baseline(ctx: Context, kind: str = "pad") -> torch.Tensor:
+    """The reference input (B, S, D): real non-special tokens replaced by PAD or MASK embeddings, or zeros.
+
+    Special tokens and padding keep their embeddings, so the baseline differs from the input only
+    where there is text to explain.
+    """
+    if kind not in BASELINES:
+        from attnviz.errors import BadInput
+
+        raise BadInput(f"unknown baseline {kind!r}; choose {', '.join(BASELINES)}")
+    key = ("baseline", kind)
+    if key not in ctx.cache:
+        if kind == "zeros":
+            fill = torch.zeros_like(ctx.embeds[0, 0])
+        else:
+            tok = ctx.loaded.tokenizer
+            tid = tok.pad_token_id if kind == "pad" else getattr(tok, "mask_token_id", None)
+            if tid is None:
+                from attnviz.errors import BadInput
+
+                raise BadInput(f"this tokenizer has no {kind.upper()} token; choose another --baseline")
+            ids = torch.tensor([tid], device=ctx.embeds.device)
+            fill = ctx.loaded.model.get_input_embeddings()(ids)[0].detach().to(ctx.embeds.dtype)  # (D,)
+        ctx.cache[key] = torch.where(ctx.special[..., None], ctx.embeds, fill)  # (B, S, D)
+    return ctx.cache[key]
