@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from attnviz.cli import heatmap, models
+from attnviz.cli import heatmap, models, report
 from attnviz.cli.common import config_defaults, guard
 
 app = typer.Typer(
@@ -20,9 +20,14 @@ COMMANDS = {
     "heatmap": heatmap.heatmap_cmd,
     "models": models.models_cmd,
     "info": models.info_cmd,
+    "report": report.report_cmd,
 }
 for _name, _fn in COMMANDS.items():
     app.command(_name)(guard(_fn))
+
+from attnviz.cli import snapshot as _snapshot  # noqa: E402  (a command group: record, check)
+
+app.add_typer(_snapshot.app, name="snapshot")
 
 
 def default_map() -> dict:

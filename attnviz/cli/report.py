@@ -1,0 +1,127 @@
+"""`attnviz report`: a whole file of texts or a folder of images -> PNGs, summary.json/csv, report.html."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from attnviz.cli import common as c
+
+AUTO_WORKERS_FROM = 50  # below this many items, starting worker processes costs more than it saves
+
+
+def _split(text: str | None) -> tuple[str, ...]:
+    return tuple(p.strip() for p in (text or "").split(",") if p.strip())
+
+
+def _workers(workers: int | None, n_items: int) -> int:
+    if workers is not None:
+        return workers
+    return min(2, os.cpu_count() or 1) if n_items >= AUTO_WORKERS_FROM else 0
+
+
+def report_cmd(
+    source: Annotated[Path, typer.Argument(help="a text file (one input per line), .jsonl, .csv (column text), or a folder of images")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="output folder")] = Path("outputs/report"),
+    views: Annotated[str, typer.Option(help="PNG views per item, comma-separated: head, layer, model, mean")] = "head",
+    layer: Annotated[int, typer.Option(help="layer of the head view (negative counts from the end)")] = -1,
+    head: Annotated[int, typer.Option(help="head of the head view")] = 0,
+    methods: Annotated[Optional[str], typer.Option(help="attribution methods, comma-separated (default: none)")] = None,
+    batch_size: Annotated[int, typer.Option(help="inputs per forward pass (grouped by length)")] = 16,
+    workers: Annotated[Optional[int], typer.Option(help=f"rendering processes (default: 2 from {AUTO_WORKERS_FROM} items, else 0)")] = None,
+    limit: Annotated[Optional[int], typer.Option(help="run at most this many inputs (after sharding)")] = None,
+    shard: Annotated[Optional[str], typer.Option(help="K/N: run every N-th input starting with the K-th")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="keep items finished by an earlier run")] = False,
+    strict: Annotated[bool, typer.Option("--strict", help="exit 2 when any input was skipped")] = False,
+    on_long: Annotated[str, typer.Option(help="skip or truncate inputs longer than the model's maximum")] = "skip",
+    html: Annotated[bool, typer.Option("--html/--no-html", help="write report.html")] = True,
+    dpi: Annotated[int, typer.Option(help="PNG resolution")] = 100,
+    model: c.Model = "minilm",
+    device: c.Device = "auto",
+    dtype: c.Dtype = None,
+    online: c.Online = False,
+    allow_pickle: c.AllowPickle = False,
+    trust_remote_code: c.TrustRemote = False,
+    revision: c.Revision = None,
+):
+    """Batch report: per-item PNGs, summary.json/csv and one offline, interactive report.html."""
+    from attnviz.errors import BadInput
+    from attnviz.render import VIEWS
+    from attnviz.report.batch import ReportConfig, run_report
+    from attnviz.report.inputs import Shard, read_items
+
+    chosen_views = _split(views)
+    for view in chosen_views:
+        VIEWS.get(view)
+    if dpi < 30 or dpi > 600:
+        raise BadInput("--dpi must be between 30 and 600")
+    items = read_items(source, limit=limit, shard=Shard.parse(shard))
+    cfg = ReportConfig(out=out, views=chosen_views, layer=layer, head=head, batch_size=batch_size,
+                       workers=_workers(workers, len(items)), methods=_split(methods), resume=resume,
+                       on_long=on_long, dpi=dpi, html=html)
+    loaded = c.load(model, device, dtype, online, allow_pickle, trust_remote_code, revision)
+    _check_methods(cfg.methods)
+    result = _run_with_progress(loaded, items, cfg, run_report)
+    _print_summary(result, out)
+    if strict and result.skipped:
+        raise typer.Exit(2)
+
+
+def _check_methods(methods) -> None:
+    if not methods:
+        return
+    try:
+        from attnviz.attribution import METHODS
+    except ImportError:
+        from attnviz.errors import BadInput
+
+        raise BadInput("attribution methods are not available in this installation") from None
+    for m in methods:
+        METHODS.get(m)
+
+
+def _run_with_progress(loaded, items, cfg, run_report):
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    columns = (TextColumn("[bold]report[/bold]"), BarColumn(), MofNCompleteColumn(),
+               TextColumn("{task.fields[rate]}"),
+               TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn())
+    with Progress(*columns, console=c.err_console, transient=False) as bar:
+        task = bar.add_task("report", total=len(items), rate="")
+
+        def step(done: int, _item_id: str) -> None:
+            speed = bar.tasks[0].speed
+            bar.update(task, completed=done, rate=f"{speed:.1f} items/s" if speed else "")
+
+        try:
+            return run_report(loaded, items, cfg, step)
+        except KeyboardInterrupt:
+            bar.stop()
+            c.err_console.print(f"[yellow]interrupted[/yellow]: finished items are kept in {cfg.out}; "
+                                "run again with --resume to go on")
+            raise typer.Exit(130) from None
+
+
+def _print_summary(result, out: Path) -> None:
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table(title=f"{len(result.records)} items", show_lines=False)
+    for col in ("id", "prediction", "entropy", "most attended"):
+        table.add_column(col, overflow="fold")
+    for r in result.records[:20]:
+        pred = r.get("prediction") or {}
+        # Text(), not str: ids and tokens from the input must not be read as rich markup.
+        table.add_row(Text(str(r["id"])), Text(str(pred.get("label", ""))), f"{r.get('mean_entropy', 0):.2f}",
+                      Text(" ".join(t["token"] for t in r.get("most_attended", [])[:3])))
+    if len(result.records) > 20:
+        table.add_row("…", "", "", "")
+    c.console.print(table)
+    for s in result.skipped:
+        c.err_console.print(Text.assemble(("skipped ", "yellow"), f"{s['id']}: {s['error']}"), soft_wrap=True)
+    c.console.print(f"done {len(result.records)} (resumed {result.resumed}), skipped {len(result.skipped)}")
+    for path in result.files:
+        c.console.print(Text(str(path)))

@@ -1,0 +1,295 @@
+"use strict";
+// attnviz report: everything below builds DOM with textContent only, so no input text is ever parsed as HTML.
+const DATA = JSON.parse(document.getElementById("data").textContent);
+const LUT = hexBytes(DATA.cmap);  // 256 x RGB, matplotlib's colormap
+const CELL = 360;                 // head view side in CSS pixels
+const cache = new Map();          // item index -> decoded attention (a few, most recent)
+let current = null;               // {i, item, att, layer, head, hover}
+
+function hexBytes(hex) {
+  const out = new Uint8Array(hex.length / 2);
+  for (let i = 0; i < out.length; i++) out[i] = parseInt(hex.substr(2 * i, 2), 16);
+  return out;
+}
+function b64(s) {
+  const bin = atob(s), out = new Uint8Array(bin.length);
+  for (let i = 0; i < bin.length; i++) out[i] = bin.charCodeAt(i);
+  return out;
+}
+function el(tag, cls, text) {
+  const e = document.createElement(tag);
+  if (cls) e.className = cls;
+  if (text !== undefined && text !== null) e.textContent = String(text);
+  return e;
+}
+function predLabel(item) { return item.prediction && item.prediction.label != null ? String(item.prediction.label) : ""; }
+
+// ---- index: cards, search, label filter; thumbnails drawn only when scrolled into view ----
+function buildIndex() {
+  const list = document.getElementById("list");
+  const labels = new Set();
+  const seen = new IntersectionObserver(entries => {
+    for (const en of entries) if (en.isIntersecting) { drawThumb(en.target); seen.unobserve(en.target); }
+  });
+  const frag = document.createDocumentFragment();
+  DATA.items.forEach((item, i) => {
+    const card = el("article", "card");
+    card.dataset.i = i;
+    card.dataset.search = (String(item.id) + " " + (item.text || item.image || "")).toLowerCase();
+    card.dataset.label = predLabel(item);
+    const thumb = item.image_data ? el("img") : el("canvas");
+    thumb.dataset.i = i;
+    seen.observe(thumb);
+    const body = el("div", "body");
+    body.append(el("div", "id", item.id), el("div", "text", item.text || item.image || ""));
+    if (predLabel(item)) body.append(el("span", "badge", predLabel(item)));
+    labels.add(predLabel(item));
+    card.append(thumb, body);
+    card.addEventListener("click", () => openItem(i));
+    frag.append(card);
+  });
+  list.append(frag);
+  const select = document.getElementById("label-filter");
+  [...labels].filter(Boolean).sort().forEach(l => { const o = el("option", null, l); o.value = l; select.append(o); });
+  document.getElementById("search").addEventListener("input", filter);
+  select.addEventListener("change", filter);
+  filter();
+}
+
+function filter() {
+  const q = document.getElementById("search").value.trim().toLowerCase();
+  const label = document.getElementById("label-filter").value;
+  let shown = 0;
+  for (const card of document.querySelectorAll(".card")) {
+    const ok = (!q || card.dataset.search.includes(q)) && (!label || card.dataset.label === label);
+    card.hidden = !ok;
+    shown += ok;
+  }
+  document.getElementById("count").textContent = shown + " of " + DATA.items.length + " items";
+}
+
+function drawThumb(node) {
+  const item = DATA.items[+node.dataset.i];
+  if (node.tagName === "IMG") { node.src = safeImage(item.image_data); return; }
+  const t = item.thumb;
+  drawMatrix(node, t.rows, t.cols, b64(t.data), 0, 1, 48);
+}
+
+function safeImage(src) { return typeof src === "string" && src.startsWith("data:image/") ? src : ""; }
+
+// ---- heatmaps on canvas: one pixel per cell in an offscreen canvas, scaled up without smoothing ----
+function drawMatrix(canvas, rows, cols, values, offset, scale, side) {
+  const img = new ImageData(cols, rows);
+  for (let k = 0; k < rows * cols; k++) {
+    const c = Math.max(0, Math.min(255, Math.round(values[offset + k] * scale)));
+    img.data[4 * k] = LUT[3 * c]; img.data[4 * k + 1] = LUT[3 * c + 1]; img.data[4 * k + 2] = LUT[3 * c + 2];
+    img.data[4 * k + 3] = 255;
+  }
+  const off = document.createElement("canvas");
+  off.width = cols; off.height = rows;
+  off.getContext("2d").putImageData(img, 0, 0);
+  const cell = Math.max(1, Math.floor(side / Math.max(rows, cols)));
+  canvas.width = cols * cell; canvas.height = rows * cell;
+  const ctx = canvas.getContext("2d");
+  ctx.imageSmoothingEnabled = false;
+  ctx.drawImage(off, 0, 0, canvas.width, canvas.height);
+  return cell;
+}
+
+async function decode(i) {
+  if (cache.has(i)) return cache.get(i);
+  const v = DATA.items[i].view;
+  const stream = new Blob([b64(v.data)]).stream().pipeThrough(new DecompressionStream("deflate"));
+  const q = new Uint8Array(await new Response(stream).arrayBuffer());
+  const att = { L: v.layers.length, H: v.heads, n: v.n, layers: v.layers, scale: v.scale, q };
+  cache.set(i, att);
+  if (cache.size > 24) cache.delete(cache.keys().next().value);
+  return att;
+}
+
+// (n, n) float matrix of one layer and head, or the head mean when head is -1
+function matrix(att, layer, head) {
+  const n = att.n, size = n * n, out = new Float32Array(size);
+  const heads = head < 0 ? [...Array(att.H).keys()] : [head];
+  for (const h of heads) {
+    const m = layer * att.H + h, s = att.scale[m] / 255 / heads.length, base = m * size;
+    for (let k = 0; k < size; k++) out[k] += att.q[base + k] * s;
+  }
+  return out;
+}
+
+// ---- one item ----
+async function openItem(i) {
+  document.querySelectorAll(".card.active").forEach(c => c.classList.remove("active"));
+  const card = document.querySelector('.card[data-i="' + i + '"]');
+  if (card) card.classList.add("active");
+  const item = DATA.items[i];
+  const att = await decode(i);
+  current = { i, item, att, layer: att.L - 1, head: 0, hover: -1 };
+  const d = document.getElementById("detail");
+  d.replaceChildren();
+  d.append(el("h2", null, item.text || item.image || item.id));
+  const facts = el("div", "info");
+  facts.textContent = "id " + item.id + (predLabel(item) ? " · prediction " + predLabel(item) +
+    (item.prediction.probability != null ? " (" + item.prediction.probability + ")" : "") : "") +
+    (item.target ? " · target " + item.target : "") + " · mean head entropy " + item.mean_entropy;
+  d.append(facts);
+  (item.notes || []).forEach(n => d.append(el("div", "note", n)));
+  d.append(controls(att));
+  const views = el("div", "views");
+  views.append(headPanel(), modelPanel(att));
+  if (item.image_data) views.append(camPanel(item));
+  d.append(views);
+  d.append(attributionPanel(item));
+  redraw();
+}
+
+function controls(att) {
+  const box = el("div", "controls");
+  const layer = el("select"); layer.id = "layer";
+  att.layers.forEach((l, k) => { const o = el("option", null, "layer " + l); o.value = k; layer.append(o); });
+  layer.value = current.layer;
+  const head = el("select"); head.id = "head";
+  const mean = el("option", null, "mean of heads"); mean.value = -1; head.append(mean);
+  for (let h = 0; h < att.H; h++) { const o = el("option", null, "head " + h); o.value = h; head.append(o); }
+  head.value = current.head;
+  layer.addEventListener("change", () => { current.layer = +layer.value; redraw(); });
+  head.addEventListener("change", () => { current.head = +head.value; redraw(); });
+  box.append(el("label", null, "layer"), layer, el("label", null, "head"), head);
+  return box;
+}
+
+function headPanel() {
+  const box = el("div", "panel");
+  box.append(el("h3", null, "head view"));
+  const canvas = el("canvas", "heat"); canvas.id = "head-canvas";
+  const info = el("div", "info"); info.id = "cell-info";
+  canvas.addEventListener("mousemove", ev => {
+    const { n } = current.att, cell = canvas.width / n;
+    const q = Math.floor(ev.offsetY / cell), k = Math.floor(ev.offsetX / cell);
+    if (q < 0 || k < 0 || q >= n || k >= n) return;
+    const m = matrix(current.att, current.layer, current.head);
+    info.textContent = current.item.tokens[q] + " → " + current.item.tokens[k] + ": " + m[q * n + k].toFixed(3);
+  });
+  box.append(canvas, info, el("div", "strip-label", "hover a token: where it attends (top), and from where it is attended (bottom)"));
+  const tokens = el("div", "tokens"); tokens.id = "tokens-to";
+  const from = el("div", "tokens"); from.id = "tokens-from";
+  box.append(tokens, from);
+  return box;
+}
+
+function tokenStrip(box, values) {
+  box.replaceChildren();
+  const max = values ? Math.max(...values) || 1 : 1;
+  current.item.tokens.forEach((t, k) => {
+    const span = el("span", "tok", t);
+    span.dataset.i = k;
+    if (values) {
+      const c = Math.round(values[k] / max * 255);
+      span.style.background = "rgba(" + LUT[3 * c] + "," + LUT[3 * c + 1] + "," + LUT[3 * c + 2] + "," + (0.15 + 0.85 * values[k] / max).toFixed(2) + ")";
+      span.style.color = values[k] / max > 0.6 ? "#111" : "";
+      span.title = values[k].toFixed(3);
+    }
+    if (k === current.hover) span.classList.add("on");
+    span.addEventListener("mouseenter", () => { current.hover = k; redraw(); });
+    box.append(span);
+  });
+}
+
+function redraw() {
+  const { att, layer, head, hover } = current, n = att.n;
+  const m = matrix(att, layer, head);
+  let max = 0;
+  for (const v of m) max = Math.max(max, v);
+  const canvas = document.getElementById("head-canvas");
+  const cell = drawMatrix(canvas, n, n, m, 0, 255 / (max || 1), CELL);
+  canvas.dataset.view = layer + ":" + head;
+  if (hover >= 0) {
+    const ctx = canvas.getContext("2d");
+    ctx.strokeStyle = "#e4572e"; ctx.lineWidth = 2;
+    ctx.strokeRect(0, hover * cell, n * cell, cell);
+    ctx.strokeRect(hover * cell, 0, cell, n * cell);
+  }
+  const row = hover >= 0 ? m.slice(hover * n, hover * n + n) : null;
+  const col = hover >= 0 ? Array.from({ length: n }, (_, q) => m[q * n + hover]) : null;
+  tokenStrip(document.getElementById("tokens-to"), row);
+  tokenStrip(document.getElementById("tokens-from"), col);
+  drawModel();
+}
+
+function modelPanel(att) {
+  const box = el("div", "panel");
+  box.append(el("h3", null, "model view (layers × heads; click to choose)"));
+  const canvas = el("canvas", "heat"); canvas.id = "model-canvas";
+  canvas.addEventListener("click", ev => {
+    const s = canvas.width / att.H;
+    current.layer = Math.min(att.L - 1, Math.floor(ev.offsetY / s));
+    current.head = Math.min(att.H - 1, Math.floor(ev.offsetX / s));
+    document.getElementById("layer").value = current.layer;
+    document.getElementById("head").value = current.head;
+    redraw();
+  });
+  box.append(canvas);
+  return box;
+}
+
+function drawModel() {
+  const { att } = current, canvas = document.getElementById("model-canvas");
+  const s = Math.max(24, Math.min(56, Math.floor(720 / att.H)));
+  canvas.width = att.H * s; canvas.height = att.L * s;
+  const ctx = canvas.getContext("2d");
+  const tile = document.createElement("canvas");
+  for (let l = 0; l < att.L; l++) for (let h = 0; h < att.H; h++) {
+    drawMatrix(tile, att.n, att.n, att.q, (l * att.H + h) * att.n * att.n, 1, s - 2);
+    ctx.imageSmoothingEnabled = false;
+    ctx.drawImage(tile, h * s + 1, l * s + 1, s - 2, s - 2);
+  }
+  if (current.head >= 0) {
+    ctx.strokeStyle = "#e4572e"; ctx.lineWidth = 2;
+    ctx.strokeRect(current.head * s + 1, current.layer * s + 1, s - 2, s - 2);
+  }
+}
+
+function attributionPanel(item) {
+  const box = el("div", "panel");
+  const methods = Object.keys(item.attribution || {});
+  if (!methods.length) return box;
+  box.append(el("h3", null, "attribution (red supports the target, blue opposes it)"));
+  for (const name of methods) {
+    const a = item.attribution[name], max = Math.max(...a.scores.map(Math.abs)) || 1;
+    const row = el("div", "tokens");
+    row.dataset.method = name;
+    const label = name + (a.faithfulness != null ? " · faithfulness " + JSON.stringify(a.faithfulness) : "");
+    box.append(el("div", "strip-label", label));
+    a.tokens.forEach((t, k) => {
+      const v = a.scores[k] / max, span = el("span", "tok", t);
+      span.style.background = v >= 0 ? "rgba(214,39,40," + v.toFixed(2) + ")" : "rgba(31,119,180," + (-v).toFixed(2) + ")";
+      span.title = a.scores[k].toFixed(4);
+      row.append(span);
+    });
+    box.append(row);
+  }
+  return box;
+}
+
+function camPanel(item) {
+  const box = el("div", "panel");
+  box.append(el("h3", null, item.cam ? "image with CAM overlay" : "image"));
+  const canvas = el("canvas", "heat"); canvas.id = "cam-canvas";
+  const img = new Image();
+  img.onload = () => {
+    canvas.width = img.width; canvas.height = img.height;
+    const ctx = canvas.getContext("2d");
+    ctx.drawImage(img, 0, 0);
+    if (!item.cam) return;
+    const t = item.cam, over = document.createElement("canvas");
+    drawMatrix(over, t.rows, t.cols, b64(t.data), 0, 1, Math.max(t.rows, t.cols));
+    ctx.globalAlpha = 0.5; ctx.imageSmoothingEnabled = true;
+    ctx.drawImage(over, 0, 0, img.width, img.height);
+  };
+  img.src = safeImage(item.image_data);
+  box.append(canvas);
+  return box;
+}
+
+buildIndex();

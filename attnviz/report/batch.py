@@ -1,0 +1,193 @@
+"""Batch reports: inputs -> length-bucketed batches -> capture (+ attribution) -> PNGs in workers -> files.
+
+Each finished item is one folder ``items/<slug>/`` whose ``item.json`` is written last and atomically, so
+an interrupted run leaves only valid items and ``resume`` skips them. One bad input is skipped with its
+reason; it never aborts the batch.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+from collections import deque
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from attnviz.errors import BadInput
+from attnviz.report import analyse
+from attnviz.report.files import inside, slug, write_atomic
+from attnviz.report.inputs import Item
+from attnviz.report.paint import PaintJob, init_worker, paint
+
+
+@dataclass(frozen=True)
+class ReportConfig:
+    out: Path  # the output folder; every file written stays inside it
+    views: tuple[str, ...] = ("head",)  # PNG views per item (names in attnviz.render.VIEWS)
+    layer: int = -1  # model layer of the head view (negative counts from the end)
+    head: int = 0  # head of the head view
+    batch_size: int = 16  # inputs per forward pass, grouped by length
+    workers: int = 0  # rendering processes (spawn); 0 renders in this process
+    methods: tuple[str, ...] = ()  # attribution methods to run (attnviz.attribution)
+    resume: bool = False  # keep items whose item.json exists instead of redoing them
+    on_long: str = "skip"  # skip or truncate inputs longer than the model's maximum
+    dpi: int = 100  # PNG resolution
+    html: bool = True  # write report.html
+
+
+@dataclass
+class ReportResult:
+    records: list[dict] = field(default_factory=list)  # finished items, in input order
+    skipped: list[dict] = field(default_factory=list)  # {"id", "error", "text"} per skipped input
+    resumed: int = 0  # items kept from an earlier run
+    files: list[Path] = field(default_factory=list)  # summary.json, summary.csv, report.html
+    interrupted: bool = False
+
+
+Progress = Callable[[int, str], None]  # (items finished so far, id of the last one)
+
+
+def item_folder(out: Path, item_id: str) -> Path:
+    """The folder of one item: a slug of its id (with a hash), checked to stay inside ``out``."""
+    return inside(out, f"items/{slug(item_id)}")
+
+
+def run_report(loaded, items: list[Item], cfg: ReportConfig, progress: Progress | None = None) -> ReportResult:
+    """Run every item; write per-item files, summary.json/csv and report.html. Ctrl-C keeps finished items."""
+    out = Path(cfg.out)
+    _prepare(out)
+    result = ReportResult()
+    todo, done_ids = _triage(loaded, items, cfg, out, result)
+    counter = {"n": 0}
+
+    def finished(item_id: str) -> None:
+        counter["n"] += 1
+        if progress:
+            progress(counter["n"], item_id)
+
+    for _ in range(result.resumed + len(result.skipped)):
+        finished("")
+    try:
+        _render_all(loaded, todo, cfg, out, result, done_ids, finished)
+    except KeyboardInterrupt:
+        result.interrupted = True
+    result.records = _collect(out, items, done_ids)
+    result.files = _write_outputs(out, loaded, result, cfg)
+    if result.interrupted:
+        raise KeyboardInterrupt
+    return result
+
+
+def _prepare(out: Path) -> None:
+    try:
+        (out / "items").mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise BadInput(f"cannot create output folder {out}: {err.strerror or err}") from None
+
+
+def _triage(loaded, items, cfg, out, result) -> tuple[list[tuple[Item, object, int]], set[str]]:
+    """Split into bad (skipped), already done (resume) and to-do items with their prepared input."""
+    done: set[str] = set()
+    todo = []
+    for item in items:
+        if item.error:
+            result.skipped.append(_skip(item, item.error))
+        elif cfg.resume and _valid_record(item_folder(out, item.id) / "item.json"):
+            done.add(item.id)
+            result.resumed += 1
+        else:
+            todo.append(item)
+    prepared = []
+    for item, (value, length, error) in zip(todo, analyse.prepare(loaded, todo, cfg.on_long)):
+        if error:
+            result.skipped.append(_skip(item, error))
+        else:
+            prepared.append((item, value, length))
+    return prepared, done
+
+
+def _skip(item: Item, error: str) -> dict:
+    return {"id": item.id, "error": error, "text": item.text if item.text is not None else str(item.image or "")}
+
+
+def _valid_record(path: Path) -> bool:
+    try:
+        return "id" in json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+
+
+def buckets(prepared: list, size: int) -> list[list]:
+    """Batches of similar length: sorting by length keeps padding (and wasted attention) small."""
+    if size < 1:
+        raise BadInput("--batch-size must be at least 1")
+    ordered = sorted(prepared, key=lambda p: p[2])
+    return [ordered[i:i + size] for i in range(0, len(ordered), size)]
+
+
+def _render_all(loaded, todo, cfg, out, result, done_ids, finished) -> None:
+    pool = _pool(cfg.workers)
+    pending: deque[tuple[Future | dict, Path, dict]] = deque()
+    try:
+        for batch in buckets(todo, cfg.batch_size):
+            for item, record, job, error in analyse.run_batch(loaded, batch, cfg):
+                if error:
+                    result.skipped.append(_skip(item, error))
+                    finished(item.id)
+                    continue
+                folder = item_folder(out, item.id)
+                folder.mkdir(parents=True, exist_ok=True)
+                job = PaintJob(folder=folder, **job)
+                pending.append((pool.submit(paint, job) if pool else paint(job), folder, record))
+            # Keep a bounded number of items in flight: their attention arrays are held until painted.
+            while len(pending) > 4 * max(cfg.batch_size, 1):
+                _finish(pending.popleft(), out, done_ids, finished)
+        while pending:
+            _finish(pending.popleft(), out, done_ids, finished)
+    finally:
+        if pool:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _pool(workers: int) -> ProcessPoolExecutor | None:
+    if workers < 0:
+        raise BadInput("--workers must be 0 or more")
+    if workers == 0:
+        return None
+    # spawn: a forked child would inherit torch's thread pools and locks mid-use.
+    return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=init_worker)
+
+
+def _finish(entry, out: Path, done_ids: set[str], finished) -> None:
+    result, folder, record = entry
+    written = result.result() if isinstance(result, Future) else result
+    rel = folder.relative_to(out.resolve()).as_posix()
+    record["files"] = {view: f"{rel}/{name}" for view, name in written.items()}
+    # item.json is written last: its presence is what marks the item finished for --resume.
+    write_atomic(folder / "item.json", json.dumps(record, ensure_ascii=False).encode("utf-8"))
+    done_ids.add(record["id"])
+    finished(record["id"])
+
+
+def _collect(out: Path, items: list[Item], done_ids: set[str]) -> list[dict]:
+    records = []
+    for item in items:
+        if item.id in done_ids:
+            path = item_folder(out, item.id) / "item.json"
+            records.append(json.loads(path.read_text(encoding="utf-8")))
+    return records
+
+
+def _write_outputs(out: Path, loaded, result: ReportResult, cfg: ReportConfig) -> list[Path]:
+    from attnviz.report.summary import write_summary
+
+    meta = {"model": loaded.name, "kind": loaded.kind, "task": loaded.task, "labels": list(loaded.labels),
+            "methods": list(cfg.methods), "interrupted": result.interrupted}
+    files = list(write_summary(out, result.records, result.skipped, meta))
+    if cfg.html:
+        from attnviz.report.html import write_html
+
+        files.append(write_html(out / "report.html", result.records, meta))
+    return files

@@ -1,0 +1,101 @@
+"""The self-contained HTML report: one file with inline CSS, JS and data; it never touches the network.
+
+Attention travels compactly: each (layer, head) matrix of real tokens is scaled by its own maximum to
+uint8, the item's stack is zlib-compressed and base64-encoded, and the browser inflates it with
+DecompressionStream only when the item is opened. Thumbnails are tiny uint8 matrices drawn on scroll.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import re
+import zlib
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+
+from attnviz.report.files import write_atomic
+
+MAX_VALUES = 2_000_000  # attention values kept per item; long inputs keep their last layers only
+_PLACEHOLDER = re.compile(r"__(TITLE|META|CSS|JS|DATA)__")
+
+
+def encode_attention(weights: np.ndarray, layers: list[int]) -> dict:
+    """(L, H, n, n) float -> {layers, heads, n, scale (L*H), data: base64(zlib(uint8))}."""
+    n_l, n_h, n, _ = weights.shape
+    keep = max(1, min(n_l, MAX_VALUES // max(1, n_h * n * n)))
+    weights = weights[n_l - keep:]  # (l, H, n, n)
+    scale = weights.reshape(keep * n_h, -1).max(axis=1)  # (l*H,)
+    safe = np.where(scale > 0, scale, 1.0)
+    q = np.rint(weights / safe[:, None, None].reshape(keep, n_h, 1, 1) * 255).astype(np.uint8)
+    return {"layers": list(layers[n_l - keep:]), "heads": n_h, "n": n,
+            "scale": [float(f"{s:.5g}") for s in scale.tolist()],
+            "data": base64.b64encode(zlib.compress(q.tobytes(), 6)).decode("ascii")}
+
+
+def thumbnail(matrix: np.ndarray, size: int = 32) -> dict:
+    """A small uint8 picture of a 2-D array (block means), scaled to its maximum."""
+    rows, cols = matrix.shape
+    step = max(1, int(np.ceil(max(rows, cols) / size)))
+    r, c = -(-rows // step), -(-cols // step)
+    padded = np.zeros((r * step, c * step), dtype=np.float64)
+    padded[:rows, :cols] = matrix
+    small = padded.reshape(r, step, c, step).mean(axis=(1, 3))  # (r, c)
+    top = small.max() or 1.0
+    q = np.rint(np.clip(small / top, 0, 1) * 255).astype(np.uint8)
+    return {"rows": r, "cols": c, "data": base64.b64encode(q.tobytes()).decode("ascii")}
+
+
+def encode_image(image, side: int = 224) -> str:
+    """A JPEG data URI of an image, at most ``side`` pixels on its longer edge."""
+    im = image.convert("RGB")
+    im.thumbnail((side, side))
+    buf = io.BytesIO()
+    im.save(buf, format="JPEG", quality=82)
+    return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def script_json(value) -> str:
+    """JSON that is safe inside <script>: no '</script>', '<!--' or line separators can end or bend it."""
+    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    for ch, esc in (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026"), ("\u2028", "\\u2028"), ("\u2029", "\\u2029")):
+        text = text.replace(ch, esc)
+    return text
+
+
+@lru_cache(maxsize=1)
+def _colormap_hex(name: str = "viridis") -> str:
+    from matplotlib import colormaps
+
+    rgb = (colormaps[name](np.linspace(0, 1, 256))[:, :3] * 255).round().astype(np.uint8)
+    return rgb.tobytes().hex()
+
+
+def _asset(name: str) -> str:
+    return resources.files("attnviz.report").joinpath("assets", name).read_text(encoding="utf-8")
+
+
+def render_html(records: list[dict], meta: dict) -> str:
+    """The whole report as one string."""
+    keep = ("id", "text", "image", "tokens", "prediction", "target", "mean_entropy", "most_attended", "notes",
+            "view", "thumb", "attribution", "image_data", "cam", "files")
+    data = {"cmap": _colormap_hex(), "meta": meta, "items": [{k: r.get(k) for k in keep} for r in records]}
+    model = str(meta.get("model", ""))
+    parts = {
+        "TITLE": html.escape(model),
+        "META": html.escape(f"{model} · {len(records)} items" + (" · interrupted" if meta.get("interrupted") else "")),
+        "CSS": _asset("report.css"),
+        "JS": _asset("report.js"),
+        "DATA": script_json(data),
+    }
+    # One pass: text inserted for one placeholder is never scanned for another.
+    return _PLACEHOLDER.sub(lambda m: parts[m.group(1)], _asset("template.html"))
+
+
+def write_html(path: Path, records: list[dict], meta: dict) -> Path:
+    return write_atomic(path, render_html(records, meta).encode("utf-8"))

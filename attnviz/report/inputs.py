@@ -1,0 +1,131 @@
+"""Batch inputs: a text file (one input per line), JSONL, CSV, or a folder of images.
+
+Every input becomes an ``Item``; a bad one (empty line, broken JSON row) carries its ``error`` instead of
+aborting the run, so that the batch reports and skips it.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from attnviz.errors import BadInput
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+
+
+@dataclass(frozen=True)
+class Item:
+    id: str  # from the input's `id` field, else its line number (or file name for images)
+    text: str | None = None  # the text to run (None for images)
+    image: Path | None = None  # the image file to run (None for texts)
+    target: str | None = None  # the expected label, from `label` or `target`
+    reference: str | None = None  # a reference output (seq2seq), kept for the summary
+    error: str | None = None  # why this input cannot run; the batch skips it
+
+
+@dataclass(frozen=True)
+class Shard:
+    index: int  # 1-based, as written on the command line: K of K/N
+    count: int  # N of K/N
+
+    @classmethod
+    def parse(cls, text: str | None) -> "Shard":
+        if not text:
+            return cls(1, 1)
+        try:
+            k, n = (int(p) for p in text.split("/"))
+        except ValueError:
+            raise BadInput(f"cannot read --shard {text!r}; write K/N, e.g. 2/8") from None
+        if not (n >= 1 and 1 <= k <= n):
+            raise BadInput(f"--shard {text}: K must be between 1 and N")
+        return cls(k, n)
+
+    def keeps(self, position: int) -> bool:
+        # Round-robin rather than contiguous ranges: shards stay balanced when lengths drift along a file.
+        return position % self.count == self.index - 1
+
+
+def read_items(source: Path, *, limit: int | None = None, shard: Shard = Shard(1, 1)) -> list[Item]:
+    """All inputs of ``source`` that belong to ``shard``, at most ``limit`` of them."""
+    source = Path(source)
+    if limit is not None and limit < 1:
+        raise BadInput("--limit must be at least 1")
+    if source.is_dir():
+        items = _images(source)
+    elif not source.is_file():
+        raise BadInput(f"no such file or folder: {source}")
+    elif source.suffix.lower() == ".jsonl":
+        items = _jsonl(_lines(source))
+    elif source.suffix.lower() == ".csv":
+        items = _csv(source)
+    else:
+        items = [_text_item(str(i), line) for i, line in enumerate(_lines(source), 1)]
+    items = _unique([it for pos, it in enumerate(items) if shard.keeps(pos)])
+    return items[:limit] if limit else items
+
+
+def _lines(path: Path) -> list[str]:
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as err:
+        raise BadInput(f"cannot read {path}: {getattr(err, 'strerror', None) or err}") from None
+    lines = text.splitlines()
+    while lines and not lines[-1].strip():  # a trailing blank line is not an input
+        lines.pop()
+    return lines
+
+
+def _text_item(default_id: str, text, *, id=None, target=None, reference=None) -> Item:
+    ident = str(id).strip() if id not in (None, "") else default_id
+    extra = {"target": _opt(target), "reference": _opt(reference)}
+    if not isinstance(text, str) or not text.strip():
+        return Item(ident, text if isinstance(text, str) else None, error="empty text", **extra)
+    return Item(ident, text, **extra)
+
+
+def _opt(value) -> str | None:
+    return None if value in (None, "") else str(value)
+
+
+def _jsonl(lines: list[str]) -> list[Item]:
+    items = []
+    for n, line in enumerate(lines, 1):
+        try:
+            row = json.loads(line)
+            if not isinstance(row, dict):
+                raise ValueError("not an object")
+        except ValueError as err:
+            items.append(Item(str(n), error=f"line {n} is not a JSON object ({err})"))
+            continue
+        items.append(_text_item(str(n), row.get("text"), id=row.get("id"),
+                                target=row.get("label", row.get("target")), reference=row.get("reference")))
+    return items
+
+
+def _csv(path: Path) -> list[Item]:
+    rows = list(csv.DictReader(_lines(path)))
+    if rows and "text" not in rows[0]:
+        raise BadInput(f"{path} has no `text` column; columns: {', '.join(rows[0])}")
+    return [_text_item(str(n), row.get("text"), id=row.get("id"), target=row.get("label") or row.get("target"),
+                       reference=row.get("reference")) for n, row in enumerate(rows, 1)]
+
+
+def _images(folder: Path) -> list[Item]:
+    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise BadInput(f"{folder} has no images ({', '.join(IMAGE_SUFFIXES)})")
+    return [Item(p.name, image=p) for p in files]
+
+
+def _unique(items: list[Item]) -> list[Item]:
+    """Repeated ids get a suffix, so that no item overwrites another's files."""
+    seen: dict[str, int] = {}
+    out = []
+    for it in items:
+        n = seen.get(it.id, 0)
+        seen[it.id] = n + 1
+        out.append(it if n == 0 else Item(f"{it.id}~{n + 1}", it.text, it.image, it.target, it.reference, it.error))
+    return out

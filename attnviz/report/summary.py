@@ -1,0 +1,83 @@
+"""Numbers per item (entropy, most-attended tokens, prediction, attribution top-k) and summary.json/csv."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+
+from attnviz.report.files import write_atomic
+
+TOP_K = 5  # most-attended tokens and attribution tokens kept per item
+# Tokens that absorb attention in almost every head (arXiv:1906.04341); excluded from "most attended".
+SINKS = {"[CLS]", "[SEP]", "[PAD]", "<s>", "</s>", "<pad>", "[BOS]", "[EOS]", "[DIST]"}
+
+
+def head_entropy(weights: np.ndarray) -> np.ndarray:
+    """(L, H, n, n) -> (L, H): mean over query rows of each row's entropy, in nats."""
+    p = np.clip(weights.astype(np.float64), 1e-12, 1.0)
+    rows = -(weights * np.log(p)).sum(axis=-1)  # (L, H, n)
+    return rows.mean(axis=-1)
+
+
+def most_attended(weights: np.ndarray, tokens: list[str], special: set[str], k: int = TOP_K) -> list[dict]:
+    """Tokens that receive the most attention, averaged over layers, heads and queries; sinks left out."""
+    received = weights.mean(axis=(0, 1, 2))  # (n,) mean attention each key receives
+    order = [i for i in np.argsort(-received, kind="stable") if tokens[i] not in special | SINKS]
+    return [{"index": int(i), "token": tokens[i], "weight": round(float(received[i]), 4)} for i in order[:k]]
+
+
+def top_tokens(scores: np.ndarray, tokens: list[str], k: int = TOP_K) -> list[dict]:
+    """Tokens with the largest absolute attribution, sign kept."""
+    order = np.argsort(-np.abs(scores), kind="stable")[:k]
+    return [{"index": int(i), "token": tokens[i], "score": round(float(scores[i]), 4)} for i in order]
+
+
+def public(record: dict) -> dict:
+    """The summary part of an item record: everything but the HTML payload."""
+    return {k: v for k, v in record.items() if k not in ("view", "thumb", "image_data", "cam")}
+
+
+def write_summary(folder: Path, records: list[dict], skipped: list[dict], meta: dict) -> tuple[Path, Path]:
+    """summary.json (everything) and summary.csv (one flat row per item)."""
+    doc = {**meta, "items": [public(r) for r in records], "skipped": skipped,
+           "counts": {"done": len(records), "skipped": len(skipped)}}
+    json_path = write_atomic(folder / "summary.json", json.dumps(doc, ensure_ascii=False, indent=1).encode("utf-8"))
+    csv_path = write_atomic(folder / "summary.csv", _csv(records, skipped).encode("utf-8"))
+    return json_path, csv_path
+
+
+def _csv(records: list[dict], skipped: list[dict]) -> str:
+    methods = sorted({m for r in records for m in r.get("attribution", {})})
+    head = ["id", "status", "text", "tokens", "prediction", "probability", "target", "mean_entropy", "most_attended"]
+    head += [f"{m}_top" for m in methods] + [f"{m}_faithfulness" for m in methods]
+    buf = io.StringIO()
+    out = csv.writer(buf)
+    out.writerow(head)
+    for r in records:
+        pred = r.get("prediction") or {}
+        attr = r.get("attribution", {})
+        row = [r["id"], "ok", r.get("text") or r.get("image") or "", len(r["tokens"]), pred.get("label", ""),
+               pred.get("probability", ""), r.get("target") or "", r.get("mean_entropy", ""),
+               " ".join(t["token"] for t in r.get("most_attended", []))]
+        row += [" ".join(t["token"] for t in attr.get(m, {}).get("top", [])) for m in methods]
+        row += [_number(attr.get(m, {}).get("faithfulness")) for m in methods]
+        out.writerow([_cell(v) for v in row])
+    for s in skipped:
+        out.writerow([_cell(v) for v in [s["id"], "skipped", s.get("text") or "", "", "", "", "", "", s["error"]]])
+    return buf.getvalue()
+
+
+def _number(value) -> str:
+    if isinstance(value, dict):  # e.g. {"comprehensiveness": .., "sufficiency": ..}
+        return json.dumps(value, ensure_ascii=False)
+    return "" if value is None else str(value)
+
+
+def _cell(value) -> str:
+    """Spreadsheets run cells that start with = + - @ as formulas; a leading quote keeps them text."""
+    text = str(value)
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
