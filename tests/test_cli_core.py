@@ -150,3 +150,42 @@ def test_hide_special_drops_cls_and_sep():
     shown = select(m, example=0, hide_special=True)
     assert shown.queries == ["hello", "there"] and shown.weights.shape[-2:] == (2, 2)
     assert select(m, example=0).queries == ["[CLS]", "hello", "there", "[SEP]"]
+
+
+def test_missing_cjk_font_is_a_clear_warning(tmp_path, monkeypatch):
+    import attnviz.render.fonts as fonts
+
+    monkeypatch.setattr(fonts, "cjk_family", lambda: None)
+    res = invoke("heatmap", "我喜欢这部电影", "--out", str(tmp_path / "z.png"))
+    assert res.exit_code == 0 and "fonts-noto-cjk" in res.output
+
+
+def test_cjk_font_is_used_when_installed():
+    from attnviz.render.fonts import cjk_family, families_for
+
+    fams, warning = families_for(["我", "hello"])
+    assert warning is None and fams[0] == cjk_family()
+
+
+def test_long_inputs_thin_their_labels(minilm):
+    from attnviz.capture import capture
+    from attnviz.render.heatmap import MAX_INCHES, render_view
+
+    maps = capture(minilm, [" ".join(f"w{i}" for i in range(200))], layers=[0])
+    fig, _ = render_view(maps, "head", layer=0)
+    ax = fig.axes[0]
+    assert len(ax.get_xticklabels()) <= 60 and len(ax.get_yticklabels()) <= 60
+    assert max(fig.get_size_inches()) <= MAX_INCHES + 1.0
+
+
+def test_pyproject_defaults_apply_and_options_override(tmp_path, monkeypatch):
+    (tmp_path / "pyproject.toml").write_text('[tool.attnviz]\nview = "mean"\n[tool.attnviz.heatmap]\nlayer = 1\n')
+    monkeypatch.chdir(tmp_path)
+    from attnviz.cli import default_map
+
+    dm = default_map()
+    assert dm["heatmap"]["view"] == "mean" and dm["heatmap"]["layer"] == 1
+    res = runner.invoke(app, ["heatmap", "hi", "--out", "a.png"], default_map=dm)
+    assert res.exit_code == 0
+    res = runner.invoke(app, ["heatmap", "hi", "--layer", "9", "--out", "b.png"], default_map=dm)
+    assert res.exit_code == 2

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import warnings
 
 FORMATS = ("png", "svg", "pdf")
 # Dropping the software/date stamps makes the same figure give the same bytes.
@@ -12,5 +13,8 @@ _METADATA = {"png": {"Software": None}, "svg": {"Date": None}, "pdf": {"Creation
 def figure_bytes(fig, fmt: str = "png", dpi: int = 110) -> bytes:
     buf = io.BytesIO()
     # bbox_inches="tight" would draw the figure twice; layouts are sized explicitly instead.
-    fig.savefig(buf, format=fmt, dpi=dpi, metadata=_METADATA[fmt])
+    with warnings.catch_warnings():
+        # One clear line about a missing CJK font is given by the caller, not one per glyph.
+        warnings.filterwarnings("ignore", message="Glyph .* missing from font")
+        fig.savefig(buf, format=fmt, dpi=dpi, metadata=_METADATA[fmt])
     return buf.getvalue()
