@@ -1,0 +1,85 @@
+"""How faithful an attribution is: deletion / insertion curves and agreement with ground truth.
+
+Deletion hides text tokens in order of decreasing score and records the target's probability (the
+cosine for a sentence encoder); insertion starts from the baseline and reveals them in the same order
+(the RISE protocol, Petsiuk et al. 2018, arXiv:1806.07421). A faithful ranking makes the deletion
+area small and the insertion area large. On toys with known deciding positions, top-1 says whether
+the best-scored text token is one of them, top-k what share of the k best (k = how many decide) are.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from attnviz.attribution.base import Attribution, Context, baseline
+
+
+def ranks(ctx: Context, scores: torch.Tensor) -> torch.Tensor:
+    """(B, S) rank of each text token by decreasing score (0 = best); special tokens rank last."""
+    keyed = scores.to(ctx.embeds.device).float().masked_fill(ctx.special, float("-inf"))
+    order = keyed.argsort(dim=-1, descending=True, stable=True)  # (B, S)
+    rank = torch.empty_like(order)
+    rank.scatter_(1, order, torch.arange(order.shape[1], device=order.device).expand_as(order))
+    return rank.masked_fill(ctx.special, order.shape[1])
+
+
+def curves(ctx: Context, scores: torch.Tensor, baseline_kind: str = "pad") -> tuple[list, list]:
+    """Deletion and insertion curves, one list of n+1 values per example (n = its text tokens)."""
+    rank = ranks(ctx, scores)  # (B, S)
+    counts = (~ctx.special).sum(1).tolist()
+    x, x0 = ctx.embeds, baseline(ctx, baseline_kind)
+    b, n_max = ctx.size, max(counts)
+    per = max(1, ctx.chunk // (2 * b))
+    dele, ins = [], []
+    with torch.no_grad():
+        for start in range(0, n_max + 1, per):
+            k = torch.arange(start, min(start + per, n_max + 1), device=x.device)  # steps in this chunk
+            gone = rank[None] < k[:, None, None]  # (k, B, S): the k best tokens
+            deleted = torch.where(gone[..., None], x0[None], x[None])  # (k, B, S, D)
+            inserted = torch.where(gone[..., None], x[None], x0[None])
+            both = torch.cat([deleted, inserted]).flatten(0, 1)  # (2k*B, S, D)
+            vals = ctx.curve_value(both).float().view(2, len(k), b)  # (2, k, B)
+            dele.append(vals[0])
+            ins.append(vals[1])
+    dele_t, ins_t = torch.cat(dele).T.cpu(), torch.cat(ins).T.cpu()  # (B, n_max + 1)
+    return ([row[: n + 1].tolist() for row, n in zip(dele_t, counts)],
+            [row[: n + 1].tolist() for row, n in zip(ins_t, counts)])
+
+
+def area(curve: list[float]) -> float:
+    """Trapezoid area under a curve drawn over [0, 1]."""
+    if len(curve) < 2:
+        return float(curve[0]) if curve else 0.0
+    step = 1.0 / (len(curve) - 1)
+    return float(sum((a + b) * step / 2 for a, b in zip(curve, curve[1:])))
+
+
+def agreement(ctx: Context, scores: torch.Tensor, truth: list[list[int]]) -> tuple[list, list]:
+    """Top-1 hit (bool) and top-k share per example against the deciding token positions."""
+    rank = ranks(ctx, scores).cpu()
+    top1, topk = [], []
+    for e, deciding in enumerate(truth):
+        if not deciding:
+            top1.append(None)
+            topk.append(None)
+            continue
+        best = set(torch.nonzero(rank[e] < len(deciding)).flatten().tolist())
+        top1.append(bool(int(rank[e].argmin()) in deciding))
+        topk.append(len(best & set(deciding)) / len(deciding))
+    return top1, topk
+
+
+def faithfulness(ctx: Context, attr: Attribution, truth: list[list[int]] | None = None,
+                 baseline_kind: str = "pad") -> list[dict]:
+    """Per example: deletion/insertion curves and areas, and top-1/top-k agreement when truth is known."""
+    dele, ins = curves(ctx, attr.scores, baseline_kind)
+    top1, topk = agreement(ctx, attr.scores, truth) if truth is not None else ([None] * ctx.size,) * 2
+    return [{"deletion_auc": area(d), "insertion_auc": area(i), "deletion": d, "insertion": i,
+             "top1": t1, "topk": tk} for d, i, t1, tk in zip(dele, ins, top1, topk)]
+
+
+def score_all(ctx: Context, attrs: list[Attribution], truth: list[list[int]] | None = None,
+              baseline_kind: str = "pad") -> None:
+    """Adds ``extra["faithfulness"]`` to every attribution."""
+    for attr in attrs:
+        attr.extra["faithfulness"] = faithfulness(ctx, attr, truth, baseline_kind)
