@@ -1,0 +1,219 @@
+"""`attnviz snapshot record` and `attnviz snapshot check`: CI regression snapshots."""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.table import Table
+
+from attnviz.cli import common as c
+
+app = typer.Typer(name="snapshot", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+                  help="Record attention (and attribution) baselines, and check a model against them in CI.")
+
+Dir = Annotated[Optional[Path], typer.Option("--dir", "-d", help="snapshot folder (default: snapshots)")]
+Inputs = Annotated[Optional[Path], typer.Option("--inputs", "-i", help="a file with one input text per line")]
+OptModel = Annotated[Optional[str], typer.Option("--model", "-m", help="model to run (check: default the manifest's)")]
+Tol = Annotated[Optional[float], typer.Option(show_default=False)]
+TOLERANCES = ("max_abs", "mean_abs", "jsd", "argmax", "attr_max", "attr_rank")
+
+
+def _config() -> dict:
+    """``[tool.attnviz.snapshot]`` (keys may use - or _), plus the shared ``model``."""
+    cfg = c.config_defaults()
+    own = {k.replace("-", "_"): v for k, v in cfg.get("snapshot", {}).items()}
+    return {"model": cfg.get("shared", {}).get("model"), **own}
+
+
+def _path(flag: Path | None, cfg: dict, key: str, default: str | None) -> Path | None:
+    value = flag if flag is not None else cfg.get(key, default)
+    return Path(value) if value is not None else None
+
+
+def _regenerate(folder: Path, inputs: Path | None, model: str | None) -> str:
+    cmd = ["attnviz", "snapshot", "check", "--dir", str(folder)]
+    cmd += ["--inputs", str(inputs)] if inputs else []
+    cmd += ["--model", model] if model else []
+    return " ".join(shlex.quote(p) for p in cmd) + " --update"
+
+
+def _methods(text: str | None) -> tuple[str, ...]:
+    from attnviz.attribution import METHODS
+
+    names = tuple(m.strip() for m in (text or "").split(",") if m.strip())
+    for name in names:
+        METHODS.get(name)
+    return names
+
+
+def _record(loaded, texts, folder, settings, update: bool) -> None:
+    from attnviz.report.snapshot_run import record
+
+    res = record(loaded, texts, folder, settings, update=update)
+    c.console.print(f"{'updated' if update else 'recorded'} {len(res.written)} baselines in {res.folder} "
+                    f"({loaded.name}, {settings.store_dtype})")
+    if res.duplicates:
+        c.err_console.print(f"[yellow]note:[/yellow] {res.duplicates} repeated inputs were snapshotted once")
+    if res.removed:
+        c.console.print(f"removed {len(res.removed)} baselines no input uses: {', '.join(res.removed)}")
+
+
+def record_cmd(
+    inputs: Inputs = None,
+    folder: Dir = None,
+    model: OptModel = None,
+    methods: Annotated[Optional[str], typer.Option(help="attribution methods to keep too, e.g. saliency,rollout")] = None,
+    layers: Annotated[Optional[str], typer.Option(help="layers to keep, e.g. 0,3-5 (default: all)")] = None,
+    heads: Annotated[Optional[str], typer.Option(help="heads to keep, e.g. 0-3 (default: all)")] = None,
+    store_dtype: Annotated[str, typer.Option(help="float32 or float16")] = "float32",
+    batch_size: Annotated[int, typer.Option(help="inputs per forward pass")] = 32,
+    update: Annotated[bool, typer.Option("--update", help="rewrite existing baselines")] = False,
+    device: c.Device = "auto",
+    dtype: c.Dtype = None,
+    online: c.Online = False,
+    allow_pickle: c.AllowPickle = False,
+):
+    """Record each input's attention (and attribution scores) as baselines, plus manifest.json."""
+    from attnviz.errors import BadInput
+    from attnviz.maps import parse_ranges
+    from attnviz.report.snapshot_run import SnapshotSettings
+
+    cfg = _config()
+    inputs, folder = _path(inputs, cfg, "inputs", None), _path(folder, cfg, "dir", "snapshots")
+    if inputs is None:
+        raise BadInput("give the inputs with --inputs FILE (one text per line)")
+    texts = c.read_texts(None, inputs)
+    chosen = _methods(methods)
+    loaded = c.load(model or cfg.get("model") or "minilm", device, dtype, online, allow_pickle)
+    settings = SnapshotSettings(
+        _tuple(parse_ranges(layers, loaded.num_layers, "layer")), _tuple(parse_ranges(heads, loaded.num_heads, "head")),
+        store_dtype, chosen, batch_size)
+    _record(loaded, texts, folder, settings, update)
+
+
+def _tuple(values):
+    return tuple(values) if values is not None else None
+
+
+def check_cmd(
+    folder: Dir = None,
+    inputs: Inputs = None,
+    model: OptModel = None,
+    max_abs: Annotated[Optional[float], typer.Option(help="largest |Δ| of one attention weight")] = None,
+    mean_abs: Annotated[Optional[float], typer.Option(help="largest mean |Δ| over a head")] = None,
+    jsd: Annotated[Optional[float], typer.Option(help="largest row-wise Jensen-Shannon divergence (nats)")] = None,
+    argmax: Annotated[Optional[float], typer.Option(help="least share of rows whose top key agrees")] = None,
+    attr_max: Annotated[Optional[float], typer.Option(help="largest attribution |Δ| / max |baseline|")] = None,
+    attr_rank: Annotated[Optional[float], typer.Option(help="least rank correlation of attribution scores")] = None,
+    report: Annotated[Optional[Path], typer.Option("--report", help="write diff.html (heatmaps of drifting heads)")] = None,
+    junit: Annotated[Optional[Path], typer.Option("--junit", help="write JUnit XML, one test case per input")] = None,
+    markdown: Annotated[Optional[Path], typer.Option("--markdown", help="write a Markdown summary")] = None,
+    update: Annotated[bool, typer.Option("--update", help="rewrite the baselines from this model instead")] = False,
+    top: Annotated[int, typer.Option(help="rows of the worst-heads table")] = 10,
+    device: c.Device = "auto",
+    dtype: c.Dtype = None,
+    online: c.Online = False,
+    allow_pickle: c.AllowPickle = False,
+):
+    """Recompute and compare with the baselines: exit 1 on drift, 3 when a baseline is missing or corrupt."""
+    from attnviz.report.files import check_writable
+    from attnviz.report.snapshot_run import check
+
+    cfg = _config()
+    inputs, folder = _path(inputs, cfg, "inputs", None), _path(folder, cfg, "dir", "snapshots")
+    flags = dict(max_abs=max_abs, mean_abs=mean_abs, jsd=jsd, argmax=argmax, attr_max=attr_max, attr_rank=attr_rank)
+    overrides = {k: (v if v is not None else cfg.get(k)) for k, v in flags.items()}
+    for path in (report, junit, markdown):
+        if path is not None:
+            check_writable(path)
+    texts = c.read_texts(None, inputs) if inputs is not None else None
+    regenerate = _regenerate(folder, inputs, model)
+    spec = model or _manifest_model(folder, regenerate, update) or cfg.get("model") or "minilm"
+    loaded = c.load(spec, device, dtype, online, allow_pickle)
+    if update:
+        return _update(loaded, texts, folder)
+    result = check(loaded, texts, folder, regenerate=regenerate, overrides=overrides)
+    _print(result, top)
+    _write_reports(result, report, junit, markdown)
+    if not result.ok:
+        raise typer.Exit(1)
+
+
+def _manifest_model(folder: Path, regenerate: str, update: bool) -> str | None:
+    from attnviz.snapshot import BaselineError, read_manifest
+
+    try:
+        return read_manifest(folder, regenerate).get("model")
+    except BaselineError:
+        if update:
+            return None
+        raise
+
+
+def _update(loaded, texts, folder: Path) -> None:
+    from attnviz.errors import BadInput
+    from attnviz.report.snapshot_run import SnapshotSettings
+    from attnviz.snapshot import BaselineError, read_manifest
+
+    try:
+        saved = read_manifest(folder)
+    except BaselineError:
+        saved = {"inputs": []}
+    if texts is None:
+        texts = [i["text"] for i in saved["inputs"] if isinstance(i, dict) and "text" in i]
+    if not texts:
+        raise BadInput("no inputs to snapshot: give --inputs FILE")
+    _record(loaded, texts, folder, SnapshotSettings.from_manifest(saved), True)
+
+
+def _write_reports(result, report, junit, markdown) -> None:
+    from attnviz.report.snapshot_ci import write_junit, write_markdown
+    from attnviz.report.snapshot_html import write_html
+
+    for path, write in ((report, write_html), (junit, write_junit), (markdown, write_markdown)):
+        if path is not None:
+            write(result, path)
+            c.console.print(f"wrote {path}")
+
+
+def _print(result, top: int) -> None:
+    texts = {r.key: r.text for r in result.inputs}
+    heads = result.worst_heads(top)
+    if heads:
+        table = Table(title="worst heads", title_justify="left")
+        for col in ("input", "stack", "layer", "head", "max |Δ|", "mean |Δ|", "JSD", "argmax", "× tol"):
+            table.add_column(col, overflow="fold")
+        for h in heads:
+            table.add_row(_short(texts[h.key]), h.stack, str(h.layer), str(h.head), f"{h.max_abs:.3g}",
+                          f"{h.mean_abs:.3g}", f"{h.jsd:.3g}", f"{h.argmax:.1%}", f"{h.severity:.3g}")
+        c.console.print(table)
+    for r in result.failed:
+        if r.status in ("tokens", "shape"):
+            c.console.print(f"[red]{r.status}:[/red] {_short(r.text)}: {_esc(r.message)}", soft_wrap=True)
+    for r in result.inputs:
+        for a in (a for a in r.attrs if a.severity > 1):
+            c.console.print(f"[red]attribution {_esc(a.method)}[/red] {_short(r.text)}: max |Δ|/max {a.max_rel:.3g}, "
+                            f"rank {a.rank:.3f}", soft_wrap=True)
+    for key, base, cur in result.context:
+        c.console.print(f"[dim]context: {key} changed: {_esc(base)} -> {_esc(cur)}[/dim]", soft_wrap=True)
+    if result.unused:
+        c.console.print(f"[yellow]baselines no input uses:[/yellow] {', '.join(result.unused)}")
+    style = "green" if result.ok else "red"
+    c.console.print(f"[{style}]{result.summary()}[/{style}]", soft_wrap=True)
+
+
+def _short(text: str, limit: int = 40) -> str:
+    return _esc(text if len(text) <= limit else text[: limit - 1] + "…")
+
+
+def _esc(text: str) -> str:
+    from rich.markup import escape
+
+    return escape(text)
+
+
+app.command("record")(c.guard(record_cmd))
+app.command("check")(c.guard(check_cmd))

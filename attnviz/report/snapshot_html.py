@@ -1,0 +1,135 @@
+"""diff.html for a snapshot check: baseline | current | |difference| heatmaps of the drifting heads.
+
+One self-contained file (pictures inlined as PNG data URIs, no scripts, no outside resources);
+every string that comes from an input, a token or a manifest is escaped.
+"""
+
+from __future__ import annotations
+
+import base64
+from html import escape
+from pathlib import Path
+
+import torch
+from matplotlib.figure import Figure
+
+from attnviz.render.fonts import families_for
+from attnviz.render.output import figure_bytes
+from attnviz.report.files import write_atomic
+from attnviz.snapshot_diff import CheckResult, HeadDiff
+
+MAX_PANELS = 12  # heads drawn; the tables list every drifting one
+MAX_LABELS = 40  # above this many tokens the axes carry no labels
+
+_CSS = """
+body{font-family:system-ui,sans-serif;margin:2em;color:#222;max-width:1200px}
+h1{font-size:1.4em} h2{font-size:1.1em;margin-top:2em}
+table{border-collapse:collapse;font-size:.9em} td,th{border:1px solid #ccc;padding:.25em .6em;text-align:left}
+th{background:#f3f3f3} .bad{color:#b00020;font-weight:600} .ok{color:#1b7f3b;font-weight:600}
+figure{margin:1em 0;border-top:1px solid #ddd;padding-top:.5em} img{max-width:100%}
+figcaption{font-size:.9em;margin-bottom:.4em} code{background:#f5f5f5;padding:0 .2em}
+"""
+
+
+def panel_figure(base: torch.Tensor, cur: torch.Tensor, queries: list[str], keys: list[str], title: str) -> Figure:
+    """Three heatmaps of one head (Q, K): baseline and current on one scale, then |difference|."""
+    diff = (cur.float() - base.float()).abs()
+    vmax = max(float(base.max()), float(cur.max())) or 1.0
+    fig = Figure(figsize=(13.5, 4.8), layout="constrained")
+    axes = fig.subplots(1, 3)
+    families, _ = families_for(queries + keys)
+    show = max(len(queries), len(keys)) <= MAX_LABELS
+    for ax, mat, name, cmap, top in zip(axes, (base, cur, diff), ("baseline", "current", "|difference|"),
+                                        ("viridis", "viridis", "magma"), (vmax, vmax, float(diff.max()) or 1.0)):
+        im = ax.imshow(mat.float().numpy(), cmap=cmap, vmin=0.0, vmax=top, aspect="auto", interpolation="nearest")
+        ax.set_title(name, fontsize=10)
+        fig.colorbar(im, ax=ax, shrink=0.8)
+        if show:
+            size = max(5.0, min(9.0, 200.0 / max(len(keys), 1)))
+            ax.set_xticks(range(len(keys)), keys, rotation=90, fontsize=size, fontfamily=families)
+            ax.set_yticks(range(len(queries)), queries, fontsize=size, fontfamily=families)
+        else:
+            ax.set_xticks([])
+            ax.set_yticks([])
+    fig.suptitle(title, fontsize=10)
+    return fig
+
+
+def _panel(result: CheckResult, head: HeadDiff) -> tuple[str, bytes] | None:
+    found = next((r for r in result.inputs if r.key == head.key and r.pair), None)
+    if found is None:
+        return None
+    base, cur = found.pair
+    m = base.maps
+    li, hi = m.layers.index(head.layer), m.heads.index(head.head)
+    b, c = base.maps.stack(head.stack)[li, 0, hi], cur.maps.stack(head.stack)[li, 0, hi]  # (Q, K)
+    enc, dec = m.tokens[0], (m.decoder_tokens[0] if m.decoder_tokens else [])
+    queries, keys = {"encoder": (enc, enc), "decoder": (dec, dec), "cross": (dec, enc)}[head.stack]
+    title = f"{head.stack} layer {head.layer} head {head.head}"
+    fig = panel_figure(b, c, queries, keys, title)
+    return found.text, figure_bytes(fig, "png", dpi=80)
+
+
+def _heads_table(heads: list[HeadDiff], texts: dict[str, str]) -> str:
+    rows = "".join(
+        f"<tr><td>{escape(_short(texts.get(h.key, h.key)))}</td><td>{escape(h.stack)}</td><td>{h.layer}</td>"
+        f"<td>{h.head}</td><td>{h.max_abs:.3g}</td><td>{h.mean_abs:.3g}</td><td>{h.jsd:.3g}</td>"
+        f"<td>{h.argmax:.1%}</td><td class=bad>{h.severity:.3g}x</td></tr>"
+        for h in heads
+    )
+    head = ("<tr><th>input</th><th>stack</th><th>layer</th><th>head</th><th>max |Δ|</th><th>mean |Δ|</th>"
+            "<th>JSD</th><th>argmax agree</th><th>of tolerance</th></tr>")
+    return f"<table>{head}{rows}</table>"
+
+
+def _short(text: str, limit: int = 70) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _sections(result: CheckResult) -> list[str]:
+    texts = {r.key: r.text for r in result.inputs}
+    out = []
+    heads = result.worst_heads(50)
+    if heads:
+        out.append(f"<h2>Worst heads</h2>{_heads_table(heads, texts)}")
+    other = [r for r in result.failed if r.status in ("tokens", "shape")]
+    if other:
+        items = "".join(f"<li>{escape(_short(r.text))}: {escape(r.message)}</li>" for r in other)
+        out.append(f"<h2>Not compared</h2><ul>{items}</ul>")
+    attrs = [a for r in result.inputs for a in r.attrs if a.severity > 1]
+    if attrs:
+        rows = "".join(f"<tr><td>{escape(_short(texts[a.key]))}</td><td>{escape(a.method)}</td><td>{a.max_rel:.3g}</td>"
+                       f"<td>{a.rank:.3f}</td></tr>" for a in attrs)
+        out.append("<h2>Attributions</h2><table><tr><th>input</th><th>method</th><th>max |Δ| / max |baseline|</th>"
+                   f"<th>rank correlation</th></tr>{rows}</table>")
+    if result.context:
+        rows = "".join(f"<tr><td>{escape(k)}</td><td><code>{escape(b)}</code></td><td><code>{escape(c)}</code></td></tr>"
+                       for k, b, c in result.context)
+        out.append(f"<h2>Context that changed</h2><table><tr><th>field</th><th>baseline</th><th>current</th></tr>{rows}</table>")
+    if result.unused:
+        out.append("<h2>Baselines no input uses</h2><ul>" + "".join(f"<li><code>{escape(k)}</code></li>" for k in result.unused) + "</ul>")
+    return out
+
+
+def render_html(result: CheckResult, title: str = "attnviz snapshot check") -> str:
+    verdict = "ok" if result.ok else "bad"
+    parts = [f"<h1>{escape(title)}</h1>", f"<p class={verdict}>{escape(result.summary())}</p>", *_sections(result)]
+    seen = set()
+    for head in result.worst_heads(200):
+        if len(seen) >= MAX_PANELS or (head.key, head.stack, head.layer, head.head) in seen:
+            continue
+        seen.add((head.key, head.stack, head.layer, head.head))
+        panel = _panel(result, head)
+        if panel:
+            text, png = panel
+            data = base64.b64encode(png).decode("ascii")
+            caption = f"{escape(_short(text, 120))} — {escape(head.stack)} layer {head.layer} head {head.head}"
+            alt = escape(f"baseline, current and difference of layer {head.layer} head {head.head}", quote=True)
+            parts.append(f"<figure><figcaption>{caption}</figcaption><img alt=\"{alt}\" src=\"data:image/png;base64,{data}\"></figure>")
+    body = "\n".join(parts)
+    return (f"<!doctype html><html lang=en><head><meta charset=utf-8><title>{escape(title)}</title>"
+            f"<style>{_CSS}</style></head><body>\n{body}\n</body></html>\n")
+
+
+def write_html(result: CheckResult, path: Path) -> Path:
+    return write_atomic(Path(path), render_html(result).encode("utf-8"))

@@ -1,0 +1,202 @@
+"""Numeric snapshots on disk: one baseline file per input plus ``manifest.json``, and their tolerances.
+
+A baseline is one ``.safetensors`` file holding that input's attention, cut to its real (unpadded)
+positions, as an AttentionMaps of batch 1 (tensors ``weights``, ``mask``, and for encoder-decoder
+models ``decoder``, ``cross``, ``decoder_mask``), plus one tensor ``attr.<method>`` (S,) per
+attribution method. Pure storage: nothing here runs a model (see ``attnviz.report.snapshot_run``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+
+import torch
+
+from attnviz.errors import AttnvizError, BadInput
+from attnviz.maps import AttentionMaps
+
+SNAPSHOT_VERSION = 1
+MANIFEST = "manifest.json"
+SUFFIX = ".safetensors"
+_MAP_TENSORS = ("weights", "mask", "decoder", "cross", "decoder_mask")
+_ATTR = "attr."
+
+
+class BaselineError(AttnvizError):
+    """A baseline (or the manifest) is missing or cannot be read; the message says how to regenerate it."""
+
+    exit_code = 3
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    max_abs: float = 1e-4  # largest |current - baseline| of one attention weight, per layer and head
+    mean_abs: float = 1e-5  # mean |current - baseline| over a head's real query x key cells
+    jsd: float = 1e-6  # largest Jensen-Shannon divergence (nats) between a baseline and a current row
+    argmax: float = 1.0  # least share of rows whose top key agrees (a tie within max_abs agrees)
+    attr_max: float = 1e-3  # largest |current - baseline| attribution, relative to max |baseline|
+    attr_rank: float = 0.9  # least Spearman rank correlation of attribution scores over tokens
+
+    @classmethod
+    def for_dtype(cls, dtype: str, **overrides) -> "Tolerance":
+        """Defaults that fit the stored dtype: float16 keeps ~3 significant digits (eps 9.8e-4)."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(overrides) - known)
+        if unknown:
+            raise BadInput(f"unknown tolerance {unknown[0]!r}; known: {', '.join(sorted(known))}")
+        base = _HALF if dtype in ("float16", "bfloat16") else cls()
+        if dtype == "bfloat16":
+            base = replace(base, max_abs=1.6e-2, mean_abs=4e-3, jsd=1e-3, attr_max=8e-2)  # eps 7.8e-3
+        values = {k: float(v) for k, v in overrides.items() if v is not None}
+        for name, value in values.items():
+            if not value >= 0:
+                raise BadInput(f"tolerance {name} must be >= 0, not {value}")
+        return replace(base, **values)
+
+
+_HALF = Tolerance(max_abs=2e-3, mean_abs=5e-4, jsd=1e-4, argmax=1.0, attr_max=1e-2, attr_rank=0.9)
+
+
+@dataclass
+class Baseline:
+    """One input's snapshot: its attention (batch 1, real positions only) and attribution scores."""
+
+    key: str  # file stem, from input_key(text)
+    text: str  # the input as given
+    maps: AttentionMaps
+    attributions: dict[str, torch.Tensor] = field(default_factory=dict)  # method -> (S,) float
+    attr_info: dict[str, dict] = field(default_factory=dict)  # method -> target, prediction, ...
+
+
+def input_key(text: str) -> str:
+    """A file stem that is safe on every file system: a readable ASCII prefix and a content hash."""
+    words = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:32].strip("-")
+    return f"{words or 'input'}-{hashlib.sha256(text.encode('utf-8')).hexdigest()[:10]}"
+
+
+def baseline_path(folder: Path, key: str) -> Path:
+    if not re.fullmatch(r"[a-z0-9-]+", key):
+        raise BadInput(f"not a snapshot key: {key!r}")
+    return Path(folder) / f"{key}{SUFFIX}"
+
+
+def save_baseline(folder: Path, base: Baseline) -> Path:
+    """Write atomically: a temporary file beside the target, then a rename."""
+    from safetensors.torch import save_file
+
+    path = baseline_path(folder, base.key)
+    m = base.maps
+    tensors = {n: getattr(m, n).contiguous().cpu() for n in _MAP_TENSORS if getattr(m, n) is not None}
+    tensors.update({_ATTR + k: v.contiguous().cpu() for k, v in base.attributions.items()})
+    meta = {f.name: getattr(m, f.name) for f in fields(m) if f.name not in _MAP_TENSORS}
+    snap = {"version": SNAPSHOT_VERSION, "key": base.key, "text": base.text, "attr_info": base.attr_info}
+    text_meta = {"attnviz": json.dumps(meta, ensure_ascii=False), "snapshot": json.dumps(snap, ensure_ascii=False)}
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
+    try:
+        save_file(tensors, str(tmp), metadata=text_meta)
+        os.replace(tmp, path)
+    except OSError as err:
+        tmp.unlink(missing_ok=True)
+        raise BadInput(f"cannot write {path}: {err.strerror or err}") from None
+    return path
+
+
+def load_baseline(path: Path, regenerate: str = "") -> Baseline:
+    """Read one baseline; an empty, truncated or foreign file is a BaselineError naming the file."""
+    from safetensors import safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise BaselineError(_how(f"baseline {path} is missing", regenerate))
+    if path.stat().st_size == 0:
+        raise BaselineError(_how(f"baseline {path} is corrupt (empty file)", regenerate))
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+        maps_meta, snap = json.loads(meta["attnviz"]), json.loads(meta["snapshot"])
+        known = {f.name for f in fields(AttentionMaps)}
+        maps = AttentionMaps(**{k: v for k, v in tensors.items() if k in _MAP_TENSORS},
+                             **{k: v for k, v in maps_meta.items() if k in known})
+    except Exception as err:  # safetensors raises its own SafetensorError for a truncated header
+        why = "not a safetensors file" if "header" in str(err).lower() else f"{type(err).__name__}"
+        raise BaselineError(_how(f"baseline {path} is corrupt ({why})", regenerate)) from None
+    attrs = {k[len(_ATTR):]: v for k, v in tensors.items() if k.startswith(_ATTR)}
+    return Baseline(snap["key"], snap["text"], maps, attrs, snap.get("attr_info", {}))
+
+
+def write_manifest(folder: Path, manifest: dict) -> Path:
+    path = Path(folder) / MANIFEST
+    tmp = path.with_name(f".{MANIFEST}.{os.getpid()}.part")
+    try:
+        tmp.write_text(json.dumps({"version": SNAPSHOT_VERSION, **manifest}, indent=2, ensure_ascii=False) + "\n",
+                       encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError as err:
+        tmp.unlink(missing_ok=True)
+        raise BadInput(f"cannot write {path}: {err.strerror or err}") from None
+    return path
+
+
+def read_manifest(folder: Path, regenerate: str = "") -> dict:
+    path = Path(folder) / MANIFEST
+    if not path.is_file():
+        raise BaselineError(_how(f"no snapshot manifest {path}", regenerate))
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(data, dict) or not isinstance(data.get("inputs"), list):
+            raise ValueError("no inputs list")
+    except (OSError, UnicodeDecodeError, ValueError) as err:
+        raise BaselineError(_how(f"snapshot manifest {path} is corrupt ({type(err).__name__})", regenerate)) from None
+    return data
+
+
+def stored_keys(folder: Path) -> list[str]:
+    """Stems of the baseline files in ``folder`` (temporary files excluded)."""
+    return sorted(p.name[: -len(SUFFIX)] for p in Path(folder).glob(f"*{SUFFIX}") if not p.name.startswith("."))
+
+
+def _how(problem: str, regenerate: str) -> str:
+    return f"{problem}; regenerate it with: {regenerate}" if regenerate else problem
+
+
+def trim(maps: AttentionMaps, example: int) -> AttentionMaps:
+    """One example of a padded batch, cut to its real positions: attention (L, 1, H, s, s)."""
+    keep = maps.valid(example)
+    enc = maps.weights[:, example : example + 1][..., keep, :][..., keep]  # (L, 1, H, s, s)
+    dec = cross = dmask = None
+    dec_tokens: list[list[str]] = []
+    if maps.decoder is not None and maps.decoder_mask is not None:
+        dkeep = torch.nonzero(maps.decoder_mask[example] > 0).flatten()
+        dec = maps.decoder[:, example : example + 1][..., dkeep, :][..., dkeep]  # (L, 1, H, t, t)
+        cross = maps.cross[:, example : example + 1][..., dkeep, :][..., keep] if maps.cross is not None else None
+        dmask = maps.decoder_mask[example : example + 1, dkeep]  # (1, t)
+        dec_tokens = [[maps.decoder_tokens[example][i] for i in dkeep.tolist()]]
+    tokens = [[maps.tokens[example][i] for i in keep.tolist()]]
+    return replace(maps, weights=enc.contiguous(), mask=maps.mask[example : example + 1, keep], tokens=tokens,
+                   decoder=dec, cross=cross, decoder_mask=dmask, decoder_tokens=dec_tokens, notes=[])
+
+
+def tensor_hash(named: dict[str, torch.Tensor]) -> str:
+    """sha256 over names, dtypes, shapes and raw bytes, in name order."""
+    digest = hashlib.sha256()
+    for name in sorted(named):
+        t = named[name].detach().cpu().contiguous()
+        digest.update(f"{name}|{t.dtype}|{tuple(t.shape)}".encode())
+        digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return digest.hexdigest()
+
+
+def file_hash(paths: list[Path]) -> str:
+    digest = hashlib.sha256()
+    for path in sorted(paths):
+        digest.update(path.name.encode())
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
