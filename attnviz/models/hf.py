@@ -53,7 +53,8 @@ def resolve(spec: str, online: bool, revision: str | None) -> Path | str:
         return spec
     from huggingface_hub import try_to_load_from_cache
 
-    found = try_to_load_from_cache(spec, "config.json", revision=revision)
+    # huggingface_hub reads HF_HUB_CACHE once, when first imported; read it again now.
+    found = try_to_load_from_cache(spec, "config.json", cache_dir=os.environ.get("HF_HUB_CACHE"), revision=revision)
     if isinstance(found, str):
         return Path(found).parent
     return ""
@@ -113,6 +114,8 @@ def load_hf(spec: str, *, device, dtype, online=False, allow_pickle=False, trust
         config = AutoConfig.from_pretrained(str(folder), **common)
         auto, task = _auto_class(config)
         model_class = auto._model_mapping[type(config)] if hasattr(auto, "_model_mapping") else auto
+        if isinstance(model_class, tuple):  # one config, several classes (DeiT with and without teacher)
+            model_class = model_class[0]
         backend = backend_for(model_class)
         model = auto.from_pretrained(
             str(folder), attn_implementation=backend, use_safetensors=None if allow_pickle else True,
@@ -132,6 +135,10 @@ def _wrap(spec, model, config, task, backend, folder, common) -> LoadedModel:
             from transformers import AutoImageProcessor
 
             processor = AutoImageProcessor.from_pretrained(str(folder), **common)
+            if getattr(config, "text_config", None) is not None:  # a full CLIP model also reads text prompts
+                from transformers import AutoTokenizer
+
+                tokenizer = AutoTokenizer.from_pretrained(str(folder), **common)
         else:
             from transformers import AutoTokenizer
 
@@ -143,6 +150,7 @@ def _wrap(spec, model, config, task, backend, folder, common) -> LoadedModel:
     cfg = vis_cfg if kind == "vision" else text_cfg
     layers = getattr(cfg, "num_hidden_layers", None) or getattr(cfg, "num_layers", None) or getattr(cfg, "n_layer", 0)
     heads = getattr(cfg, "num_attention_heads", None) or getattr(cfg, "num_heads", None) or getattr(cfg, "n_head", 0)
+    heads = heads[0] if isinstance(heads, (list, tuple)) else heads  # Swin: heads per stage
     labels = [config.id2label[i] for i in sorted(config.id2label)] if task.endswith("classification") else []
     max_len = getattr(cfg, "max_position_embeddings", None) or getattr(cfg, "n_positions", None) or 512
     if tokenizer is not None and 0 < getattr(tokenizer, "model_max_length", 0) < max_len:
