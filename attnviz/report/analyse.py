@@ -14,6 +14,9 @@ from attnviz.report import summary
 from attnviz.report.html import encode_attention, encode_image, thumbnail
 
 
+FAITH_KEYS = ("deletion_auc", "insertion_auc", "top1", "topk")
+
+
 def prepare(loaded, items, on_long: str) -> list[tuple[object, int, str | None]]:
     """(model input, length, error) per item: images are opened, texts measured in tokens."""
     if on_long not in ("skip", "truncate"):
@@ -85,6 +88,7 @@ def _run(loaded, batch: list, cfg) -> list:
     with model_outputs(loaded.model) as seen:
         maps = capture(loaded, inputs, on_long=on_long)
     attributions = _attributions(loaded, inputs, cfg.methods)
+    cams = _cams(loaded, inputs) if loaded.kind == "vision" else [None] * len(inputs)
     li = maps.layer_index(cfg.layer)
     hi = maps.head_index(cfg.head)
     results = []
@@ -94,8 +98,8 @@ def _run(loaded, batch: list, cfg) -> list:
         weights = maps.weights[:, e][:, :, valid][:, :, :, valid].float().numpy()  # (L, H, n, n)
         record = _record(loaded, item, value, tokens, weights, maps, seen[-1] if seen else None, e)
         record["attribution"] = {m: _attribution(a, e) for m, a in attributions.items()}
-        if loaded.kind == "vision":
-            record["cam"] = _cam(loaded, value)
+        if cams[e] is not None:
+            record["cam"] = cams[e]
         job = dict(views=cfg.views, weights=weights, tokens=tokens, layers=maps.layers, heads=maps.heads,
                    layer=li, head=hi, title=maps.model or "model", dpi=cfg.dpi)
         results.append((item, record, job, None))
@@ -140,13 +144,14 @@ def _prediction(loaded, out, maps, e: int) -> dict | None:
 
 
 def _attributions(loaded, inputs, methods) -> dict:
+    """Every method on the whole batch, with faithfulness (deletion/insertion areas) where available."""
     if not methods:
         return {}
     try:
-        from attnviz.attribution import attribute
+        from attnviz.attribution import explain
     except ImportError:
         raise BadInput("attribution methods are not available in this installation") from None
-    return {m: attribute(loaded, inputs, method=m, target=None) for m in methods}
+    return {a.method: a for a in explain(loaded, inputs, methods=list(methods))}
 
 
 def _attribution(attr, e: int) -> dict:
@@ -157,29 +162,26 @@ def _attribution(attr, e: int) -> dict:
              "top": summary.top_tokens(scores, tokens),
              "target": attr.target[e] if attr.target else None}
     faith = attr.extra.get("faithfulness") if isinstance(attr.extra, dict) else None
-    if faith is not None:
-        entry["faithfulness"] = _jsonable(faith, e)
+    if isinstance(faith, (list, tuple)) and len(faith) > e and isinstance(faith[e], dict):
+        # the areas and agreement only: the curves themselves would dominate summary.json
+        entry["faithfulness"] = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in faith[e].items()
+                                 if k in FAITH_KEYS and v is not None}
     return entry
 
 
-def _jsonable(value, e: int):
-    """Per-example value of an extra field that may be a tensor, a list per example or a dict of those."""
-    if isinstance(value, dict):
-        return {k: _jsonable(v, e) for k, v in value.items()}
-    if isinstance(value, torch.Tensor):
-        value = value.tolist()
-    if isinstance(value, (list, tuple)):
-        value = value[e] if len(value) > e else None
-    return round(float(value), 4) if isinstance(value, (int, float)) else value
-
-
-def _cam(loaded, image) -> dict | None:
-    """A CAM grid for an image where attnviz.attribution.cam has landed; None otherwise."""
+def _cams(loaded, images: list) -> list[dict | None]:
+    """A CAM per image (attnviz.attribution.cam), as a small grid plus the box of the image the model saw."""
     try:
         from attnviz.attribution.cam import cam
     except ImportError:
-        return None
-    grid = cam(loaded, [image])
-    grid = getattr(grid, "grid", grid)
-    arr = np.asarray(grid.detach().cpu().float() if isinstance(grid, torch.Tensor) else grid, dtype=np.float32)
-    return thumbnail(arr.reshape(arr.shape[-2:]), size=64)
+        return [None] * len(images)
+    res = cam(loaded, images)
+    out = []
+    for grid, box, image in zip(res.maps, res.boxes or [None] * len(images), images):
+        entry = thumbnail(grid.float().numpy(), size=64)
+        w, h = image.size
+        left, top, right, bottom = box or (0, 0, w, h)
+        entry.update(method=res.method, box=[left / w, top / h, right / w, bottom / h],
+                     target=res.target[len(out)] if res.target else None)
+        out.append(entry)
+    return out

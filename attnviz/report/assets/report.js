@@ -141,6 +141,8 @@ async function openItem(i) {
   if (item.image_data) views.append(camPanel(item));
   d.append(views);
   d.append(attributionPanel(item));
+  buildStrip(document.getElementById("tokens-to"));
+  buildStrip(document.getElementById("tokens-from"));
   redraw();
 }
 
@@ -178,21 +180,24 @@ function headPanel() {
   return box;
 }
 
-function tokenStrip(box, values) {
-  box.replaceChildren();
-  const max = values ? Math.max(...values) || 1 : 1;
+function buildStrip(box) {
   current.item.tokens.forEach((t, k) => {
     const span = el("span", "tok", t);
     span.dataset.i = k;
-    if (values) {
-      const c = Math.round(values[k] / max * 255);
-      span.style.background = "rgba(" + LUT[3 * c] + "," + LUT[3 * c + 1] + "," + LUT[3 * c + 2] + "," + (0.15 + 0.85 * values[k] / max).toFixed(2) + ")";
-      span.style.color = values[k] / max > 0.6 ? "#111" : "";
-      span.title = values[k].toFixed(3);
-    }
-    if (k === current.hover) span.classList.add("on");
     span.addEventListener("mouseenter", () => { current.hover = k; redraw(); });
     box.append(span);
+  });
+}
+
+// Colours the spans in place: rebuilding them under the pointer would re-fire mouseenter.
+function paintStrip(box, values) {
+  const max = values ? Math.max(...values) || 1 : 1;
+  box.querySelectorAll(".tok").forEach((span, k) => {
+    const v = values ? values[k] / max : 0, c = Math.round(v * 255);
+    span.style.background = values ? "rgba(" + LUT[3 * c] + "," + LUT[3 * c + 1] + "," + LUT[3 * c + 2] + "," + (0.15 + 0.85 * v).toFixed(2) + ")" : "";
+    span.style.color = v > 0.6 ? "#111" : "";
+    span.title = values ? values[k].toFixed(3) : "";
+    span.classList.toggle("on", k === current.hover);
   });
 }
 
@@ -212,8 +217,8 @@ function redraw() {
   }
   const row = hover >= 0 ? m.slice(hover * n, hover * n + n) : null;
   const col = hover >= 0 ? Array.from({ length: n }, (_, q) => m[q * n + hover]) : null;
-  tokenStrip(document.getElementById("tokens-to"), row);
-  tokenStrip(document.getElementById("tokens-from"), col);
+  paintStrip(document.getElementById("tokens-to"), row);
+  paintStrip(document.getElementById("tokens-from"), col);
   drawModel();
 }
 
@@ -274,7 +279,7 @@ function attributionPanel(item) {
 
 function camPanel(item) {
   const box = el("div", "panel");
-  box.append(el("h3", null, item.cam ? "image with CAM overlay" : "image"));
+  box.append(el("h3", null, item.cam ? "image with CAM overlay (" + item.cam.method + ")" : "image"));
   const canvas = el("canvas", "heat"); canvas.id = "cam-canvas";
   const img = new Image();
   img.onload = () => {
@@ -282,10 +287,11 @@ function camPanel(item) {
     const ctx = canvas.getContext("2d");
     ctx.drawImage(img, 0, 0);
     if (!item.cam) return;
-    const t = item.cam, over = document.createElement("canvas");
+    const t = item.cam, over = document.createElement("canvas"), box = t.box || [0, 0, 1, 1];
     drawMatrix(over, t.rows, t.cols, b64(t.data), 0, 1, Math.max(t.rows, t.cols));
     ctx.globalAlpha = 0.5; ctx.imageSmoothingEnabled = true;
-    ctx.drawImage(over, 0, 0, img.width, img.height);
+    // the box is the part of the image the model saw (a centre crop for some processors)
+    ctx.drawImage(over, box[0] * img.width, box[1] * img.height, (box[2] - box[0]) * img.width, (box[3] - box[1]) * img.height);
   };
   img.src = safeImage(item.image_data);
   box.append(canvas);

@@ -1,0 +1,44 @@
+"""Writing a toy's synthetic examples to disk: JSONL for text; PNG images + PNG masks + labels.json for shapes."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+
+from attnviz.errors import BadInput
+from attnviz.report.files import inside, write_atomic
+
+
+def _png(array: np.ndarray) -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(array).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def write_examples(name: str, examples: list[dict], out: Path) -> list[Path]:
+    """Files for ``examples`` under ``out`` (created if missing); returns the paths written."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise BadInput(f"--out {out} is a file, not a folder")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise BadInput(f"cannot create {out}: {err.strerror or err}") from None
+    if "image" not in examples[0]:
+        lines = "".join(json.dumps(e, ensure_ascii=False) + "\n" for e in examples)
+        return [write_atomic(inside(out, f"{name}.jsonl"), lines.encode("utf-8"))]
+    written, labels = [], []
+    for i, e in enumerate(examples):
+        image, mask = f"{i:05d}.png", f"{i:05d}-mask.png"
+        written.append(write_atomic(inside(out, image), _png(e["image"])))
+        written.append(write_atomic(inside(out, mask), _png(e["mask"].astype(np.uint8) * 255)))
+        labels.append({"image": image, "mask": mask, "label": e["label"], "label_name": e["label_name"],
+                       "box": e["box"], "patch_mask": np.round(e["patch_mask"], 4).tolist()})
+    text = json.dumps(labels, ensure_ascii=False, indent=1)
+    written.append(write_atomic(inside(out, "labels.json"), text.encode("utf-8")))
+    return written
