@@ -41,6 +41,7 @@ class CamResult:
     top: list[list[tuple[str, float]]]  # top-k (label, probability) per image; empty without classes
     prefix: int  # tokens before the patches
     heads: torch.Tensor | None = None  # (B, H, gh, gw) per-head maps (method "heads")
+    boxes: list[tuple] = field(default_factory=list)  # per image: (left, top, right, bottom) the model saw
     params: dict = field(default_factory=dict)  # options the method ran with
     notes: list[str] = field(default_factory=list)
 
@@ -133,13 +134,19 @@ def cam(loaded, images, *, method: str = "attn-grad", target=None, layer: int = 
     images = list(images)
     if not images:
         raise BadInput("no images given")
-    from attnviz.images import load_image
+    from attnviz.images import load_image, view_box
 
     pil = [load_image(im, max_pixels=max_pixels) for im in images]  # every file is checked before any work
-    parts = [_batch(loaded, pil[i:i + batch_size], spec, method, target, layer, prompts,
-                    {"fusion": fusion, "discard_ratio": discard_ratio}) for i in range(0, len(pil), batch_size)]
-    return _merge(parts, method, top_k, {"layer": layer, "fusion": fusion, "discard_ratio": discard_ratio,
-                                         "target": target, "prompts": prompts})
+    per_image = list(target) if isinstance(target, (list, tuple)) else None  # one target per image
+    if per_image is not None and len(per_image) != len(pil):
+        raise BadInput(f"{len(per_image)} targets given for {len(pil)} images")
+    parts = [_batch(loaded, pil[i:i + batch_size], spec, method, per_image[i:i + batch_size] if per_image else target,
+                    layer, prompts, {"fusion": fusion, "discard_ratio": discard_ratio})
+             for i in range(0, len(pil), batch_size)]
+    result = _merge(parts, method, top_k, {"layer": layer, "fusion": fusion, "discard_ratio": discard_ratio,
+                                           "target": per_image or target, "prompts": prompts})
+    result.boxes = [view_box(loaded.processor, im.size) for im in pil]
+    return result
 
 
 def _batch(loaded, pil, spec: CamMethod, method, target, layer, prompts, options) -> dict:

@@ -112,6 +112,8 @@ def resolve_targets(spec: str | int | None, labels: list[str], predicted: list[i
     """--target CLASS|INDEX (None: each example's prediction) -> one index per example."""
     if spec is None or spec == "":
         return list(predicted)
+    if isinstance(spec, (list, tuple)):  # one per example, e.g. ground-truth labels
+        return [resolve_targets(one, labels, [p])[0] for one, p in zip(spec, predicted)]
     text = str(spec).strip()
     if text in labels:
         return [labels.index(text)] * len(predicted)

@@ -62,7 +62,7 @@ def render_cam(result: CamResult, images: list[Image.Image], names: list[str], *
         if result.heads is not None:
             fig = heads_figure(image, result.heads[i].numpy(), f"{title.splitlines()[0]} · layer {result.params.get('layer')}",
                                box, colormap=colormap, alpha=alpha)
-            files[f"{stem}-{result.method}-heads.{fmt}"] = figure_bytes(fig, fmt)
+            files[f"{stem}-{result.method}-grid.{fmt}"] = figure_bytes(fig, fmt)
         if save_map:
             files[f"{stem}-{result.method}.npy"] = _npy(grid_map)
         overlays.append(over)

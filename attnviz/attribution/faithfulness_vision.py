@@ -1,0 +1,161 @@
+"""How faithful is a CAM? Pointing game, mask IoU and perturbation AUC on images with ground truth.
+
+Perturbation follows Chefer et al. 2021 (arXiv:2012.09838, section 4): remove 10% .. 90% of the
+input pixels in order of relevance (most relevant first: "positive", lower AUC is better; least
+relevant first: "negative", higher is better) and record the accuracy at each step. A removed pixel
+is set to 0 in the processor's normalised space, i.e. to the normalisation mean.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from attnviz.attribution.cam import CAM_METHODS, cam
+from attnviz.errors import BadInput
+from attnviz.images import SUFFIXES, load_image, to_pixels
+
+STEPS = tuple(round(0.1 * i, 1) for i in range(10))  # fraction of pixels removed: 0.0 (none) .. 0.9
+RANDOM = "random"  # the baseline row: a uniformly random map
+
+
+@dataclass
+class LabelledImage:
+    image: Image.Image  # RGB
+    label: int  # class index in the model's labels
+    mask: np.ndarray | None = None  # (H, W) bool ground-truth region in the image's pixels, if known
+    name: str = ""
+
+
+@dataclass
+class FaithRow:
+    method: str
+    n: int  # images
+    pointing: float | None  # fraction whose map maximum lies inside the mask
+    iou: float | None  # mean IoU of the map thresholded at its mean with the mask
+    auc_positive: float  # lower is better
+    auc_negative: float  # higher is better
+    curve_positive: list[float] = field(default_factory=list)  # accuracy at each of STEPS
+    curve_negative: list[float] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+def toy_examples(name: str, n: int, seed: int = 0) -> list[LabelledImage]:
+    """Held-out examples of a trained toy's task, with its ground-truth masks."""
+    from attnviz.models.data import GENERATORS, generate, heldout_seed
+
+    if name not in GENERATORS:
+        raise BadInput(f"{name} has no built-in data; give --images FOLDER (one subfolder per class)")
+    return [LabelledImage(Image.fromarray(ex["image"]), int(ex["label"]), np.asarray(ex["mask"], bool), f"{name}-{i}")
+            for i, ex in enumerate(generate(name, n, heldout_seed(seed)))]
+
+
+def folder_examples(root: str | Path, labels: list[str]) -> list[LabelledImage]:
+    """ROOT/<class>/<image>; an optional ROOT/<class>/<stem>.mask.png marks the object (non-zero inside)."""
+    root = Path(root)
+    if not root.is_dir():
+        raise BadInput(f"no such folder: {root}")
+    out = []
+    for sub in sorted(p for p in root.iterdir() if p.is_dir()):
+        if sub.name not in labels and not (sub.name.isdigit() and int(sub.name) < len(labels)):
+            raise BadInput(f"folder {sub.name!r} is not a class of the model; classes: {', '.join(labels[:20])}")
+        label = labels.index(sub.name) if sub.name in labels else int(sub.name)
+        for path in sorted(sub.iterdir()):
+            if path.suffix.lower() not in SUFFIXES or path.name.lower().endswith(".mask" + path.suffix.lower()):
+                continue
+            mask_path = path.with_name(path.stem + ".mask.png")
+            mask = np.asarray(load_image(mask_path).convert("L")) > 0 if mask_path.is_file() else None
+            out.append(LabelledImage(load_image(path), label, mask, str(path.relative_to(root))))
+    if not out:
+        raise BadInput(f"no labelled images under {root} (expected {root}/<class>/<image>)")
+    return out
+
+
+def pointing_and_iou(grid_map: np.ndarray, mask: np.ndarray, box) -> tuple[bool, float]:
+    """Whether the map's maximum is inside the mask, and the IoU of map >= its mean with the mask."""
+    h, w = mask.shape
+    pixels = to_pixels(grid_map, (w, h), box)  # (H, W)
+    y, x = np.unravel_index(int(np.argmax(pixels)), pixels.shape)
+    chosen = pixels >= pixels.mean()
+    union = np.logical_or(chosen, mask).sum()
+    return bool(mask[y, x]), float(np.logical_and(chosen, mask).sum() / union) if union else 0.0
+
+
+def perturbation_curves(loaded, pixel_values: torch.Tensor, maps: torch.Tensor, labels: torch.Tensor,
+                        seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Accuracy (positive, negative) at each of STEPS for one batch; maps (B, gh, gw)."""
+    b, _, h, w = pixel_values.shape
+    relevance = F.interpolate(maps[:, None].float(), size=(h, w), mode="bilinear", align_corners=False)[:, 0]  # (B, H, W)
+    gen = torch.Generator().manual_seed(seed)
+    jitter = torch.rand(b, h * w, generator=gen) * 1e-6  # ties (flat regions) in random order, not raster order
+    flat = relevance.reshape(b, h * w).cpu() + jitter  # (B, H*W)
+    curves = []
+    for descending in (True, False):
+        rank = flat.argsort(dim=1, descending=descending).argsort(dim=1)  # (B, H*W) position in removal order
+        acc = []
+        for frac in STEPS:
+            keep = (rank >= round(frac * h * w)).reshape(b, 1, h, w).to(pixel_values)  # (B, 1, H, W)
+            with torch.inference_mode():
+                logits = loaded.model(pixel_values=pixel_values * keep).logits  # (B, C)
+            acc.append((logits.argmax(-1).cpu() == labels).float().sum().item())
+        curves.append(np.asarray(acc))
+    return curves[0], curves[1]
+
+
+def auc(curve: list[float] | np.ndarray) -> float:
+    """Area under accuracy vs fraction removed, over STEPS, scaled to [0, 1]."""
+    return float(np.trapezoid(np.asarray(curve, dtype=np.float64), STEPS) / (STEPS[-1] - STEPS[0]))
+
+
+def evaluate(loaded, data: list[LabelledImage], methods: list[str] | None = None, *, batch_size: int = 32,
+             seed: int = 0, baseline: bool = True) -> list[FaithRow]:
+    """One row per method (and a random-map baseline), over every image of ``data``."""
+    if loaded.task != "image-classification" or not loaded.labels:
+        raise BadInput(f"{loaded.name} is not an image classifier; faithfulness needs class labels")
+    if not data:
+        raise BadInput("no images to evaluate")
+    methods = list(methods or CAM_METHODS.names())
+    for m in methods:
+        CAM_METHODS.get(m)
+    rows = [_evaluate_one(loaded, data, m, batch_size, seed) for m in methods]
+    if baseline:
+        rows.append(_evaluate_one(loaded, data, RANDOM, batch_size, seed))
+    return rows
+
+
+def _evaluate_one(loaded, data: list[LabelledImage], method: str, batch_size: int, seed: int) -> FaithRow:
+    hits, ious, pos, neg = [], [], np.zeros(len(STEPS)), np.zeros(len(STEPS))
+    for start in range(0, len(data), batch_size):
+        chunk = data[start:start + batch_size]
+        images, labels = [d.image for d in chunk], [d.label for d in chunk]
+        pixel_values = loaded.encode(images).batch["pixel_values"]
+        maps, boxes = _maps(loaded, images, labels, method, seed + start, batch_size)
+        for d, grid_map, box in zip(chunk, maps.numpy(), boxes):
+            if d.mask is not None:
+                hit, iou = pointing_and_iou(grid_map, d.mask, box)
+                hits.append(hit)
+                ious.append(iou)
+        p, n = perturbation_curves(loaded, pixel_values, maps, torch.tensor(labels), seed + start)
+        pos, neg = pos + p, neg + n
+    pos, neg = pos / len(data), neg / len(data)
+    return FaithRow(method, len(data), float(np.mean(hits)) if hits else None, float(np.mean(ious)) if ious else None,
+                    auc(pos), auc(neg), pos.round(4).tolist(), neg.round(4).tolist())
+
+
+def _maps(loaded, images, labels, method, seed, batch_size):
+    from attnviz.images import view_box
+
+    if method == RANDOM:
+        probe = cam(loaded, images[:1], method="raw")  # only for the grid shape
+        gen = torch.Generator().manual_seed(seed)
+        maps = torch.rand(len(images), *probe.grid, generator=gen)
+        return maps, [view_box(loaded.processor, im.size) for im in images]
+    result = cam(loaded, images, method=method, target=labels, batch_size=batch_size)
+    return result.maps, result.boxes

@@ -1,0 +1,67 @@
+"""`attnviz cam`: class-activation overlays for vision Transformers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from attnviz.cli import common as c
+
+
+def _methods() -> str:
+    from attnviz.attribution.cam import CAM_METHODS
+
+    return ", ".join(CAM_METHODS.names())
+
+
+def cam_cmd(
+    images: Annotated[list[str], typer.Argument(help="image files, folders or globs (quote globs)", show_default=False)],
+    model: c.Model = "toy-shapes",
+    method: Annotated[str, typer.Option(help="attn-grad, rollout, grad-rollout, attn-gradcam, gradcam, raw or heads")] = "attn-grad",
+    target: Annotated[Optional[str], typer.Option(help="class name or index to explain (default: the predicted class)")] = None,
+    prompt: Annotated[Optional[list[str]], typer.Option(help="text prompt(s) for a full CLIP model; repeat for several")] = None,
+    layer: Annotated[int, typer.Option(help="layer for raw, heads, attn-gradcam and gradcam (negative counts from the end)")] = -1,
+    fusion: Annotated[str, typer.Option(help="rollout head fusion: mean, max or min")] = "mean",
+    discard_ratio: Annotated[float, typer.Option(help="rollout: drop this fraction of the weakest attention")] = 0.0,
+    colormap: Annotated[str, typer.Option(help="matplotlib colormap of the map")] = "jet",
+    alpha: Annotated[float, typer.Option(help="opacity of the map over the image, 0..1")] = 0.5,
+    fmt: Annotated[str, typer.Option("--format", help="panel and contact sheet format: png, svg or pdf")] = "png",
+    out: Annotated[Path, typer.Option("--out", "-o", help="output folder")] = Path("outputs"),
+    save_map: Annotated[bool, typer.Option("--save-map", help="also write each raw patch map as .npy")] = False,
+    max_pixels: Annotated[Optional[int], typer.Option(help="refuse larger images (default: Pillow's bomb limit)")] = None,
+    batch_size: Annotated[int, typer.Option(help="images per forward/backward pass")] = 16,
+    top_k: Annotated[int, typer.Option(help="classes shown in the panel title")] = 3,
+    device: c.Device = "auto",
+    dtype: c.Dtype = None,
+    online: c.Online = False,
+    allow_pickle: c.AllowPickle = False,
+    trust_remote_code: c.TrustRemote = False,
+    revision: c.Revision = None,
+):
+    """Overlay where a vision Transformer looks on each image (ViT, DeiT, CLIP, toy-shapes)."""
+    from attnviz.attribution.cam import CAM_METHODS, cam
+    from attnviz.errors import BadInput
+    from attnviz.images import find_images, load_image
+    from attnviz.render.output import FORMATS
+    from attnviz.render.overlay import check_colormap
+    from attnviz.report.cam import render_cam, write_files
+
+    CAM_METHODS.get(method)
+    check_colormap(colormap)
+    if fmt not in FORMATS:
+        raise BadInput(f"unknown format {fmt!r}; choose {', '.join(FORMATS)}")
+    if not 0.0 <= alpha <= 1.0:
+        raise BadInput(f"--alpha must be in [0, 1], not {alpha}")
+    if max_pixels is not None and max_pixels < 1:
+        raise BadInput(f"--max-pixels must be positive, not {max_pixels}")
+    paths = find_images(images)
+    pil = [load_image(p, max_pixels=max_pixels) for p in paths]  # a bad file stops the run before any output
+    loaded = c.load(model, device, dtype, online, allow_pickle, trust_remote_code, revision)
+    result = cam(loaded, pil, method=method, target=target, layer=layer, prompts=prompt, fusion=fusion,
+                 discard_ratio=discard_ratio, batch_size=batch_size, top_k=max(top_k, 1))
+    files = render_cam(result, pil, [str(p) for p in paths], model=loaded.name, fmt=fmt, colormap=colormap,
+                       alpha=alpha, save_map=save_map)
+    for path in write_files(files, out):
+        c.console.print(str(path))
