@@ -20,6 +20,8 @@ COMMANDS = {
     "heatmap": heatmap.heatmap_cmd,
     "models": models.models_cmd,
     "info": models.info_cmd,
+    "cam": __import__("attnviz.cli.cam", fromlist=["cam_cmd"]).cam_cmd,
+    "bench": __import__("attnviz.cli.bench", fromlist=["bench_cmd"]).bench_cmd,
     "report": report.report_cmd,
 }
 for _name, _fn in COMMANDS.items():
