@@ -113,7 +113,7 @@ def _record(loaded, item, value, tokens, weights, maps, out, e) -> dict:
         "target": item.target, "reference": item.reference, "tokens": tokens,
         "prediction": _prediction(loaded, out, maps, e),
         "layers": maps.layers, "heads": maps.heads,
-        "entropy": np.round(entropy, 4).tolist(), "mean_entropy": round(float(entropy.mean()), 4),
+        "entropy": [[round(float(v), 4) for v in row] for row in entropy], "mean_entropy": round(float(entropy.mean()), 4),
         "most_attended": summary.most_attended(weights, tokens, set(maps.special)),
         "notes": [n for n in maps.notes if n.startswith(f"input {e + 1} ")],
         "view": encode_attention(weights, maps.layers),
@@ -158,7 +158,7 @@ def _attribution(attr, e: int) -> dict:
     real = (attr.mask[e] > 0).nonzero().flatten().tolist()
     tokens = [attr.tokens[e][i] for i in real]
     scores = attr.scores[e, real].float().numpy()
-    entry = {"scores": np.round(scores, 5).tolist(), "tokens": tokens,
+    entry = {"scores": [round(float(v), 5) for v in scores], "tokens": tokens,
              "top": summary.top_tokens(scores, tokens),
              "target": attr.target[e] if attr.target else None}
     faith = attr.extra.get("faithfulness") if isinstance(attr.extra, dict) else None

@@ -141,14 +141,25 @@ def _render_all(loaded, todo, cfg, out, result, done_ids, finished) -> None:
                 folder.mkdir(parents=True, exist_ok=True)
                 job = PaintJob(folder=folder, **job)
                 pending.append((pool.submit(paint, job) if pool else paint(job), folder, record))
+                while pending and _ready(pending[0][0]):
+                    _finish(pending.popleft(), out, done_ids, finished)
             # Keep a bounded number of items in flight: their attention arrays are held until painted.
             while len(pending) > 4 * max(cfg.batch_size, 1):
                 _finish(pending.popleft(), out, done_ids, finished)
         while pending:
             _finish(pending.popleft(), out, done_ids, finished)
+    except KeyboardInterrupt:
+        for entry in pending:  # pictures that were already drawn still make finished items
+            if _ready(entry[0]) and not (isinstance(entry[0], Future) and (entry[0].cancelled() or entry[0].exception())):
+                _finish(entry, out, done_ids, finished)
+        raise
     finally:
         if pool:
             pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _ready(value) -> bool:
+    return not isinstance(value, Future) or value.done()
 
 
 def _pool(workers: int) -> ProcessPoolExecutor | None:

@@ -1,0 +1,227 @@
+"""`attnviz report`: inputs, sharding, skipping, resume, paths, summary files and the HTML payload."""
+
+from __future__ import annotations
+
+import base64
+import csv
+import json
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from attnviz.cli import app
+from attnviz.errors import BadInput
+from attnviz.report import html as H
+from attnviz.report import summary as S
+from attnviz.report.inputs import Shard, read_items
+from report_models import image_classifier, text_classifier
+
+runner = CliRunner()
+INJECT = ["<script>alert(1)</script>", '"><img src=x onerror=alert(1)>']
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory) -> str:
+    return str(text_classifier(tmp_path_factory.mktemp("bert")))
+
+
+def report(*args):
+    return runner.invoke(app, ["report", *map(str, args)])
+
+
+def files_under(folder: Path) -> list[Path]:
+    return [p for p in folder.rglob("*") if p.is_file()]
+
+
+# ---- inputs ----
+
+def test_text_file_blank_lines_are_bad_items(tmp_path):
+    src = tmp_path / "in.txt"
+    src.write_text("one\n\n  \ntwo\n\n", encoding="utf-8")
+    items = read_items(src)
+    assert [(i.id, i.text, i.error) for i in items] == [
+        ("1", "one", None), ("2", "", "empty text"), ("3", "  ", "empty text"), ("4", "two", None)]
+
+
+def test_jsonl_and_csv_fields(tmp_path):
+    (tmp_path / "a.jsonl").write_text('{"id": "x", "text": "hi", "label": "positive", "reference": "r"}\n'
+                                      "not json\n" '{"text": "yo", "target": 1}\n', encoding="utf-8")
+    items = read_items(tmp_path / "a.jsonl")
+    assert (items[0].id, items[0].target, items[0].reference) == ("x", "positive", "r")
+    assert items[1].error.startswith("line 2 is not a JSON object")
+    assert (items[2].id, items[2].target) == ("3", "1")
+    (tmp_path / "b.csv").write_text("id,text,label\na,hello,neg\na,again,pos\n", encoding="utf-8")
+    ids = [i.id for i in read_items(tmp_path / "b.csv")]
+    assert ids == ["a", "a~2"]  # repeated ids never share a folder
+    (tmp_path / "c.csv").write_text("sentence\nhello\n", encoding="utf-8")
+    with pytest.raises(BadInput, match="no `text` column"):
+        read_items(tmp_path / "c.csv")
+
+
+def test_shards_partition_the_corpus_and_limit_caps(tmp_path):
+    src = tmp_path / "in.txt"
+    src.write_text("".join(f"line {i}\n" for i in range(10)), encoding="utf-8")
+    shards = [[i.id for i in read_items(src, shard=Shard.parse(f"{k}/3"))] for k in (1, 2, 3)]
+    assert sorted(sum(shards, []), key=int) == [str(i) for i in range(1, 11)]
+    assert not set(shards[0]) & set(shards[1])
+    assert len(read_items(src, limit=4)) == 4
+    for bad in ("0/3", "4/3", "x", "1/0"):
+        with pytest.raises(BadInput):
+            Shard.parse(bad)
+
+
+# ---- numbers ----
+
+def test_entropy_and_most_attended_by_hand():
+    n = 4
+    uniform = np.full((1, 1, n, n), 1 / n)
+    onehot = np.zeros((1, 1, n, n))
+    onehot[..., 2] = 1.0
+    assert S.head_entropy(uniform)[0, 0] == pytest.approx(np.log(4))
+    assert S.head_entropy(onehot)[0, 0] == pytest.approx(0.0, abs=1e-9)
+    tokens = ["[CLS]", "a", "b", "[SEP]"]
+    w = np.zeros((1, 1, n, n))
+    w[..., 0] = 0.7  # the sink gets most, but is left out
+    w[..., 2] = 0.2
+    w[..., 1] = 0.1
+    top = S.most_attended(w, tokens, set())
+    assert [t["token"] for t in top] == ["b", "a"]
+
+
+def test_attention_payload_round_trip():
+    rng = np.random.default_rng(0)
+    w = rng.random((2, 3, 5, 5)).astype(np.float32)
+    w /= w.sum(-1, keepdims=True)
+    enc = H.encode_attention(w, [0, 1])
+    q = np.frombuffer(zlib.decompress(base64.b64decode(enc["data"])), dtype=np.uint8).reshape(2, 3, 5, 5)
+    back = q / 255.0 * np.array(enc["scale"]).reshape(2, 3, 1, 1)
+    assert np.abs(back - w).max() <= w.max() / 255 * 0.51 + 1e-6
+    assert (enc["layers"], enc["heads"], enc["n"]) == ([0, 1], 3, 5)
+
+
+def test_script_json_cannot_close_the_script():
+    text = H.script_json({"t": "</script><script>alert(1)</script><!--\u2028"})
+    assert "<" not in text and ">" not in text and "\u2028" not in text
+    assert json.loads(text)["t"].startswith("</script>")
+
+
+# ---- the command ----
+
+def test_report_end_to_end(tmp_path, model):
+    long_line = " ".join(["movie"] * 40)  # 42 tokens, the model takes 32
+    src = tmp_path / "in.txt"
+    src.write_text("\n".join(["the movie was good", "", long_line, *INJECT, "我 喜 欢 电 影"]) + "\n", encoding="utf-8")
+    out = tmp_path / "out"
+    res = report(src, "--model", model, "-o", out, "--views", "head,model", "--workers", "0")
+    assert res.exit_code == 0, res.output
+    assert "skipped 2" in res.output
+    doc = json.loads((out / "summary.json").read_text(encoding="utf-8"))
+    assert doc["counts"] == {"done": 4, "skipped": 2}
+    assert {s["error"] for s in doc["skipped"]} == {"empty text", "42 tokens, longer than the model's maximum of 32"}
+    first = doc["items"][0]
+    assert first["prediction"]["label"] in ("negative", "positive")
+    assert len(first["entropy"]) == 2 and len(first["entropy"][0]) == 4
+    for item in doc["items"]:
+        for name in item["files"].values():
+            assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    rows = list(csv.DictReader((out / "summary.csv").open(encoding="utf-8")))
+    assert [r["status"] for r in rows].count("skipped") == 2
+    page = (out / "report.html").read_text(encoding="utf-8")
+    assert page.count("<script") == 2 and "<img" not in page  # the injections are data, not markup
+    assert "http://" not in page and "https://" not in page
+    assert not [p for p in files_under(out) if ".part" in p.name]
+    strict = report(src, "--model", model, "-o", tmp_path / "o2", "--strict", "--views", "head")
+    assert strict.exit_code == 2
+
+
+def test_hostile_ids_stay_inside_the_output_folder(tmp_path, model):
+    rows = [{"id": i, "text": "the cat sat"} for i in ("../../evil", "/etc/passwd", "..", "a/../../b", "C:\\x")]
+    src = tmp_path / "in.jsonl"
+    src.write_text("\n".join(json.dumps(r) for r in rows), encoding="utf-8")
+    out = tmp_path / "deep" / "out"
+    res = report(src, "--model", model, "-o", out, "--workers", "0")
+    assert res.exit_code == 0, res.output
+    written = [p for p in files_under(tmp_path) if p.parent != tmp_path and p.name != "in.jsonl"]
+    assert written and all(out.resolve() in p.resolve().parents for p in written)
+    assert len(list((out / "items").iterdir())) == 5
+
+
+def test_resume_after_an_interrupt_keeps_finished_items(tmp_path, model, monkeypatch):
+    from attnviz.models import load_model
+    from attnviz.report import batch
+    from attnviz.report.batch import ReportConfig, run_report
+
+    src = tmp_path / "in.txt"
+    src.write_text("".join(f"the cat sat on mat {'a ' * i}\n" for i in range(6)), encoding="utf-8")
+    items = read_items(src)
+    loaded = load_model(model, device="cpu")
+    cfg = ReportConfig(out=tmp_path / "out", batch_size=2)
+    real, calls = batch.paint, {"n": 0}
+
+    def flaky(job):
+        calls["n"] += 1
+        if calls["n"] == 4:
+            raise KeyboardInterrupt
+        return real(job)
+
+    monkeypatch.setattr(batch, "paint", flaky)
+    with pytest.raises(KeyboardInterrupt):
+        run_report(loaded, items, cfg)
+    doc = json.loads((tmp_path / "out" / "summary.json").read_text(encoding="utf-8"))
+    assert doc["interrupted"] and doc["counts"]["done"] == 3
+    done = {p: p.stat().st_mtime_ns for p in (tmp_path / "out").rglob("item.json")}
+    assert len(done) == 3
+    monkeypatch.setattr(batch, "paint", real)
+    result = run_report(loaded, items, ReportConfig(out=tmp_path / "out", batch_size=2, resume=True))
+    assert result.resumed == 3 and len(result.records) == 6
+    assert all(p.stat().st_mtime_ns == t for p, t in done.items())  # finished items were not redone
+    assert [r["id"] for r in result.records] == [i.id for i in items]
+
+
+def test_worker_processes_give_the_same_pngs(tmp_path, model):
+    src = tmp_path / "in.txt"
+    src.write_text("the cat sat\na dog ran on the mat\n", encoding="utf-8")
+    for w in (0, 1):
+        assert report(src, "--model", model, "-o", tmp_path / f"w{w}", "--workers", w).exit_code == 0
+    pngs = sorted(p.relative_to(tmp_path / "w0") for p in (tmp_path / "w0").rglob("*.png"))
+    assert len(pngs) == 2
+    for rel in pngs:
+        assert (tmp_path / "w0" / rel).read_bytes() == (tmp_path / "w1" / rel).read_bytes()
+
+
+def test_image_folder_skips_unreadable_images(tmp_path):
+    from PIL import Image
+
+    model = image_classifier(tmp_path / "vit")
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (20, 24, 3), dtype=np.uint8)).save(folder / "a.png")
+    (folder / "broken.png").write_bytes(b"not an image")
+    out = tmp_path / "out"
+    res = report(folder, "--model", model, "-o", out, "--workers", "0")
+    assert res.exit_code == 0, res.output
+    doc = json.loads((out / "summary.json").read_text(encoding="utf-8"))
+    assert [s["id"] for s in doc["skipped"]] == ["broken.png"]
+    assert doc["items"][0]["prediction"]["label"] in ("circle", "square", "triangle")
+    assert 'data:image/jpeg;base64,' in (out / "report.html").read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize("args, code", [
+    (["missing.txt"], 2),
+    (["{src}", "--shard", "3/2"], 2),
+    (["{src}", "--views", "nope"], 2),
+    (["{src}", "--batch-size", "0"], 2),
+    (["{src}", "--model", "/no/such/model"], 3),
+])
+def test_bad_usage_is_one_line_and_an_exit_code(tmp_path, model, args, code):
+    src = tmp_path / "in.txt"
+    src.write_text("the cat\n", encoding="utf-8")
+    args = [a.replace("{src}", str(src)) for a in args]
+    if "--model" not in args:
+        args += ["--model", model]
+    res = report(*args, "-o", tmp_path / "out")
+    assert res.exit_code == code, res.output
+    assert "Traceback" not in res.output
