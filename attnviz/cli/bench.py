@@ -49,7 +49,7 @@ def bench_cmd(
         payload = {"model": loaded.name, "images": len(data), "steps": list(fv.STEPS), "seed": seed,
                    "rows": [r.to_dict() for r in rows]}
         write_atomic(json_out, (json.dumps(payload, indent=2) + "\n").encode())
-        c.console.print(f"wrote {json_out}")
+        c.console.print(f"wrote {json_out}", soft_wrap=True)
 
 
 def _print(rows, model: str, n: int) -> None:

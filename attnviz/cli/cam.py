@@ -64,4 +64,4 @@ def cam_cmd(
     files = render_cam(result, pil, [str(p) for p in paths], model=loaded.name, fmt=fmt, colormap=colormap,
                        alpha=alpha, save_map=save_map)
     for path in write_files(files, out):
-        c.console.print(str(path))
+        c.console.print(str(path), soft_wrap=True)

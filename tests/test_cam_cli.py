@@ -1,0 +1,153 @@
+"""`attnviz cam` and `attnviz bench faithfulness` through Typer's CliRunner."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+from vision_models import picture, save
+
+from attnviz.attribution.cam import CAM_METHODS
+from attnviz.cli import app
+from attnviz.report.cam import stems
+
+runner = CliRunner()
+
+
+def invoke(*args):
+    return runner.invoke(app, [str(a) for a in args], catch_exceptions=False)
+
+
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cam-cli")
+    return {name: save(name, root / name) for name in ("vit", "swin")}
+
+
+@pytest.fixture
+def pictures(tmp_path):
+    folder = tmp_path / "pics"
+    folder.mkdir()
+    picture(48, 40, seed=0).save(folder / "wide.png")
+    picture(30, 50, seed=1).convert("RGBA").save(folder / "tall.webp")
+    picture(40, 40, seed=2).save(folder / "wide.jpg")  # same stem as wide.png: a second, distinct name
+    return folder
+
+
+def test_a_folder_gives_one_overlay_each_and_a_contact_sheet(folders, pictures, tmp_path):
+    out = tmp_path / "out"
+    res = invoke("cam", pictures, "--model", folders["vit"], "--out", out, "--save-map", "--format", "svg")
+    assert res.exit_code == 0, res.output
+    names = sorted(p.name for p in out.iterdir())
+    assert names == sorted(["contact-sheet-attn-grad.svg", "tall-attn-grad.png", "tall-attn-grad-panel.svg",
+                            "tall-attn-grad.npy", "wide-attn-grad.png", "wide-attn-grad-panel.svg", "wide-attn-grad.npy",
+                            "wide-2-attn-grad.png", "wide-2-attn-grad-panel.svg", "wide-2-attn-grad.npy"])
+    for stem, source in (("tall", "tall.webp"), ("wide", "wide.jpg"), ("wide-2", "wide.png")):
+        assert Image.open(out / f"{stem}-attn-grad.png").size == Image.open(pictures / source).size
+        grid = np.load(out / f"{stem}-attn-grad.npy")
+        assert grid.shape == (4, 4) and 0 <= grid.min() and grid.max() <= 1
+    assert len(res.stdout.strip().splitlines()) == len(names)
+
+
+def test_overlay_keeps_the_exif_orientation(folders, tmp_path):
+    exif = Image.Exif()
+    exif[0x0112] = 8  # rotate 90 degrees counter-clockwise to display
+    path = tmp_path / "phone.jpg"
+    picture(60, 30).save(path, exif=exif.tobytes())
+    res = invoke("cam", path, "--model", folders["vit"], "--out", tmp_path / "o", "--method", "rollout")
+    assert res.exit_code == 0, res.output
+    assert Image.open(tmp_path / "o" / "phone-rollout.png").size == (30, 60)
+
+
+@pytest.mark.parametrize("fmt", ["png", "pdf"])
+def test_heads_and_formats(folders, tmp_path, fmt):
+    picture().save(tmp_path / "one.png")
+    res = invoke("cam", tmp_path / "one.png", "--model", folders["vit"], "--method", "heads", "--layer", "0",
+                 "--format", fmt, "--out", tmp_path / "o", "--colormap", "inferno", "--alpha", "0.7")
+    assert res.exit_code == 0, res.output
+    grid = (tmp_path / "o" / f"one-heads-grid.{fmt}").read_bytes()
+    assert grid.startswith(b"\x89PNG" if fmt == "png" else b"%PDF")
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--method", "nope"], "unknown cam method 'nope'"), (["--colormap", "rainbowz"], "unknown colormap"),
+    (["--alpha", "2"], "--alpha"), (["--format", "gif"], "unknown format"), (["--max-pixels", "100"], "over the limit"),
+    (["--target", "zebra"], "unknown target"), (["--layer", "9"], "out of range"),
+])
+def test_bad_options_exit_2_with_one_line(folders, pictures, tmp_path, args, message):
+    out = tmp_path / "o"
+    res = invoke("cam", pictures, "--model", folders["vit"], "--out", out, *args)
+    assert res.exit_code == 2
+    assert message in res.stderr and len(res.stderr.strip().splitlines()) == 1 and "Traceback" not in res.output
+    assert not out.exists() or not any(out.iterdir())
+
+
+@pytest.mark.parametrize("content, message", [(b"not an image", "not an image"), (None, "cannot read image")])
+def test_a_bad_file_writes_nothing(folders, pictures, tmp_path, content, message):
+    bad = pictures / "zz-bad.png"
+    if content is None:  # truncated
+        data = (pictures / "wide.png").read_bytes()
+        content = data[: len(data) // 2]
+    bad.write_bytes(content)
+    out = tmp_path / "o"
+    res = invoke("cam", pictures, "--model", folders["vit"], "--out", out)
+    assert res.exit_code == 2 and "zz-bad.png" in res.stderr and message in res.stderr
+    assert not out.exists()
+
+
+def test_swin_and_missing_inputs_exit_2(folders, tmp_path):
+    picture().save(tmp_path / "a.png")
+    res = invoke("cam", tmp_path / "a.png", "--model", folders["swin"], "--out", tmp_path / "o")
+    assert res.exit_code == 2 and "windowed attention" in res.stderr
+    res = invoke("cam", tmp_path / "missing.png", "--model", folders["vit"])
+    assert res.exit_code == 2 and "no such image" in res.stderr
+    res = invoke("cam", tmp_path / "a.png", "--model", tmp_path / "no-model")
+    assert res.exit_code == 3
+
+
+def test_help_lists_every_registered_method():
+    res = invoke("cam", "--help")
+    assert res.exit_code == 0
+    text = " ".join(res.stdout.split())
+    for name in CAM_METHODS.names():
+        assert name in text
+
+
+def test_output_names_stay_in_the_folder():
+    assert stems(["../../etc/passwd.png", "a b.png", "A b.jpg", "/x/.png"]) == ["passwd", "a-b", "A-b-2", "png"]
+
+
+def _labelled_folder(root, n_per_class: int = 2):
+    for c, label in enumerate(("cat", "dog")):
+        (root / label).mkdir(parents=True)
+        for i in range(n_per_class):
+            picture(32, 32, seed=10 * c + i).save(root / label / f"{i}.png")
+            mask = np.zeros((32, 32), np.uint8)
+            mask[8:16, 8:16] = 255
+            Image.fromarray(mask).save(root / label / f"{i}.mask.png")
+
+
+def test_bench_faithfulness_on_a_labelled_folder(folders, tmp_path):
+    _labelled_folder(tmp_path / "data")
+    out = tmp_path / "faith.json"
+    res = invoke("bench", "faithfulness", "--model", folders["vit"], "--images", tmp_path / "data",
+                 "--methods", "attn-grad,rollout", "--json", out)
+    assert res.exit_code == 0, res.output
+    rows = json.loads(out.read_text())["rows"]
+    assert [r["method"] for r in rows] == ["attn-grad", "rollout", "random"]
+    for r in rows:
+        assert r["n"] == 4 and 0 <= r["pointing"] <= 1 and 0 <= r["iou"] <= 1
+        assert 0 <= r["auc_positive"] <= 1 and 0 <= r["auc_negative"] <= 1 and len(r["curve_positive"]) == 10
+    assert len({r["curve_positive"][0] for r in rows}) == 1  # nothing removed yet: the same accuracy for all
+    assert "attn-grad" in res.stdout and "AUC pos." in res.stdout
+
+
+def test_bench_refuses_what_it_cannot_measure(folders, tmp_path):
+    res = invoke("bench", "speed")
+    assert res.exit_code == 2 and "unknown bench suite" in res.stderr
+    (tmp_path / "data" / "zebra").mkdir(parents=True)
+    res = invoke("bench", "faithfulness", "--model", folders["vit"], "--images", tmp_path / "data")
+    assert res.exit_code == 2 and "not a class of the model" in res.stderr
