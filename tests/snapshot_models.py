@@ -27,6 +27,8 @@ def toy(kind: str = "encoder", seed: int = 0, n_layers: int = 2, **overrides) ->
         for module in model.modules():
             if hasattr(module, "qkv"):
                 module.qkv.weight.mul_(10)
+        if kind == "encoder-decoder":  # ends greedy decoding after a few tokens: each step is a full forward
+            model.head.bias[EOS_ID] = 0.3
     task = {"encoder": "classification", "decoder": "causal-lm", "encoder-decoder": "seq2seq"}[kind]
     meta = dict(decoder_start=BOS_ID, eos=EOS_ID, pad=PAD_ID) if kind == "encoder-decoder" else {}
     return LoadedModel(model=model, name=f"toy-{kind}", kind=kind, task=task, num_layers=n_layers, num_heads=2,
@@ -58,12 +60,14 @@ def save_bert(folder: Path, seed: int = 0, nudge: tuple[int, float] | None = Non
     import transformers as tf
 
     cfg = tf.BertConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=37,
-                        vocab_size=len(WORDS), max_position_embeddings=64)
+                        vocab_size=len(WORDS), max_position_embeddings=64,
+                        initializer_range=0.2)  # sharper attention than the default 0.02
     torch.manual_seed(seed)
     model = tf.BertModel(cfg).eval()
     if nudge is not None:
+        signs = torch.randint(0, 2, (32, 32), generator=torch.Generator().manual_seed(0)) * 2 - 1
         with torch.no_grad():
-            model.encoder.layer[nudge[0]].attention.self.query.weight += nudge[1]
+            model.encoder.layer[nudge[0]].attention.self.query.weight += nudge[1] * signs
     model.save_pretrained(folder)
     tf.BertTokenizer(vocab={w: i for i, w in enumerate(WORDS)}, do_lower_case=False).save_pretrained(folder)
     return folder

@@ -68,6 +68,8 @@ def record_cmd(
     methods: Annotated[Optional[str], typer.Option(help="attribution methods to keep too, e.g. saliency,rollout")] = None,
     layers: Annotated[Optional[str], typer.Option(help="layers to keep, e.g. 0,3-5 (default: all)")] = None,
     heads: Annotated[Optional[str], typer.Option(help="heads to keep, e.g. 0-3 (default: all)")] = None,
+    target: Annotated[Optional[str], typer.Option(help="attribution target label (default: the prediction)")] = None,
+    reference: Annotated[Optional[str], typer.Option(help="attribution reference text (sentence encoders)")] = None,
     store_dtype: Annotated[str, typer.Option(help="float32 or float16")] = "float32",
     batch_size: Annotated[int, typer.Option(help="inputs per forward pass")] = 32,
     update: Annotated[bool, typer.Option("--update", help="rewrite existing baselines")] = False,
@@ -90,7 +92,7 @@ def record_cmd(
     loaded = c.load(model or cfg.get("model") or "minilm", device, dtype, online, allow_pickle)
     settings = SnapshotSettings(
         _tuple(parse_ranges(layers, loaded.num_layers, "layer")), _tuple(parse_ranges(heads, loaded.num_heads, "head")),
-        store_dtype, chosen, batch_size)
+        store_dtype, chosen, batch_size, target, reference)
     _record(loaded, texts, folder, settings, update)
 
 

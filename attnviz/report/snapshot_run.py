@@ -29,6 +29,8 @@ class SnapshotSettings:
     store_dtype: str = "float32"  # float32 or float16: what the baselines hold
     methods: tuple[str, ...] = ()  # attribution methods whose scores are kept too
     batch_size: int = 32  # inputs per forward pass; padding does not change the weights of real tokens
+    target: str | None = None  # attribution target label (default: the model's own prediction)
+    reference: str | None = None  # attribution reference text (sentence encoders are explained by similarity)
 
     def __post_init__(self):
         if self.store_dtype not in ("float32", "float16"):
@@ -41,7 +43,8 @@ class SnapshotSettings:
         cap = manifest.get("capture", {})
         as_tuple = lambda v: tuple(v) if v is not None else None  # noqa: E731
         return cls(as_tuple(cap.get("layers")), as_tuple(cap.get("heads")), cap.get("store_dtype", "float32"),
-                   tuple(cap.get("methods", ())), int(cap.get("batch_size", 32)))
+                   tuple(cap.get("methods", ())), int(cap.get("batch_size", 32)), cap.get("target"),
+                   cap.get("reference"))
 
 
 @dataclass
@@ -77,7 +80,8 @@ def _add_attributions(loaded, chunk: list[str], settings: SnapshotSettings, base
     """Every chosen method on one shared batch; scores cut to the real tokens like the attention."""
     from attnviz.attribution import attribute_many
 
-    _, results = attribute_many(loaded, chunk, methods=list(settings.methods))
+    _, results = attribute_many(loaded, chunk, methods=list(settings.methods), target=settings.target,
+                                reference=settings.reference)
     for attr in results:
         for i, base in enumerate(bases):
             keep = torch.nonzero(attr.mask[i] > 0).flatten()
