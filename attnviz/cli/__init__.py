@@ -16,6 +16,7 @@ app = typer.Typer(
 )
 
 COMMANDS = {
+    "gallery": __import__("attnviz.cli.gallery", fromlist=["gallery_cmd"]).gallery_cmd,
     "capture": heatmap.capture_cmd,
     "heatmap": heatmap.heatmap_cmd,
     "models": models.models_cmd,
@@ -26,6 +27,7 @@ COMMANDS = {
 }
 for _name, _fn in COMMANDS.items():
     app.command(_name)(guard(_fn))
+app.add_typer(__import__("attnviz.cli.toy", fromlist=["app"]).app, name="toy")
 
 from attnviz.cli import snapshot as _snapshot  # noqa: E402  (a command group: record, check)
 

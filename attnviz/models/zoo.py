@@ -1,9 +1,90 @@
-"""The built-in toys: name -> a function that builds a LoadedModel."""
+"""The built-in toys: name -> a function that builds a LoadedModel.
+
+Four are trained on synthetic tasks with known ground truth (``attnviz.models.data``) and ship their
+weights in ``weights/``; four more are seeded random toys of each kind, for quick use and tests.
+"""
 
 from __future__ import annotations
 
+import string
 from typing import Callable
 
+import torch
+
+from attnviz.models.chars import BOS_ID, EOS_ID, PAD_ID, CharTokenizer
+from attnviz.models.data import sentiment, sequences
+from attnviz.models.loaded import LoadedModel
+from attnviz.models.recipes import RECIPES
+from attnviz.models.store import WEIGHTS, load_toy
+from attnviz.models.toy import ToyConfig, ToyTransformer, build_toy
+from attnviz.models.vision import ToyImageProcessor
 from attnviz.registry import Registry
 
 ZOO: Registry[Callable] = Registry("built-in model")
+TRAINED = tuple(RECIPES)  # toy-sentiment, toy-induction, toy-reverse, toy-shapes
+RANDOM_SEED = 0
+
+
+def weights_path(name: str):
+    return WEIGHTS / f"{name}.safetensors"
+
+
+def wrap(name: str, model: ToyTransformer, tokenizer: CharTokenizer | None, *, task: str, labels=(),
+         source: str, meta: dict | None = None) -> LoadedModel:
+    """A toy as a LoadedModel: what encode(), capture() and greedy decoding need to know."""
+    cfg = model.config
+    meta = dict(meta or {})
+    if cfg.kind == "encoder-decoder":
+        meta.update(decoder_start=BOS_ID, eos=EOS_ID, pad=PAD_ID)
+    if cfg.kind == "vision":
+        meta.update(prefix=1, seq_len=cfg.grid**2 + 1)
+    return LoadedModel(
+        model=model.eval(), name=name, kind=cfg.kind, task=task, num_layers=cfg.n_layers, num_heads=cfg.n_heads,
+        backend="attnviz", tokenizer=tokenizer,
+        processor=ToyImageProcessor(cfg.image_size) if cfg.kind == "vision" else None,
+        labels=list(labels), max_length=cfg.n_positions if cfg.kind == "vision" else cfg.max_len,
+        source=source, architecture=f"ToyTransformer ({cfg.kind}, {cfg.score}, {cfg.mask} attention)", meta=meta,
+    )
+
+
+def load_trained(name: str) -> LoadedModel:
+    model, tok, meta = load_toy(weights_path(name))
+    facts = {k: meta[k] for k in ("description", "accuracy", "checks") if k in meta}
+    return wrap(name, model, tok, task=meta["task"], labels=meta.get("labels", ()),
+                source=f"shipped with attnviz (trained, seed {meta.get('seed', 0)})", meta=facts)
+
+
+def any_text_chars() -> list[str]:
+    """A random toy's vocabulary: printable ASCII plus every character the trained toys know."""
+    return sorted(set(string.ascii_letters + string.digits + string.punctuation + " ")
+                  | set(sentiment.vocabulary()) | set(sequences.vocabulary()))
+
+
+RANDOM = {  # name -> (config overrides, task, tokenizer style, labels)
+    "toy-encoder": (dict(kind="encoder", n_classes=2), "classification", "cls", ("class 0", "class 1")),
+    "toy-decoder": (dict(kind="decoder"), "causal-lm", "bos", ()),
+    "toy-seq2seq": (dict(kind="encoder-decoder"), "seq2seq", "cls", ()),
+    "toy-vit": (dict(kind="vision", n_classes=4, image_size=32, patch_size=8), "image-classification", "cls",
+                tuple(f"class {i}" for i in range(4))),
+}
+
+
+def load_random(name: str) -> LoadedModel:
+    overrides, task, style, labels = RANDOM[name]
+    chars = any_text_chars()
+    tok = None if overrides["kind"] == "vision" else CharTokenizer(chars, style=style, model_max_length=64)
+    cfg = ToyConfig(vocab_size=len(CharTokenizer(chars)), d_model=32, n_layers=2, n_heads=4, max_len=64, **overrides)
+    state = torch.random.get_rng_state()
+    try:
+        torch.manual_seed(RANDOM_SEED)
+        model = build_toy(cfg)
+    finally:
+        torch.random.set_rng_state(state)  # loading a model must not change the caller's random stream
+    return wrap(name, model, tok, task=task, labels=labels, source=f"random weights (seed {RANDOM_SEED})",
+                meta={"description": f"untrained {cfg.kind} toy for quick tries"})
+
+
+for _name in TRAINED:
+    ZOO.register(_name)(lambda _n=_name: load_trained(_n))
+for _name in RANDOM:
+    ZOO.register(_name)(lambda _n=_name: load_random(_n))

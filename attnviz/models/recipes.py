@@ -1,0 +1,58 @@
+"""How each trained toy is built and trained: its config, tokenizer, labels and training budget."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from attnviz.models.chars import CharTokenizer
+from attnviz.models.data import sentiment, sequences, shapes
+from attnviz.models.toy import ToyConfig
+
+
+@dataclass(frozen=True)
+class Recipe:
+    name: str  # the zoo name, e.g. "toy-sentiment"
+    task: str  # LoadedModel.task
+    description: str  # one line for `attnviz models` / `attnviz info`
+    config: ToyConfig  # architecture (vocab_size is filled from the tokenizer)
+    chars: tuple[str, ...] = ()  # the char tokenizer's vocabulary; empty for images
+    style: str = "cls"  # the char tokenizer's special-token style
+    labels: tuple[str, ...] = ()  # class names of a classifier
+    steps: int = 1000  # optimiser steps of a full training run
+    batch: int = 64  # examples per step
+    lr: float = 3e-3  # AdamW peak learning rate (linear warm-up, cosine decay)
+    pool: int = 20000  # training examples generated once and sampled from
+    extra: dict = field(default_factory=dict)  # task facts stored with the weights
+
+    def tokenizer(self) -> CharTokenizer | None:
+        if not self.chars:
+            return None
+        return CharTokenizer(list(self.chars), style=self.style, model_max_length=self.config.max_len)
+
+
+def _text(kind: str, chars: list[str], **overrides) -> ToyConfig:
+    vocab = len(CharTokenizer(chars))
+    # Sinusoidal positions make "the previous character" a fixed linear map: words of characters form fast.
+    base = dict(kind=kind, vocab_size=vocab, d_model=32, n_layers=2, n_heads=4, max_len=80, positions="sinusoidal")
+    return ToyConfig(**{**base, **overrides})
+
+
+RECIPES = {
+    r.name: r
+    for r in (
+        Recipe("toy-sentiment", "classification",
+               "sentiment of short English/Chinese texts with negation (char tokens, [CLS] classifier)",
+               _text("encoder", sentiment.vocabulary(), n_classes=2), tuple(sentiment.vocabulary()), "cls",
+               sentiment.LABELS, steps=700),
+        Recipe("toy-induction", "causal-lm", "next token of a repeated random segment (induction heads)",
+               _text("decoder", sequences.vocabulary(), max_len=40), tuple(sequences.vocabulary()), "bos",
+               steps=1500),
+        Recipe("toy-reverse", "seq2seq", "reverses a sequence (cross-attention on the anti-diagonal)",
+               _text("encoder-decoder", sequences.vocabulary(), max_len=24), tuple(sequences.vocabulary()), "cls",
+               steps=1500),
+        Recipe("toy-shapes", "image-classification", "which shape is in a noisy 32x32 image (ViT, 4x4 patches)",
+               ToyConfig(kind="vision", d_model=32, n_layers=3, n_heads=4, n_classes=len(shapes.CLASSES),
+                         image_size=shapes.SIZE, patch_size=shapes.PATCH),
+               labels=shapes.CLASSES, steps=1500),
+    )
+}

@@ -1,0 +1,65 @@
+"""A toy's weights file: one safetensors file whose metadata holds everything else needed to load it.
+
+Metadata keys (JSON strings): ``config`` (ToyConfig fields), ``tokenizer`` (CharTokenizer.to_dict or
+null), ``labels``, ``task``, ``description``, ``accuracy`` (e.g. "99.2%"), ``seed``, ``steps``, and
+``checks`` (task-specific measurements such as the induction-head score).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import torch
+
+from attnviz.errors import BadInput, ModelNotFound
+from attnviz.models.chars import CharTokenizer
+from attnviz.models.toy import ToyConfig, ToyTransformer, build_toy
+
+WEIGHTS = Path(__file__).parent / "weights"
+
+
+def save_toy(path: str | os.PathLike, model: ToyTransformer, meta: dict) -> Path:
+    """Write atomically (a temporary file, then a rename); ``meta`` values are JSON-encoded."""
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    tensors = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    info = {"config": model.config.to_dict(), **meta}
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
+    try:
+        save_file(tensors, str(tmp), metadata={k: json.dumps(v, ensure_ascii=False) for k, v in info.items()})
+        os.replace(tmp, path)
+    except OSError as err:
+        tmp.unlink(missing_ok=True)
+        raise BadInput(f"cannot write {path}: {err.strerror or err}") from None
+    return path
+
+
+def read_meta(path: str | os.PathLike) -> dict:
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return {k: json.loads(v) for k, v in (f.metadata() or {}).items()}
+    except Exception as err:  # a truncated or foreign file: say which, never a traceback
+        raise ModelNotFound(f"{path} is not a toy weights file ({type(err).__name__})") from None
+
+
+def load_toy(path: str | os.PathLike) -> tuple[ToyTransformer, CharTokenizer | None, dict]:
+    """(model in eval mode, tokenizer or None, metadata) from a weights file."""
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    if not path.is_file():
+        raise ModelNotFound(f"toy weights {path.name} are missing; train them with `attnviz toy train`")
+    meta = read_meta(path)
+    model = build_toy(ToyConfig.from_dict(meta["config"]))
+    model.load_state_dict(load_file(str(path)))
+    tok = CharTokenizer.from_dict(meta["tokenizer"]) if meta.get("tokenizer") else None
+    return model.eval(), tok, meta
+
+
+def percent(value: float) -> str:
+    return f"{100 * value:.1f}%"

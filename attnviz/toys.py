@@ -1,0 +1,35 @@
+"""Training a built-in toy end to end: train, measure its attention checks, and save the weights."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from attnviz.models.data import generate, heldout_seed
+from attnviz.models.store import percent, save_toy
+from attnviz.models.train import Trained, train
+from attnviz.models.zoo import wrap
+from attnviz.probes import measure
+
+CHECK_EXAMPLES = 200  # held-out examples for the attention checks
+
+
+def as_loaded(trained: Trained, name: str | None = None):
+    recipe = trained.recipe
+    return wrap(name or recipe.name, trained.model, recipe.tokenizer(), task=recipe.task, labels=recipe.labels,
+                source=f"trained here (seed {trained.seed})", meta={"description": recipe.description})
+
+
+def train_toy(name: str, *, seed: int = 0, steps: int | None = None, out: Path | None = None, log=None) -> dict:
+    """Returns accuracy (a percentage string), steps, seconds and the attention checks."""
+    trained = train(name, seed=seed, steps=steps, log=log)
+    loaded = as_loaded(trained)
+    checks = measure(loaded, generate(name, CHECK_EXAMPLES, heldout_seed(seed) + 1))
+    result = {"accuracy": percent(trained.accuracy), "steps": trained.steps, "seconds": trained.seconds,
+              "checks": checks, "trained": trained}
+    if out is not None:
+        tok = trained.recipe.tokenizer()
+        meta = {"tokenizer": tok.to_dict() if tok else None, "labels": list(trained.recipe.labels),
+                "task": trained.recipe.task, "description": trained.recipe.description,
+                "accuracy": result["accuracy"], "seed": seed, "steps": trained.steps, "checks": checks}
+        save_toy(out, trained.model, meta)
+    return result

@@ -1,0 +1,143 @@
+"""The built-in toys: generators and their ground truth, shipped accuracy, attention checks, training, CLI."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from attnviz.capture import capture
+from attnviz.cli import app
+from attnviz.models import load_model
+from attnviz.models.data import generate
+from attnviz.models.recipes import RECIPES
+from attnviz.models.store import load_toy
+from attnviz.models.train import accuracy, train
+from attnviz.models.zoo import RANDOM, TRAINED, weights_path
+from attnviz.probes import antidiagonal_scores, induction_scores
+
+FRESH = 4242  # a seed neither training nor the shipped held-out measurement used
+runner = CliRunner()
+
+
+def same(a, b) -> bool:
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
+    if isinstance(a, np.ndarray):
+        return np.array_equal(a, b)
+    return a == b
+
+
+@pytest.mark.parametrize("name", TRAINED)
+def test_generators_are_deterministic_for_a_seed(name):
+    first, again, other = generate(name, 12, 7), generate(name, 12, 7), generate(name, 12, 8)
+    assert all(same(a, b) for a, b in zip(first, again))
+    assert not all(same(a, b) for a, b in zip(first, other))
+
+
+def test_sentiment_ground_truth_points_at_the_deciding_words():
+    loaded = load_model("toy-sentiment", device="cpu")
+    examples = generate("toy-sentiment", 200, 1)
+    assert {e["lang"] for e in examples} == {"en", "zh"} and any(e["negated"] for e in examples)
+    for e in examples:
+        tokens = loaded.tokenizer.convert_ids_to_tokens(loaded.tokenizer(e["text"])["input_ids"][0])
+        phrase = (" " if e["lang"] == "en" else "").join(e["words"]).replace(" ", "▁")
+        assert "".join(tokens[i] for i in e["deciding"]) == phrase
+        assert e["label"] == (e["words"][-1] in ("good", "great", "nice", "happy", "fine", "lovely", "好", "棒",
+                                                 "喜欢", "开心", "精彩", "美")) ^ e["negated"]
+
+
+def test_sequence_ground_truth():
+    for e in generate("toy-induction", 50, 2):
+        ids = [None] + list(e["text"])  # token 0 is [BOS]
+        assert all(ids[t] == ids[s] and s == t - e["segment"] for t, s in e["copies"])
+    for e in generate("toy-reverse", 50, 2):
+        assert all(e["target"][t] == e["text"][s - 1] for t, s in e["alignment"])  # token s - 1 after [CLS]
+
+
+def test_shapes_ground_truth_is_the_shape():
+    for e in generate("toy-shapes", 30, 3):
+        colours = e["image"][e["mask"]]
+        assert e["mask"].sum() > 20 and (colours == colours[0]).all()
+        top, left, bottom, right = e["box"]
+        assert e["mask"][top: bottom + 1, left: right + 1].sum() == e["mask"].sum()
+        assert e["patch_mask"].shape == (8, 8) and abs(e["patch_mask"].sum() * 16 - e["mask"].sum()) < 1e-3
+
+
+@pytest.mark.parametrize("name", TRAINED)
+def test_shipped_toy_reaches_its_accuracy_on_fresh_data(name):
+    path = weights_path(name)
+    assert path.stat().st_size <= 2 * 1024 * 1024
+    model, _, meta = load_toy(path)
+    assert meta["task"] == RECIPES[name].task and meta["accuracy"].endswith("%")
+    acc = accuracy(name, model, generate(name, 300, FRESH))
+    assert acc >= 0.97, f"{name}: {acc:.3f}"
+
+
+def test_induction_head_attends_to_the_induction_position():
+    loaded = load_model("toy-induction", device="cpu")
+    scores = induction_scores(loaded, generate("toy-induction", 60, FRESH))  # (layer, head)
+    assert scores.shape == (loaded.num_layers, loaded.num_heads)
+    assert float(scores.max()) >= 0.5, scores
+
+
+def test_reverse_cross_attention_follows_the_anti_diagonal():
+    loaded = load_model("toy-reverse", device="cpu")
+    scores = antidiagonal_scores(loaded, generate("toy-reverse", 60, FRESH))
+    assert float(scores.max()) >= 0.95, scores
+
+
+def test_a_short_training_run_learns_and_repeats_exactly():
+    first = train("toy-sentiment", seed=3, steps=150, heldout=300)
+    assert first.accuracy >= 0.75, first.accuracy
+    a, b = train("toy-sentiment", seed=5, steps=3, heldout=10), train("toy-sentiment", seed=5, steps=3, heldout=10)
+    assert all(torch.equal(a.model.state_dict()[k], v) for k, v in b.model.state_dict().items())
+
+
+@pytest.mark.parametrize("name", [*TRAINED, *RANDOM])
+def test_every_toy_captures(name):
+    loaded = load_model(name, device="cpu")
+    inputs = generate("toy-shapes", 2, 0) if loaded.kind == "vision" else ["猫狗abc", "hello world"]
+    inputs = [e["image"] for e in inputs] if loaded.kind == "vision" else inputs
+    maps = capture(loaded, inputs)
+    assert maps.weights.shape[:3] == (loaded.num_layers, 2, loaded.num_heads)
+    assert "[UNK]" not in maps.tokens[0] or loaded.kind == "vision"
+    if loaded.kind == "encoder-decoder":
+        assert maps.cross is not None and maps.cross.shape[-1] == maps.weights.shape[-1]
+
+
+def test_cli_data_writes_jsonl_and_images(tmp_path):
+    res = runner.invoke(app, ["toy", "data", "toy-sentiment", "--n", "5", "--seed", "1", "--out", str(tmp_path / "s")])
+    assert res.exit_code == 0, res.output
+    rows = [json.loads(line) for line in (tmp_path / "s" / "toy-sentiment.jsonl").read_text("utf-8").splitlines()]
+    assert rows == generate("toy-sentiment", 5, 1)
+    res = runner.invoke(app, ["toy", "data", "toy-shapes", "--n", "3", "--out", str(tmp_path / "img")])
+    assert res.exit_code == 0, res.output
+    labels = json.loads((tmp_path / "img" / "labels.json").read_text("utf-8"))
+    assert len(labels) == 3 and all((tmp_path / "img" / row["mask"]).is_file() for row in labels)
+
+
+def test_cli_bad_input_is_one_line(tmp_path):
+    for args in (["toy", "data", "toy-nothing", "--out", str(tmp_path)], ["toy", "data", "toy-shapes", "--n", "0",
+                 "--out", str(tmp_path)], ["toy", "train", "toy-sentiment", "--steps", "0"]):
+        res = runner.invoke(app, args)
+        assert res.exit_code == 2 and "Traceback" not in res.output, res.output
+    assert not any(tmp_path.iterdir())
+
+
+def test_cli_train_prints_accuracy_and_writes_loadable_weights(tmp_path):
+    out = tmp_path / "t.safetensors"
+    res = runner.invoke(app, ["toy", "train", "toy-reverse", "--steps", "2", "--seed", "1", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    assert "held-out accuracy" in res.output and "antidiagonal" in res.output
+    model, tok, meta = load_toy(out)
+    assert meta["steps"] == 2 and tok is not None and model.config.kind == "encoder-decoder"
+
+
+def test_cli_models_lists_toys_with_accuracy():
+    res = runner.invoke(app, ["models"])
+    assert res.exit_code == 0, res.output
+    assert all(name in res.output for name in TRAINED) and "acc." in res.output
