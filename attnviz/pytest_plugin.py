@@ -51,6 +51,10 @@ class AttnSnapshot:
         if not name and self.calls > 1:
             folder = self.folder.with_name(f"{self.folder.name}-{self.calls}")
         texts = [inputs] if isinstance(inputs, str) else list(inputs)
+        if not self.update and not folder.is_dir():
+            pytest.fail(f"attnviz snapshot: no baselines for this check in {folder}; "
+                        f"record them with: pytest {UPDATE}", pytrace=False)
+        problem = None
         try:
             loaded = _load(model)
             if self.update:
@@ -58,10 +62,11 @@ class AttnSnapshot:
                 record(loaded, texts, folder, settings, update=True)
                 self.last = None
                 return None
-            self.last = check(loaded, texts, folder, overrides=tolerances,
-                              regenerate=f"pytest {UPDATE} (records {folder})")
+            self.last = check(loaded, texts, folder, overrides=tolerances, regenerate=f"pytest {UPDATE}")
         except AttnvizError as err:
-            pytest.fail(f"attnviz snapshot: {err}", pytrace=False)
+            problem = f"attnviz snapshot: {err}"
+        if problem:  # outside the except block, so the report shows no chained traceback
+            pytest.fail(problem, pytrace=False)
         if not self.last.ok:
             pytest.fail(_describe(self.last, folder), pytrace=False)
         return self.last

@@ -12,13 +12,14 @@ from pathlib import Path
 
 import torch
 from matplotlib.figure import Figure
+from matplotlib.ticker import ScalarFormatter
 
 from attnviz.render.fonts import families_for
 from attnviz.render.output import figure_bytes
 from attnviz.report.files import write_atomic
 from attnviz.snapshot_diff import CheckResult, HeadDiff
 
-MAX_PANELS = 12  # heads drawn; the tables list every drifting one
+MAX_PANELS = 8  # heads drawn; the tables list every drifting one
 MAX_LABELS = 40  # above this many tokens the axes carry no labels
 
 _CSS = """
@@ -35,15 +36,20 @@ def panel_figure(base: torch.Tensor, cur: torch.Tensor, queries: list[str], keys
     """Three heatmaps of one head (Q, K): baseline and current on one scale, then |difference|."""
     diff = (cur.float() - base.float()).abs()
     vmax = max(float(base.max()), float(cur.max())) or 1.0
-    fig = Figure(figsize=(13.5, 4.8), layout="constrained")
-    axes = fig.subplots(1, 3)
+    # Fixed margins: a layout engine would measure every label again for each panel (most of the cost).
+    fig = Figure(figsize=(13.5, 5.0))
+    axes = fig.subplots(1, 3, gridspec_kw=dict(left=0.07, right=0.93, bottom=0.2, top=0.88, wspace=0.32))
     families, _ = families_for(queries + keys)
     show = max(len(queries), len(keys)) <= MAX_LABELS
     for ax, mat, name, cmap, top in zip(axes, (base, cur, diff), ("baseline", "current", "|difference|"),
                                         ("viridis", "viridis", "magma"), (vmax, vmax, float(diff.max()) or 1.0)):
         im = ax.imshow(mat.float().numpy(), cmap=cmap, vmin=0.0, vmax=top, aspect="auto", interpolation="nearest")
         ax.set_title(name, fontsize=10)
-        fig.colorbar(im, ax=ax, shrink=0.8)
+        bar = fig.colorbar(im, ax=ax, fraction=0.046, pad=0.02)
+        if name == "|difference|":  # small numbers: a 1e-3 scale above the bar, not 0.00 on every tick
+            fmt = ScalarFormatter(useMathText=True)
+            fmt.set_powerlimits((-2, 2))
+            bar.ax.yaxis.set_major_formatter(fmt)
         if show:
             size = max(5.0, min(9.0, 200.0 / max(len(keys), 1)))
             ax.set_xticks(range(len(keys)), keys, rotation=90, fontsize=size, fontfamily=families)
