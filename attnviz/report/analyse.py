@@ -97,7 +97,9 @@ def _run(loaded, batch: list, cfg) -> list:
         tokens = [maps.tokens[e][i] for i in valid.tolist()]
         weights = maps.weights[:, e][:, :, valid][:, :, :, valid].float().numpy()  # (L, H, n, n)
         record = _record(loaded, item, value, tokens, weights, maps, seen[-1] if seen else None, e)
-        record["attribution"] = {m: _attribution(a, e) for m, a in attributions.items()}
+        record["attribution"] = {m: _attribution(a, e) for m, a in attributions.items() if m != "error"}
+        if "error" in attributions:
+            record["notes"].append(attributions["error"])
         if cams[e] is not None:
             record["cam"] = cams[e]
         job = dict(views=cfg.views, weights=weights, tokens=tokens, layers=maps.layers, heads=maps.heads,
@@ -151,7 +153,11 @@ def _attributions(loaded, inputs, methods) -> dict:
         from attnviz.attribution import explain
     except ImportError:
         raise BadInput("attribution methods are not available in this installation") from None
-    return {a.method: a for a in explain(loaded, inputs, methods=list(methods))}
+    try:
+        return {a.method: a for a in explain(loaded, inputs, methods=list(methods))}
+    except AttnvizError as err:
+        # The attention views are still good: the item is kept and says why it has no attribution.
+        return {"error": f"attribution: {err}"}
 
 
 def _attribution(attr, e: int) -> dict:
