@@ -48,6 +48,15 @@ def deterministic(seed: int):
         torch.use_deterministic_algorithms(strict)
 
 
+def init(model: ToyTransformer) -> ToyTransformer:
+    """Token embeddings on the scale of sinusoidal positions (RMS ~0.7): at GPT-2's std 0.02 the positions
+    drown the tokens after LayerNorm, and training sits on a long plateau until the embeddings grow."""
+    if model.config.kind != "vision" and model.config.positions == "sinusoidal":
+        with torch.no_grad():
+            model.embed.weight.normal_(0.0, 0.7)
+    return model
+
+
 def tensors(recipe: Recipe, examples: list[dict]) -> dict:
     """Examples -> padded tensors for training or evaluation (right padding, PAD_ID = 0)."""
     if recipe.config.kind == "vision":
@@ -109,7 +118,7 @@ def train(name: str, seed: int = 0, steps: int | None = None, heldout: int = 100
     steps = recipe.steps if steps is None else steps
     start = time.perf_counter()
     with deterministic(seed):
-        model = build_toy(recipe.config)
+        model = init(build_toy(recipe.config))
         data = tensors(recipe, generate(name, min(recipe.pool, steps * recipe.batch), seed))
         opt = torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=0.01)
         size = len(next(iter(data.values())))
