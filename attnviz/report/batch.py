@@ -195,7 +195,7 @@ def _write_outputs(out: Path, loaded, result: ReportResult, cfg: ReportConfig) -
     from attnviz.report.summary import write_summary
 
     meta = {"model": loaded.name, "kind": loaded.kind, "task": loaded.task, "labels": list(loaded.labels),
-            "methods": list(cfg.methods), "interrupted": result.interrupted}
+            "methods": list(cfg.methods), "interrupted": result.interrupted, "skipped": len(result.skipped)}
     files = list(write_summary(out, result.records, result.skipped, meta))
     if cfg.html:
         from attnviz.report.html import write_html

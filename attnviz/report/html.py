@@ -88,7 +88,8 @@ def render_html(records: list[dict], meta: dict) -> str:
     model = str(meta.get("model", ""))
     parts = {
         "TITLE": html.escape(model),
-        "META": html.escape(f"{model} · {len(records)} items" + (" · interrupted" if meta.get("interrupted") else "")),
+        "META": html.escape(f"{model} · {len(records)} items" + (f" · {meta['skipped']} skipped" if meta.get("skipped") else "")
+                            + (" · interrupted" if meta.get("interrupted") else "")),
         "CSS": _asset("report.css"),
         "JS": _asset("report.js"),
         "DATA": script_json(data),

@@ -122,10 +122,14 @@ def _images(folder: Path) -> list[Item]:
 
 def _unique(items: list[Item]) -> list[Item]:
     """Repeated ids get a suffix, so that no item overwrites another's files."""
-    seen: dict[str, int] = {}
+    taken = {it.id for it in items}
+    seen: set[str] = set()
     out = []
     for it in items:
-        n = seen.get(it.id, 0)
-        seen[it.id] = n + 1
-        out.append(it if n == 0 else Item(f"{it.id}~{n + 1}", it.text, it.image, it.target, it.reference, it.error))
+        ident, n = it.id, 1
+        while ident in seen or (n > 1 and ident in taken):
+            n += 1
+            ident = f"{it.id}~{n}"
+        seen.add(ident)
+        out.append(it if ident == it.id else Item(ident, it.text, it.image, it.target, it.reference, it.error))
     return out
