@@ -66,6 +66,19 @@ def attribute_many(loaded, inputs, *, methods: list[str], target: str | None = N
     return ctx, [run_method(ctx, m, **options) for m in methods]
 
 
+def explain(loaded, inputs, *, methods: list[str], truth: list[list[int]] | None = None, faithful: bool = True,
+            **options) -> list[Attribution]:
+    """Several methods side by side, each with its faithfulness scores (what `attnviz attribute` reports)."""
+    from attnviz.attribution.faithfulness import score_all
+
+    ctx, attrs = attribute_many(loaded, inputs, methods=methods, **options)
+    if truth is not None and len(truth) != ctx.size:
+        raise BadInput(f"{len(truth)} ground-truth lists for {ctx.size} inputs")
+    if faithful:
+        score_all(ctx, attrs, truth, options.get("baseline_kind", "pad"))
+    return attrs
+
+
 def attribute(loaded, inputs, *, method: str, target: str | None = None, **options) -> Attribution:
     """One method's token scores for ``inputs`` (texts, run as one batch)."""
     if isinstance(inputs, str):
@@ -73,4 +86,4 @@ def attribute(loaded, inputs, *, method: str, target: str | None = None, **optio
     return attribute_many(loaded, inputs, methods=[method], target=target, **options)[1][0]
 
 
-__all__ = ["METHODS", "Attribution", "attribute", "attribute_many", "prepare", "run_method"]
+__all__ = ["METHODS", "Attribution", "attribute", "attribute_many", "explain", "prepare", "run_method"]

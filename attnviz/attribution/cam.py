@@ -26,6 +26,7 @@ class CamMethod:
     features: bool = False  # needs the hidden states entering block ``layer`` and their gradient
     layer: bool = False  # takes --layer
     summary: str = ""  # one line for --help and the README
+    attention: bool = True  # reads attention weights (False: the kernel's fused path stays on)
 
 
 # Vision-only methods: maps over a patch grid, which the token-score METHODS registry does not describe.
@@ -55,9 +56,10 @@ def _patches(p: VisionPass, rows: torch.Tensor) -> torch.Tensor:
     return rows[:, p.prefix:].reshape(rows.shape[0], *p.grid)  # (B, gh, gw)
 
 
-def _register(name: str, grads: bool, summary: str, features: bool = False, layer: bool = False):
+def _register(name: str, grads: bool, summary: str, features: bool = False, layer: bool = False,
+              attention: bool = True):
     def add(fn):
-        CAM_METHODS.register(name)(CamMethod(fn, grads, features, layer, summary))
+        CAM_METHODS.register(name)(CamMethod(fn, grads, features, layer, summary, attention))
         return fn
     return add
 
@@ -85,7 +87,7 @@ def _attn_gradcam(p: VisionPass, layer: int, **_):
     return _patches(p, (cam * grad).mean(dim=1).clamp(min=0))
 
 
-@_register("gradcam", grads=True, features=True, layer=True, summary="Grad-CAM (arXiv:1610.02391) on the tokens entering a block, as a patch grid")
+@_register("gradcam", grads=True, features=True, layer=True, attention=False, summary="Grad-CAM (arXiv:1610.02391) on the tokens entering a block, as a patch grid")
 def _gradcam(p: VisionPass, layer: int, **_):
     feats, grads = p.features[:, p.prefix:], p.feature_grads[:, p.prefix:]  # (B, N, D)
     channel_weights = grads.mean(dim=1, keepdim=True)  # (B, 1, D): Grad-CAM's averaged gradients
@@ -153,7 +155,8 @@ def _batch(loaded, pil, spec: CamMethod, method, target, layer, prompts, options
     enc = loaded.encode(pil)
     prompt_batch = _prompt_batch(loaded, prompts, len(pil)) if prompts else None
     p = run_pass(loaded, enc.batch["pixel_values"], target=target, prompts=prompts, want_grads=spec.grads,
-                 feature_layer=layer if spec.features else None, prompt_batch=prompt_batch)
+                 feature_layer=layer if spec.features else None, prompt_batch=prompt_batch,
+                 attention=spec.attention)
     out = spec.fn(p, layer, **options)
     maps, heads = out if isinstance(out, tuple) else (out, None)
     return {"maps": normalise(maps).cpu(), "heads": normalise(heads).cpu() if heads is not None else None,

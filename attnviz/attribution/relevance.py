@@ -14,7 +14,7 @@ from attnviz.attribution.base import METHODS, Context, frozen_params, zero_speci
 from attnviz.capture import STACKS, recording
 from attnviz.errors import AttnvizError, BadInput
 
-MAX_FLOW_TOKENS = 64  # attention flow solves one max-flow problem per token on an L*S^2-edge graph
+MAX_FLOW_TOKENS = 48  # attention flow solves one max-flow problem per token on an L*S^2-edge graph
 
 
 def stacks(ctx: Context, grads: bool) -> tuple[dict, dict]:
@@ -28,31 +28,34 @@ def stacks(ctx: Context, grads: bool) -> tuple[dict, dict]:
         if ctx.loaded.backend == "attnviz":
             with recording(model, keep_graph=True) as rec:
                 out = ctx.run(embeds)
-            found = {s: rec.stacked(s) for s in STACKS}
+            rec.stacked("encoder"), rec.stacked("decoder"), rec.stacked("cross")  # checks one call per layer
+            live = {s: [rec.calls[(s, l)][0] for l in rec.layers(s)] for s in STACKS}
         else:
             out = ctx.run(embeds, output_attentions=True)
-            found = _eager(out)
-        found = {s: w for s, w in found.items() if w is not None}
-        if not found:
+            live = _eager(out)
+        # Gradients are taken with respect to the per-layer tensors the forward pass used, never a stacked copy.
+        live = {s: layers for s, layers in live.items() if layers}
+        if not live:
             raise AttnvizError(f"no attention was captured from {ctx.loaded.name}")
         gradients = {}
         if grads:
             score = ctx.target.score(out, ctx.examples(ctx.size)).sum()
-            names = list(found)
-            got = torch.autograd.grad(score, [found[n] for n in names], allow_unused=True)
-            gradients = {n: torch.zeros_like(found[n]) if g is None else g for n, g in zip(names, got)}
-    result = ({n: w.detach().float() for n, w in found.items()}, {n: g.float() for n, g in gradients.items()})
+            # Decoder self-attention of a seq2seq model does not depend on the source: it gets zeros.
+            flat = [w for s in live for w in live[s] if w.requires_grad]
+            got = dict(zip(map(id, flat), torch.autograd.grad(score, flat, allow_unused=True)))
+            for s in live:
+                per = [got.get(id(w)) for w in live[s]]
+                gradients[s] = torch.stack([torch.zeros_like(w) if g is None else g for w, g in zip(live[s], per)])
+    found = {s: torch.stack([w.detach() for w in layers]).float() for s, layers in live.items()}  # (L, B, H, Q, K)
+    result = (found, {n: g.float() for n, g in gradients.items()})
     ctx.cache[key] = result
     return result
 
 
 def _eager(out) -> dict:
-    def stack(seq):
-        return torch.stack(list(seq)) if seq else None  # (L, B, H, Q, K)
-
     enc = getattr(out, "encoder_attentions", None) or getattr(out, "attentions", None)
-    return {"encoder": stack(enc), "decoder": stack(getattr(out, "decoder_attentions", None)),
-            "cross": stack(getattr(out, "cross_attentions", None))}
+    return {"encoder": list(enc or ()), "decoder": list(getattr(out, "decoder_attentions", None) or ()),
+            "cross": list(getattr(out, "cross_attentions", None) or ())}
 
 
 def _self(ctx: Context, found: dict) -> str:

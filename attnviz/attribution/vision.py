@@ -35,7 +35,7 @@ class Target:
 class VisionPass:
     """Live tensors of one pass: attention (L, B, H, S, S), gradients, the block-input features."""
 
-    weights: torch.Tensor  # (L, B, H, S, S)
+    weights: torch.Tensor | None  # (L, B, H, S, S); None when the method needs no attention
     grads: torch.Tensor | None  # (L, B, H, S, S) d score / d weights, or None
     prefix: int  # tokens before the patches (1, or 2 for DeiT)
     grid: tuple[int, int]  # (gh, gw) patches
@@ -150,36 +150,44 @@ def _score(loaded, out, target_spec, prompts: list[str]) -> tuple[torch.Tensor, 
 
 
 def run_pass(loaded, pixel_values: torch.Tensor, *, target=None, prompts: list[str] | None = None,
-             want_grads: bool = False, feature_layer: int | None = None, prompt_batch: dict | None = None) -> VisionPass:
-    """Forward with live attention; backward to the attention (and block input) when asked."""
+             want_grads: bool = False, feature_layer: int | None = None, prompt_batch: dict | None = None,
+             attention: bool = True) -> VisionPass:
+    """Forward with live attention; backward to the attention (and block input) when asked.
+
+    ``attention=False`` records nothing, so every layer keeps the fused SDPA path (Grad-CAM needs
+    only the block input).
+    """
     model, vision = loaded.model, tower(loaded)
     pixels = pixel_values.detach().requires_grad_(want_grads)
     kwargs = {"pixel_values": pixels, **(prompt_batch or {})}
-    with torch.set_grad_enabled(want_grads), recording(vision, keep_graph=True) as rec, \
+    with torch.set_grad_enabled(want_grads), recording(vision, keep_graph=True, layers=None if attention else []) as rec, \
             block_input(vision, feature_layer) as seen:
         out = model(**kwargs)
         score, tgt = _score(loaded, out, target, prompts or [])
         layers = rec.layers("encoder")
         live = [rec.calls[("encoder", l)][0] for l in layers]
-        if len(layers) != loaded.num_layers or any(len(rec.calls[("encoder", l)]) != 1 for l in layers):
+        expected = loaded.num_layers if attention else 0
+        if len(layers) != expected or any(len(rec.calls[("encoder", l)]) != 1 for l in layers):
             raise BadInput(f"{loaded.name}: attention was not one full-image call per layer; cannot explain it")
         grads, fgrads, feats = None, None, seen.get("features")
         if want_grads:
             wanted = live + ([feats] if feats is not None else [])
             found = torch.autograd.grad(score.sum(), wanted, allow_unused=True)
-            grads = torch.stack([g if g is not None else torch.zeros_like(w) for g, w in zip(found, live)])
+            if live:
+                grads = torch.stack([g if g is not None else torch.zeros_like(w) for g, w in zip(found, live)])
             fgrads = found[-1] if feats is not None else None
-    weights = torch.stack([w.detach() for w in live])  # (L, B, H, S, S)
-    return VisionPass(weights, grads, *_layout(loaded, weights, pixel_values), tgt,
+    weights = torch.stack([w.detach() for w in live]) if live else None  # (L, B, H, S, S)
+    seq = weights.shape[-1] if weights is not None else feats.shape[1]
+    return VisionPass(weights, grads, *_layout(loaded, seq, pixel_values), tgt,
                       feats.detach() if feats is not None else None, fgrads)
 
 
-def _layout(loaded, weights: torch.Tensor, pixel_values: torch.Tensor) -> tuple[int, tuple[int, int]]:
+def _layout(loaded, seq: int, pixel_values: torch.Tensor) -> tuple[int, tuple[int, int]]:
     """Prefix tokens and patch grid from the pixel size, the patch size and the sequence length."""
     p = patch_size(loaded)
     gh, gw = pixel_values.shape[-2] // p, pixel_values.shape[-1] // p
-    prefix = weights.shape[-1] - gh * gw
+    prefix = seq - gh * gw
     if not 0 < prefix <= 4:
-        raise BadInput(f"{loaded.name}: {weights.shape[-1]} tokens do not match a {gh}x{gw} patch grid plus CLS; "
+        raise BadInput(f"{loaded.name}: {seq} tokens do not match a {gh}x{gw} patch grid plus CLS; "
                        "this architecture cannot be explained yet")
     return prefix, (gh, gw)

@@ -1,0 +1,104 @@
+"""`attnviz attribute`: token attributions of several methods side by side, with faithfulness scores."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from attnviz.cli import common as c
+
+_METHODS = ("saliency, grad-x-input, integrated-gradients, occlusion, attention, rollout, attention-flow, "
+            "grad-rollout, attn-grad")
+DEFAULT_METHODS = "grad-x-input,integrated-gradients,occlusion,rollout,attn-grad"
+
+
+def _methods(text: str) -> list[str]:
+    from attnviz.attribution import METHODS
+
+    chosen = [m.strip() for m in text.split(",") if m.strip()]
+    for m in chosen:
+        METHODS.get(m)  # an unknown name lists the known ones (exit 2)
+    return chosen
+
+
+def _steps(text: str):
+    return "auto" if text == "auto" else text
+
+
+def attribute_cmd(
+    texts: Annotated[Optional[list[str]], typer.Argument(help="input texts (quote each); run as one batch", show_default=False)] = None,
+    file: Annotated[Optional[Path], typer.Option("--file", "-f", help="a file with one input per line ('-' for stdin)")] = None,
+    method: Annotated[str, typer.Option("--method", help=f"comma-separated methods: {_METHODS}")] = DEFAULT_METHODS,
+    target: Annotated[Optional[str], typer.Option(help="classifier label (name or index); for LMs a vocabulary token or id (default: the prediction)")] = None,
+    target_token: Annotated[Optional[int], typer.Option(help="token position to explain (causal LM: next token after it; masked LM: a [MASK]; seq2seq: output position)")] = None,
+    reference: Annotated[Optional[str], typer.Option(help="sentence encoders: explain the cosine similarity to this text")] = None,
+    steps: Annotated[str, typer.Option(help="integrated-gradients steps, or auto (until the completeness gap is under 1%)")] = "50",
+    baseline: Annotated[str, typer.Option(help="pad, mask or zeros: what hidden tokens become (integrated gradients, occlusion, faithfulness)")] = "pad",
+    window: Annotated[int, typer.Option(help="occlusion window in tokens")] = 1,
+    fusion: Annotated[str, typer.Option(help="rollout head fusion: mean, max or min")] = "mean",
+    discard_ratio: Annotated[float, typer.Option(help="rollout: share of the weakest attention to drop per layer")] = 0.0,
+    faithfulness: Annotated[bool, typer.Option("--faithfulness/--no-faithfulness", help="deletion/insertion curves")] = True,
+    generated: Annotated[Optional[int], typer.Option(help="explain N fresh examples of a trained toy, with ground truth")] = None,
+    seed: Annotated[int, typer.Option(help="seed of --generated")] = 0,
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="report.html, .png, .svg, .pdf or .json (default: outputs/<text>-attribution.html)")] = None,
+    model: c.Model = "minilm",
+    on_long: Annotated[str, typer.Option(help="truncate (with a note) or error when an input is too long")] = "truncate",
+    device: c.Device = "auto",
+    dtype: c.Dtype = None,
+    online: c.Online = False,
+    allow_pickle: c.AllowPickle = False,
+    trust_remote_code: c.TrustRemote = False,
+    revision: c.Revision = None,
+):
+    """Explain a model's decision token by token with several methods, and score their faithfulness."""
+    from attnviz.attribution import explain
+    from attnviz.attribution.truth import generated as make_examples
+    from attnviz.errors import BadInput
+    from attnviz.report.attribution import pick_format, write_report
+    from attnviz.report.files import DEFAULT_DIR, check_writable, slug
+
+    methods = _methods(method)
+    truth = None
+    if generated is not None:
+        if texts or file:
+            raise BadInput("give texts or --generated, not both")
+        inputs, truth = make_examples(model, generated, seed)
+    else:
+        inputs = c.read_texts(texts, file)
+    if out is None:
+        DEFAULT_DIR.mkdir(exist_ok=True)
+        out = DEFAULT_DIR / f"{slug(inputs[0])}-attribution.html"
+    pick_format(out)
+    check_writable(out)
+    loaded = c.load(model, device, dtype, online, allow_pickle, trust_remote_code, revision)
+    attrs = explain(loaded, inputs, methods=methods, truth=truth, faithful=faithfulness, target=target,
+                    target_token=target_token, reference=reference, on_long=on_long, steps=_steps(steps),
+                    baseline_kind=baseline, window=window, fusion=fusion, discard_ratio=discard_ratio)
+    paths, warnings = write_report(attrs, out, model=loaded.name, task=loaded.task, special=loaded.special_tokens)
+    _summary(attrs, set(loaded.special_tokens))
+    for warning in warnings:
+        c.err_console.print(f"[yellow]warning:[/yellow] {warning}")
+    for path in paths:
+        c.console.print(str(path))
+
+
+def _summary(attrs, special: set) -> None:
+    """Per input: the target and, per method, its three best text tokens and faithfulness."""
+    first = attrs[0]
+    for e in range(len(first.tokens)):
+        c.console.print(f"[bold]{e + 1}.[/bold] {first.target[e]} · prediction {first.prediction[e]} "
+                        f"· p = {first.probability[e]:.3f}", markup=True, soft_wrap=True)
+        idx = [i for i, m in enumerate(first.mask[e].tolist()) if m and first.tokens[e][i] not in special]
+        for a in attrs:
+            best = sorted(idx, key=lambda i: -float(a.scores[e, i]))[:3]
+            line = f"   {a.method:<21} " + " ".join(repr(first.tokens[e][i]) for i in best)
+            f = (a.extra.get("faithfulness") or [None] * (e + 1))[e]
+            if f is not None:
+                line += f"   deletion {f['deletion_auc']:.3f} insertion {f['insertion_auc']:.3f}"
+                if f["top1"] is not None:
+                    line += f" top-1 {'yes' if f['top1'] else 'no'}"
+            if "completeness_gap" in a.extra:
+                line += f"   gap {100 * a.extra['completeness_gap'][e]:.2f}% ({a.extra['steps']} steps)"
+            c.console.print(line, markup=False, soft_wrap=True)

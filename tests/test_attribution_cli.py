@@ -1,0 +1,102 @@
+"""`attnviz attribute` through the CLI: reports in every format, escaping, exit codes, nothing half-written."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from attnviz.cli import app
+
+runner = CliRunner()
+FAST = ["--model", "toy-encoder", "--device", "cpu", "--steps", "8"]
+
+
+def run(*args):
+    return runner.invoke(app, ["attribute", *args])
+
+
+def test_json_report_holds_tokens_scores_target_params_model_and_version(tmp_path):
+    out = tmp_path / "r.json"
+    res = run("good <b>film</b>", "我喜欢", *FAST, "--method", "saliency,integrated-gradients,rollout", "--out", str(out))
+    assert res.exit_code == 0, res.output
+    data = json.loads(out.read_text(encoding="utf-8"))
+    from attnviz import __version__
+
+    assert data["attnviz_version"] == __version__ and data["model"] == "toy-encoder"
+    assert data["methods"] == ["saliency", "integrated-gradients", "rollout"]
+    assert data["params"]["integrated-gradients"]["steps"] == "8"
+    first, second = data["examples"]
+    assert first["tokens"][0] == "[CLS]" and "<" in first["tokens"]
+    assert second["tokens"] == ["[CLS]", "我", "喜", "欢", "[SEP]"]
+    for ex in data["examples"]:
+        assert ex["target"].startswith("label class ") and 0 < ex["probability"] < 1
+        assert set(ex["scores"]) == set(data["methods"])
+        assert all(len(s) == len(ex["tokens"]) for s in ex["scores"].values())
+        f = ex["faithfulness"]["saliency"]
+        assert len(f["deletion"]) == len(ex["tokens"]) - 1  # text tokens + 1 points
+        assert ex["details"]["integrated-gradients"]["steps"] == 8
+    assert "integrated-gradients" in res.output and str(out) in res.output
+
+
+def test_html_report_is_self_contained_and_escaped(tmp_path):
+    out = tmp_path / "r.html"
+    res = run("<script>alert(1)</script>", *FAST, "--method", "grad-x-input,attn-grad", "--out", str(out))
+    assert res.exit_code == 0, res.output
+    page = out.read_text(encoding="utf-8")
+    assert "<script" not in page.lower()
+    assert "&lt;" in page and "attn-grad" in page and "faithfulness" in page
+    assert "http://" not in page and "https://" not in page
+    assert "data:image/svg+xml;base64," in page
+
+
+@pytest.mark.parametrize("suffix", ["png", "svg", "pdf"])
+def test_figures_one_per_input(tmp_path, suffix):
+    out = tmp_path / f"fig.{suffix}"
+    res = run("abc", "我喜欢你", *FAST, "--method", "occlusion,attention", "--out", str(out))
+    assert res.exit_code == 0, res.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f"fig-1.{suffix}", f"fig-2.{suffix}"]
+    magic = {"png": b"\x89PNG", "svg": b"<?xml", "pdf": b"%PDF"}[suffix]
+    assert (tmp_path / f"fig-1.{suffix}").read_bytes().startswith(magic)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--method", "magic"], "unknown attribution method 'magic'; known: saliency"),
+    (["--target", "9"], "valid labels: 0 class 0, 1 class 1"),
+    (["--target", "joy"], "unknown label 'joy'"),
+    (["--reference", "hello"], "--reference does not fit"),
+    (["--target-token", "2"], "--target-token does not fit"),
+    (["--steps", "lots"], "--steps must be a whole number or auto"),
+    (["--baseline", "noise"], "unknown baseline 'noise'"),
+    (["--fusion", "sum", "--method", "rollout"], "unknown head fusion 'sum'"),
+    (["--out", "x.docx"], "end --out with .html"),
+])
+def test_bad_input_is_one_line_and_exit_2(tmp_path, args, message):
+    args = [a if a != "x.docx" else str(tmp_path / "x.docx") for a in args]
+    if "--out" not in args:
+        args += ["--out", str(tmp_path / "r.html")]
+    res = run("good film", *FAST, *args)
+    assert res.exit_code == 2, res.output
+    assert message in res.output and "Traceback" not in res.output
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_target_token_past_the_text_on_a_decoder(tmp_path):
+    res = run("abc", "--model", "toy-decoder", "--target-token", "10", "--out", str(tmp_path / "r.json"))
+    assert res.exit_code == 2 and "valid positions: 0-3" in res.output
+    res = run("abc", "--model", "toy-decoder", "--target-token", "1", "--method", "grad-x-input",
+              "--out", str(tmp_path / "r.json"))
+    assert res.exit_code == 0, res.output
+    assert json.loads((tmp_path / "r.json").read_text())["examples"][0]["target"].startswith("next token after")
+
+
+def test_minilm_is_explained_against_a_reference(tmp_path):
+    out = tmp_path / "r.json"
+    res = run("a cat sat on the mat", "--model", "minilm", "--reference", "a kitten is sitting", "--steps", "16",
+              "--method", "integrated-gradients,rollout", "--out", str(out))
+    assert res.exit_code == 0, res.output
+    ex = json.loads(out.read_text())["examples"][0]
+    assert ex["target"].startswith("cosine similarity to") and ex["prediction"].startswith("cosine ")
+    res = run("a cat", "--model", "minilm", "--out", str(out))
+    assert res.exit_code == 2 and "--reference" in res.output

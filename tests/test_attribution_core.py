@@ -1,0 +1,187 @@
+"""Attribution methods on small seeded toys: hand-computed cases, captum equivalence, the method contract."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from attnviz.attribution import METHODS, attribute, attribute_many, prepare
+from attnviz.attribution.attention import chefer, grad_rollout, rollout
+from attnviz.attribution.base import frozen_params
+from attnviz.attribution.integrated import path_gradients
+from attnviz.errors import BadInput
+from attnviz.models import load_model
+
+TEXTS = ["the movie was not good", "我喜欢"]
+
+
+@pytest.fixture(scope="module")
+def encoder():
+    return load_model("toy-encoder", device="cpu")
+
+
+def _norm(m):
+    return m / m.sum(-1, keepdim=True)
+
+
+def test_rollout_equals_a_hand_computed_two_layer_case():
+    a0 = torch.tensor([[0.8, 0.2], [0.4, 0.6]])
+    a1 = torch.tensor([[0.5, 0.5], [0.1, 0.9]])
+    # Two heads per layer whose mean is a0 / a1, so head fusion matters.
+    w = torch.stack([torch.stack([a0 + 0.1 * torch.tensor([[1., -1], [-1, 1]]), a0 - 0.1 * torch.tensor([[1., -1], [-1, 1]])]),
+                     torch.stack([a1, a1])])[:, None]  # (L=2, B=1, H=2, 2, 2)
+    r0 = torch.tensor([[(0.8 + 1) / 2, 0.2 / 2], [0.4 / 2, (0.6 + 1) / 2]])  # 0.5 A + 0.5 I, rows sum to 1
+    r1 = torch.tensor([[(0.5 + 1) / 2, 0.5 / 2], [0.1 / 2, (0.9 + 1) / 2]])
+    expected = torch.tensor([[r1[0, 0] * r0[0, 0] + r1[0, 1] * r0[1, 0], r1[0, 0] * r0[0, 1] + r1[0, 1] * r0[1, 1]],
+                             [r1[1, 0] * r0[0, 0] + r1[1, 1] * r0[1, 0], r1[1, 0] * r0[0, 1] + r1[1, 1] * r0[1, 1]]])
+    got = rollout(w)[0]
+    assert torch.allclose(got, expected, atol=1e-6)
+    assert torch.allclose(got.sum(-1), torch.ones(2))
+    assert not torch.allclose(rollout(w, fusion="max")[0], got)
+
+
+def test_rollout_normalises_rows_not_columns():
+    w = _norm(torch.rand(3, 2, 4, 5, 5))
+    r = rollout(w)
+    assert torch.allclose(r.sum(-1), torch.ones(2, 5), atol=1e-5)
+
+
+def test_discard_keeps_the_diagonal_and_padding_gets_no_weight():
+    w = _norm(torch.rand(2, 1, 2, 4, 4))
+    kept = rollout(w, discard_ratio=0.9)
+    assert (torch.diagonal(kept[0]) > 0).all()
+    mask = torch.tensor([[1, 1, 1, 0]])
+    r = rollout(w, mask=mask)
+    assert torch.allclose(r[0, :3, 3], torch.zeros(3))
+
+
+def test_grad_rollout_pairs_each_layer_with_its_own_gradient():
+    w = _norm(torch.rand(2, 1, 2, 3, 3))
+    g = torch.zeros_like(w)
+    g[1] = 1.0  # only layer 1 matters: layer 0's fused matrix is zero, i.e. pure residual
+    expected = _norm(w[1].mean(1) + torch.eye(3))  # (1, 3, 3)
+    assert torch.allclose(grad_rollout(w, g), expected, atol=1e-6)
+    swapped = torch.zeros_like(w)
+    swapped[0] = 1.0
+    assert torch.allclose(grad_rollout(w, swapped), _norm(w[0].mean(1) + torch.eye(3)), atol=1e-6)
+
+
+def test_chefer_follows_the_update_rule():
+    w = _norm(torch.rand(2, 1, 2, 3, 3))
+    g = torch.randn_like(w)
+    r = torch.eye(3)
+    for layer in range(2):
+        a_bar = (g[layer, 0] * w[layer, 0]).clamp(min=0).mean(0)
+        r = r + a_bar @ r
+    assert torch.allclose(chefer(w, g)[0], r, atol=1e-6)
+
+
+def test_integrated_gradients_equal_captum(encoder):
+    from captum.attr import IntegratedGradients
+
+    ctx = prepare(encoder, TEXTS, chunk=16)
+    ours = attribute(encoder, TEXTS, method="integrated-gradients", steps=50)
+    x0 = ctx.cache[("baseline", "pad")] if ("baseline", "pad") in ctx.cache else None
+    from attnviz.attribution.base import baseline
+
+    x0 = baseline(ctx, "pad")
+    cls = torch.tensor([encoder.labels.index(p) for p in ours.prediction])
+
+    def forward(embeds):
+        reps = embeds.shape[0] // ctx.size
+        return encoder.model(inputs_embeds=embeds, attention_mask=ctx.mask.repeat(reps, 1)).logits
+
+    ig = IntegratedGradients(forward)
+    theirs = ig.attribute(ctx.embeds, baselines=x0, target=cls, n_steps=50, internal_batch_size=16).sum(-1)
+    theirs = theirs.masked_fill(ctx.mask == 0, 0.0)
+    rel = (ours.scores - theirs).abs().max() / theirs.abs().max()
+    assert rel <= 1e-5, rel
+
+
+def test_running_sum_does_not_depend_on_the_chunk_size(encoder):
+    ctx = prepare(encoder, TEXTS, chunk=2)
+    from attnviz.attribution.base import baseline
+
+    x0 = baseline(ctx, "zeros")
+    small = path_gradients(ctx, ctx.embeds, x0, 20, "riemann_trapezoid")
+    ctx.chunk = 64
+    big = path_gradients(ctx, ctx.embeds, x0, 20, "riemann_trapezoid")
+    assert torch.allclose(small, big, atol=1e-6)
+
+
+def test_steps_auto_reaches_the_gap_or_the_cap(encoder):
+    a = attribute(encoder, TEXTS, method="integrated-gradients", steps="auto")
+    assert a.extra["steps"] in (8, 16, 32, 64, 128, 256)
+    assert max(a.extra["completeness_gap"]) < 0.01 or a.extra["steps"] == 256
+
+
+@pytest.mark.parametrize("method", METHODS.names())
+@pytest.mark.parametrize("name", ["toy-encoder", "toy-decoder", "toy-seq2seq"])
+def test_every_method_keeps_the_contract(name, method):
+    loaded = load_model(name, device="cpu")
+    if method == "attention-flow" and loaded.task == "seq2seq":
+        with pytest.raises(BadInput, match="rollout or attn-grad"):
+            attribute(loaded, TEXTS, method=method)
+        return
+    a = attribute(loaded, TEXTS, method=method, steps=8)
+    b, s = a.mask.shape
+    assert a.method == method and a.scores.shape == (b, s) and a.scores.dtype == torch.float32
+    assert torch.isfinite(a.scores).all()
+    assert (a.scores[a.mask == 0] == 0).all()
+    assert len(a.target) == len(a.prediction) == len(a.probability) == b == 2
+    assert a.scores[a.mask > 0].abs().sum() > 0
+
+
+def test_frozen_params_are_restored_after_an_exception(encoder):
+    with pytest.raises(RuntimeError):
+        with frozen_params(encoder.model):
+            assert not any(p.requires_grad for p in encoder.model.parameters())
+            raise RuntimeError("boom")
+    assert all(p.requires_grad for p in encoder.model.parameters())
+
+
+def test_bad_targets_name_the_valid_choices(encoder):
+    with pytest.raises(BadInput, match="valid labels: 0 class 0, 1 class 1"):
+        attribute(encoder, TEXTS, method="saliency", target="7")
+    with pytest.raises(BadInput, match="unknown label 'happy'"):
+        attribute(encoder, TEXTS, method="saliency", target="happy")
+    with pytest.raises(BadInput, match="--reference does not fit.*classification model use --target"):
+        attribute(encoder, TEXTS, method="saliency", reference="x")
+    with pytest.raises(BadInput, match="--target-token does not fit"):
+        attribute(encoder, TEXTS, method="saliency", target_token=1)
+    decoder = load_model("toy-decoder", device="cpu")
+    with pytest.raises(BadInput, match="past the text .* valid positions: 0-3"):
+        attribute(decoder, ["我喜欢"], method="saliency", target_token=9)
+    with pytest.raises(BadInput, match="unknown attribution method 'magic'; known: saliency"):
+        attribute(encoder, TEXTS, method="magic")
+
+
+def test_decoder_target_token_and_label_choice(encoder):
+    decoder = load_model("toy-decoder", device="cpu")
+    a = attribute(decoder, ["abcabc"], method="grad-x-input", target_token=2, target="c")
+    assert a.target == ["next token after 'c' at position 2"]
+    assert (a.scores[0, 3:] == 0).all()  # a causal model's position 2 cannot see later tokens
+    b = attribute(encoder, TEXTS, method="saliency", target="class 1")
+    assert b.target == ["label class 1"] * 2
+
+
+def test_attention_flow_refuses_long_inputs(encoder):
+    with pytest.raises(BadInput, match="limited to 48 tokens"):
+        attribute(encoder, ["a" * 60], method="attention-flow")
+
+
+def test_sentence_encoder_is_explained_by_cosine_similarity():
+    from attnviz.attribution.targets import mean_pool
+
+    minilm = load_model("minilm", device="cpu")
+    with pytest.raises(BadInput, match="--reference"):
+        attribute(minilm, ["a cat sat"], method="saliency")
+    ctx, (a,) = attribute_many(minilm, ["a cat sat on the mat", "stocks fell"], methods=["integrated-gradients"],
+                               reference="a kitten is sitting", steps=16)
+    with torch.no_grad():
+        enc = minilm.encode(["a cat sat on the mat", "a kitten is sitting"])
+        pooled = mean_pool(minilm.model(**enc.batch).last_hidden_state, enc.batch["attention_mask"])
+    cos = torch.nn.functional.cosine_similarity(pooled[0], pooled[1], dim=0)
+    assert abs(a.probability[0] - float(cos)) < 1e-4
+    assert a.probability[0] > a.probability[1]
+    assert max(a.extra["completeness_gap"]) < 0.05
