@@ -24,6 +24,7 @@ COMMANDS = {
     "cam": __import__("attnviz.cli.cam", fromlist=["cam_cmd"]).cam_cmd,
     "bench": __import__("attnviz.cli.bench", fromlist=["bench_cmd"]).bench_cmd,
     "report": report.report_cmd,
+    "attribute": __import__("attnviz.cli.attribute", fromlist=["attribute_cmd"]).attribute_cmd,
 }
 for _name, _fn in COMMANDS.items():
     app.command(_name)(guard(_fn))
