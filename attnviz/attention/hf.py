@@ -7,6 +7,8 @@ float mask, never skipped for causal models).
 
 from __future__ import annotations
 
+import sys
+
 from attnviz.attention.kernel import attention
 
 NAME = "attnviz"
@@ -24,8 +26,13 @@ def register() -> str:
 
 def supports_kernel(model_class) -> bool:
     """Whether ``model_class`` dispatches attention through the interface (GPT-J, BLOOM, DeBERTa-v2 do not)."""
-    check = getattr(model_class, "is_backend_compatible", None)
-    return bool(check()) if callable(check) else False
+    flag = "_supports_attention_backend"  # what is_backend_compatible() returns
+    owner = next((c for c in getattr(model_class, "__mro__", ()) if flag in vars(c)), None)
+    if owner is not None and owner.__name__ != "PreTrainedModel":
+        return bool(getattr(model_class, flag))
+    # T5, BART and Whisper keep the default (False) although they dispatch through the interface;
+    # their modeling module imports the interface's table, which BLOOM's, GPT-J's and DeBERTa's do not.
+    return hasattr(sys.modules.get(getattr(model_class, "__module__", "")), "ALL_ATTENTION_FUNCTIONS")
 
 
 def backend_for(model_class) -> str:

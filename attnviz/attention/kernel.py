@@ -14,6 +14,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
+from attnviz.errors import AttnvizError
 from attnviz.registry import Registry
 
 SINK = "_attnviz_sink"  # attribute name of the recording callback on an attention module
@@ -113,6 +114,16 @@ def apply_mask(scores: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
     return scores + mask
 
 
+def add_bias(mask: torch.Tensor | None, bias: torch.Tensor | None) -> torch.Tensor | None:
+    """T5's relative position bias (1 or B, H, Q, K) and the mask become one additive float mask."""
+    if bias is None or mask is None:
+        return mask if bias is None else bias
+    mask = mask[..., : bias.shape[-1]]
+    if mask.dtype == torch.bool:
+        return torch.where(mask, bias, torch.finfo(bias.dtype).min)
+    return bias + mask
+
+
 def attention(
     module: torch.nn.Module,
     query: torch.Tensor,  # (B, H, Q, D)
@@ -124,6 +135,10 @@ def attention(
     **kwargs,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Returns (output (B, Q, H, Dv), weights (B, H, Q, K) or None on the unrecorded fast path)."""
+    unsupported = [k for k in ("softcap", "s_aux") if kwargs.get(k) is not None]
+    if unsupported:  # computing without them would give plausible but wrong weights
+        raise AttnvizError(f"attnviz's attention does not support {', '.join(unsupported)}")
+    attention_mask = add_bias(attention_mask, kwargs.get("position_bias"))
     groups = getattr(module, "num_key_value_groups", None) or query.shape[1] // key.shape[1]
     key, value = repeat_kv(key, groups), repeat_kv(value, groups)
     if scaling is None:
