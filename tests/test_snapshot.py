@@ -124,10 +124,21 @@ def test_head_stats_by_hand():
     cur = torch.tensor([[[[0.5, 0.5], [0.0, 1.0]]]])
     s = head_stats(base, cur, Tolerance())
     assert float(s["max_abs"]) == 1.0 and float(s["mean_abs"]) == 0.5
-    assert math.isclose(float(s["jsd"]), math.log(2), rel_tol=1e-9)  # disjoint rows: JSD = ln 2
+    assert math.isclose(float(s["jsd"]), math.log(2), rel_tol=1e-6)  # disjoint rows: JSD = ln 2
     assert float(s["argmax"]) == 0.5
     tie = torch.tensor([[[[0.5, 0.5]]]])  # a tie within max_abs is not a disagreement
     assert float(head_stats(tie, torch.tensor([[[[0.49995, 0.50005]]]]), Tolerance())["argmax"]) == 1.0
+
+
+def test_jsd_matches_the_float64_definition_for_small_changes():
+    torch.manual_seed(0)
+    b = torch.softmax(torch.randn(2, 3, 9, 9) * 3, -1)  # (L, H, Q, K)
+    c = torch.softmax(b.log() + torch.randn(2, 3, 9, 9) * 1e-3, -1)
+    bd, cd = b.double(), c.double()
+    m = (bd + cd) / 2
+    ref = (0.5 * ((bd * (bd / m).log()).sum(-1) + (cd * (cd / m).log()).sum(-1))).amax(-1)  # (L, H)
+    got = head_stats(b, c, Tolerance())["jsd"]
+    torch.testing.assert_close(got, ref, rtol=1e-3, atol=1e-10)
 
 
 def test_spearman_by_hand():

@@ -127,7 +127,10 @@ def tokenizer_hash(loaded) -> str | None:
     tok = loaded.tokenizer if loaded.tokenizer is not None else loaded.processor
     if tok is None:
         return None
-    if hasattr(tok, "get_vocab"):
+    backend = getattr(tok, "backend_tokenizer", None)
+    if backend is not None and hasattr(backend, "to_str"):  # a fast tokenizer: its whole pipeline, serialised
+        blob = type(tok).__name__ + backend.to_str()
+    elif hasattr(tok, "get_vocab"):
         blob = json.dumps([type(tok).__name__, sorted(tok.get_vocab().items())], ensure_ascii=False)
     else:
         blob = json.dumps(tok.to_dict() if hasattr(tok, "to_dict") else repr(tok), sort_keys=True, default=str)

@@ -1,0 +1,87 @@
+"""`snapshot check` of 100 inputs on MiniLM against capturing the same inputs (target: <= 1.2x).
+
+Both run in one process on a loaded model: the baseline is ``capture()`` of the 100 inputs in the
+batches that check uses; check adds reading 100 baseline files, comparing every head, hashing the
+weights and tokenizer for the context lines. Also shown: recording, and the HTML report of a drift.
+
+    python benchmarks/bench_snapshot.py [--inputs 100] [--repeat 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from attnviz.capture import capture
+from attnviz.models import load_model
+from attnviz.report.snapshot_html import render_html
+from attnviz.report.snapshot_run import SnapshotSettings, check, record
+
+SUBJECTS = ["The movie", "This book", "The music", "Our trip to the coast", "The new phone", "Her last album",
+            "The service at the restaurant", "That lecture on compilers", "The hotel room", "His argument"]
+VERDICTS = ["was not good", "was wonderful", "felt far too long", "surprised everyone", "was fine, I guess",
+            "made me laugh twice", "could have been better", "was exactly what I needed", "left me cold",
+            "was brilliant, but the ending was weak"]
+
+
+def inputs(n: int) -> list[str]:
+    return [f"{SUBJECTS[i % 10]} {VERDICTS[(i // 10 + i) % 10]}, said reviewer number {i}." for i in range(n)]
+
+
+def paired(first, second, repeat: int) -> tuple[list[float], list[float], object]:
+    """Alternate the two, so that both see the same load on a shared machine."""
+    a, b, out = [], [], None
+    for _ in range(repeat):
+        start = time.perf_counter()
+        first()
+        a.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        out = second()
+        b.append(time.perf_counter() - start)
+    return a, b, out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--inputs", type=int, default=100)
+    ap.add_argument("--repeat", type=int, default=5)
+    args = ap.parse_args()
+    torch.set_num_threads(max(torch.get_num_threads(), 1))
+    loaded = load_model("minilm", device="cpu")
+    texts = inputs(args.inputs)
+    settings = SnapshotSettings()
+    size = settings.batch_size
+    capture(loaded, texts[:size])  # warm-up
+
+    def capture_all():
+        return [capture(loaded, texts[i : i + size]) for i in range(0, len(texts), size)]
+
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp) / "snapshots"
+        start = time.perf_counter()
+        record(loaded, texts, folder, settings, update=True)
+        t_record = time.perf_counter() - start
+        caps, checks, result = paired(capture_all, lambda: check(loaded, texts, folder), args.repeat)
+        assert result.ok, result.summary()
+        with torch.no_grad():
+            loaded.model.encoder.layer[1].attention.self.query.weight += 1e-3
+        drift = check(loaded, texts, folder)
+        start = time.perf_counter()
+        html = render_html(drift)
+        t_html = time.perf_counter() - start
+    ratios = sorted(c / a for a, c in zip(caps, checks))
+    print(f"inputs: {len(texts)}  model: minilm (6 layers x 12 heads)  threads: {torch.get_num_threads()}")
+    print(f"capture            {min(caps):7.3f} s   (baseline, best of {args.repeat})")
+    print(f"snapshot check     {min(checks):7.3f} s   best/best {min(checks) / min(caps):.2f}x, "
+          f"median of paired runs {statistics.median(ratios):.2f}x  (target <= 1.2x)")
+    print(f"snapshot record    {t_record:7.3f} s   {t_record / min(caps):.2f}x (one run)")
+    print(f"diff.html of drift {t_html:7.3f} s   ({len(html) // 1024} KiB, {len(drift.failed)} drifting inputs)")
+
+
+if __name__ == "__main__":
+    main()
