@@ -41,23 +41,31 @@ def set_offline(online: bool) -> None:
 
 def resolve(spec: str, online: bool, revision: str | None) -> Path | str:
     """A local folder, or a hub id found in the local cache (or any hub id when online)."""
-    looks_like_path = spec.startswith((".", "/", "~")) or os.sep in spec and Path(spec).expanduser().exists()
     path = Path(spec).expanduser()
     if path.exists():
         if not (path / "config.json").is_file():
             raise ModelNotFound(f"{spec} has no config.json; it is not a Hugging Face model folder")
         return path
-    if looks_like_path or spec.startswith((".", "/", "~")):
+    if _looks_like_path(spec):
         raise ModelNotFound(f"model path does not exist: {spec}")
     if online:
         return spec
     from huggingface_hub import try_to_load_from_cache
 
     # huggingface_hub reads HF_HUB_CACHE once, when first imported; read it again now.
-    found = try_to_load_from_cache(spec, "config.json", cache_dir=os.environ.get("HF_HUB_CACHE"), revision=revision)
+    try:
+        found = try_to_load_from_cache(spec, "config.json", cache_dir=os.environ.get("HF_HUB_CACHE"), revision=revision)
+    except ValueError:  # not a valid hub id (HFValidationError)
+        raise ModelNotFound(f"{spec!r} is neither a model folder nor a valid hub id") from None
     if isinstance(found, str):
         return Path(found).parent
     return ""
+
+
+def _looks_like_path(spec: str) -> bool:
+    """A hub id is ``name`` or ``org/name``; anything else with a separator is a path."""
+    parts = spec.replace("\\", "/").split("/")
+    return spec.startswith((".", "/", "~")) or len(parts) > 2 or any(p in ("", ".", "..") for p in parts)
 
 
 def _check_safety(folder: Path | str, allow_pickle: bool, trust_remote_code: bool, revision: str | None) -> None:
