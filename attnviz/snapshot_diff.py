@@ -76,6 +76,15 @@ class CheckResult:
                 found.setdefault(h.stack, set()).add(h.layer)
         return {s: sorted(v) for s, v in found.items()}
 
+    def by_layer(self) -> list[tuple[str, int, int, float, float]]:
+        """(stack, layer, drifting input-head pairs, largest max |Δ|, largest severity), in model order."""
+        found: dict[tuple[str, int], list[HeadDiff]] = {}
+        for r in self.inputs:
+            for h in r.heads:
+                found.setdefault((h.stack, h.layer), []).append(h)
+        rows = [(s, l, len(hs), max(h.max_abs for h in hs), max(h.severity for h in hs)) for (s, l), hs in found.items()]
+        return sorted(rows, key=lambda row: (STACKS.index(row[0]), row[1]))
+
     def summary(self) -> str:
         n = len(self.inputs)
         if self.ok:

@@ -7,12 +7,12 @@ every string that comes from an input, a token or a manifest is escaped.
 from __future__ import annotations
 
 import base64
+import math
 from html import escape
 from pathlib import Path
 
 import torch
 from matplotlib.figure import Figure
-from matplotlib.ticker import ScalarFormatter
 
 from attnviz.render.fonts import families_for
 from attnviz.render.output import figure_bytes
@@ -21,6 +21,7 @@ from attnviz.snapshot_diff import CheckResult, HeadDiff
 
 MAX_PANELS = 8  # heads drawn; the tables list every drifting one
 MAX_LABELS = 40  # above this many tokens the axes carry no labels
+MAX_ROWS = 20  # rows of the worst-heads table
 
 _CSS = """
 body{font-family:system-ui,sans-serif;margin:2em;color:#222;max-width:1200px}
@@ -35,21 +36,20 @@ figcaption{font-size:.9em;margin-bottom:.4em} code{background:#f5f5f5;padding:0 
 def panel_figure(base: torch.Tensor, cur: torch.Tensor, queries: list[str], keys: list[str], title: str) -> Figure:
     """Three heatmaps of one head (Q, K): baseline and current on one scale, then |difference|."""
     diff = (cur.float() - base.float()).abs()
+    exp = math.floor(math.log10(float(diff.max()))) if float(diff.max()) > 0 else 0
     vmax = max(float(base.max()), float(cur.max())) or 1.0
     # Fixed margins: a layout engine would measure every label again for each panel (most of the cost).
     fig = Figure(figsize=(13.5, 5.0))
-    axes = fig.subplots(1, 3, gridspec_kw=dict(left=0.07, right=0.93, bottom=0.2, top=0.88, wspace=0.32))
+    axes = fig.subplots(1, 3, gridspec_kw=dict(left=0.07, right=0.95, bottom=0.2, top=0.88, wspace=0.32))
     families, _ = families_for(queries + keys)
     show = max(len(queries), len(keys)) <= MAX_LABELS
-    for ax, mat, name, cmap, top in zip(axes, (base, cur, diff), ("baseline", "current", "|difference|"),
-                                        ("viridis", "viridis", "magma"), (vmax, vmax, float(diff.max()) or 1.0)):
+    names = ("baseline", "current", f"|difference| (x 1e{exp})" if exp else "|difference|")
+    scaled = diff / 10.0**exp  # readable colorbar ticks for differences of 1e-3
+    for ax, mat, name, cmap, top in zip(axes, (base, cur, scaled), names, ("viridis", "viridis", "magma"),
+                                        (vmax, vmax, float(scaled.max()) or 1.0)):
         im = ax.imshow(mat.float().numpy(), cmap=cmap, vmin=0.0, vmax=top, aspect="auto", interpolation="nearest")
         ax.set_title(name, fontsize=10)
-        bar = fig.colorbar(im, ax=ax, fraction=0.046, pad=0.02)
-        if name == "|difference|":  # small numbers: a 1e-3 scale above the bar, not 0.00 on every tick
-            fmt = ScalarFormatter(useMathText=True)
-            fmt.set_powerlimits((-2, 2))
-            bar.ax.yaxis.set_major_formatter(fmt)
+        fig.colorbar(im, ax=ax, fraction=0.046, pad=0.02)
         if show:
             size = max(5.0, min(9.0, 200.0 / max(len(keys), 1)))
             ax.set_xticks(range(len(keys)), keys, rotation=90, fontsize=size, fontfamily=families)
@@ -95,7 +95,7 @@ def _short(text: str, limit: int = 70) -> str:
 def _sections(result: CheckResult) -> list[str]:
     texts = {r.key: r.text for r in result.inputs}
     out = []
-    heads = result.worst_heads(50)
+    heads = result.worst_heads(MAX_ROWS)
     if heads:
         out.append(f"<h2>Worst heads</h2>{_heads_table(heads, texts)}")
     other = [r for r in result.failed if r.status in ("tokens", "shape")]
@@ -117,10 +117,19 @@ def _sections(result: CheckResult) -> list[str]:
     return out
 
 
-def render_html(result: CheckResult, title: str = "attnviz snapshot check") -> str:
-    verdict = "ok" if result.ok else "bad"
-    parts = [f"<h1>{escape(title)}</h1>", f"<p class={verdict}>{escape(result.summary())}</p>", *_sections(result)]
-    seen = set()
+def _by_layer(result: CheckResult) -> str:
+    rows = result.by_layer()
+    if not rows:
+        return ""
+    n_heads = max((len(r.pair[0].maps.heads) for r in result.inputs if r.pair), default=0)
+    body = "".join(f"<tr><td>{escape(s)}</td><td>{layer}</td><td>{count} of {n_heads * len(result.inputs)}</td>"
+                   f"<td>{worst:.3g}</td><td class=bad>{sev:.3g}x</td></tr>" for s, layer, count, worst, sev in rows)
+    return ("<h2>Drift by layer</h2><table><tr><th>stack</th><th>layer</th><th>input x head pairs out of tolerance</th>"
+            f"<th>largest max |Δ|</th><th>of tolerance</th></tr>{body}</table>")
+
+
+def _figures(result: CheckResult) -> list[str]:
+    parts, seen = [], set()
     for head in result.worst_heads(200):
         if len(seen) >= MAX_PANELS or (head.key, head.stack, head.layer, head.head) in seen:
             continue
@@ -132,7 +141,14 @@ def render_html(result: CheckResult, title: str = "attnviz snapshot check") -> s
             caption = f"{escape(_short(text, 120))} — {escape(head.stack)} layer {head.layer} head {head.head}"
             alt = escape(f"baseline, current and difference of layer {head.layer} head {head.head}", quote=True)
             parts.append(f"<figure><figcaption>{caption}</figcaption><img alt=\"{alt}\" src=\"data:image/png;base64,{data}\"></figure>")
-    body = "\n".join(parts)
+    return ([f"<h2>The {len(parts)} worst heads: baseline | current | |difference|</h2>"] + parts) if parts else []
+
+
+def render_html(result: CheckResult, title: str = "attnviz snapshot check") -> str:
+    verdict = "ok" if result.ok else "bad"
+    parts = [f"<h1>{escape(title)}</h1>", f"<p class={verdict}>{escape(result.summary())}</p>", _by_layer(result),
+             *_figures(result), *_sections(result)]
+    body = "\n".join(p for p in parts if p)
     return (f"<!doctype html><html lang=en><head><meta charset=utf-8><title>{escape(title)}</title>"
             f"<style>{_CSS}</style></head><body>\n{body}\n</body></html>\n")
 

@@ -129,7 +129,9 @@ def tokenizer_hash(loaded) -> str | None:
         return None
     backend = getattr(tok, "backend_tokenizer", None)
     if backend is not None and hasattr(backend, "to_str"):  # a fast tokenizer: its whole pipeline, serialised
-        blob = type(tok).__name__ + backend.to_str()
+        state = json.loads(backend.to_str())
+        state.pop("truncation", None), state.pop("padding", None)  # set by each call, not part of the tokenizer
+        blob = type(tok).__name__ + json.dumps(state, sort_keys=True, ensure_ascii=False)
     elif hasattr(tok, "get_vocab"):
         blob = json.dumps([type(tok).__name__, sorted(tok.get_vocab().items())], ensure_ascii=False)
     else:
