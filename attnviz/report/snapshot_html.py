@@ -149,7 +149,9 @@ def render_html(result: CheckResult, title: str = "attnviz snapshot check") -> s
     parts = [f"<h1>{escape(title)}</h1>", f"<p class={verdict}>{escape(result.summary())}</p>", _by_layer(result),
              *_figures(result), *_sections(result)]
     body = "\n".join(p for p in parts if p)
-    return (f"<!doctype html><html lang=en><head><meta charset=utf-8><title>{escape(title)}</title>"
+    return (f"<!doctype html><html lang=en><head><meta charset=utf-8>"
+            "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; img-src data:; "
+            f"style-src 'unsafe-inline'\"><title>{escape(title)}</title>"
             f"<style>{_CSS}</style></head><body>\n{body}\n</body></html>\n")
 
 
