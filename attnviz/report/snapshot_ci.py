@@ -49,6 +49,7 @@ def render_junit(result: CheckResult, suite: str = "attnviz.snapshot") -> bytes:
 def md(text: str, limit: int = 60) -> str:
     """Plain text safe inside a Markdown table cell: no pipes, markup, HTML or line breaks."""
     text = text if len(text) <= limit else text[: limit - 1] + "…"
+    text = re.sub("[\x00-\x08\x0b-\x1f\x7f]", "", text)  # control characters (terminal escapes too)
     for ch in "\\`*_[]<>|#!~":
         text = text.replace(ch, "\\" + ch)
     return " ".join(text.split())
