@@ -172,3 +172,23 @@ def test_snapshot_core_imports_only_maps_and_errors():
         found |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
         ours = {m for m in found if m.startswith("attnviz")}
         assert ours <= {"attnviz.maps", "attnviz.errors", "attnviz.snapshot"}, (name, ours)
+
+
+def test_minilm_drift_names_layer_1_and_a_1e7_change_passes(tmp_path, minilm):
+    texts = ["The movie was not good, but the music was wonderful.", "A quiet film about a loud family."]
+    record(minilm, texts, tmp_path, SnapshotSettings())
+    weight = minilm.model.encoder.layer[1].attention.self.query.weight
+    saved = weight.detach().clone()
+    try:
+        nudge_query(minilm, 1, 1e-3)
+        result = check(minilm, texts, tmp_path)
+        assert not result.ok and result.drifting_layers()["encoder"][0] == 1
+        assert 0 not in result.drifting_layers()["encoder"]
+        with torch.no_grad():
+            weight.copy_(saved)
+        nudge_query(minilm, 1, 1e-7)
+        assert check(minilm, texts, tmp_path).ok
+    finally:  # the model is shared by the whole test session
+        with torch.no_grad():
+            weight.copy_(saved)
+    assert check(minilm, texts, tmp_path).context == []
