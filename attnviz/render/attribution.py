@@ -60,7 +60,8 @@ def _cells(fig, ax, view: AttributionView, methods: list[str], families) -> None
     im = ax.imshow(grid, cmap=CMAP, vmin=-1, vmax=1, aspect="auto", interpolation="nearest")
     n = len(view.tokens)
     step = max(1, math.ceil(n / MAX_TOKENS))
-    size = max(5.0, min(9.0, 300.0 / max(n, 1)))
+    longest = max((len(t) for t in view.tokens), default=1)
+    size = max(5.0, min(9.0, 300.0 / max(n, 1), 60.0 / max(longest, 1)))
     for r in range(len(methods)):
         for c in range(0, n, step):
             dark = abs(grid[r, c]) > 0.6

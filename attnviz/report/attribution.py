@@ -61,7 +61,8 @@ def views(attrs: list[Attribution], model: str, special: list[str] = ()) -> list
         idx = _real(first, e, frozenset(special)) or _real(first, e)
         tokens = [first.tokens[e][i] for i in idx]
         scores = {a.method: [float(a.scores[e, i]) for i in idx] for a in attrs}
-        text = "".join(tokens) if len(tokens) <= 60 else "".join(tokens[:59]) + "…"
+        sep = " " if any(len(t) > 1 for t in tokens) else ""  # word pieces get spaces, characters none
+        text = sep.join(tokens) if len(tokens) <= 60 else sep.join(tokens[:59]) + "…"
         sub = f"target: {first.target[e]} · prediction: {first.prediction[e]} · p = {first.probability[e]:.3f}"
         out.append(AttributionView(tokens, scores, f"{model} · {text}", sub, faith_rows(attrs, e), COLUMNS))
     return out
