@@ -128,8 +128,13 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="CPU threads (one keeps ratios stable on a busy machine)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    from attnviz.errors import ModelNotFound
+
     for name in args.model or ["toy-sentiment", "toy-encoder"]:
-        bench(name, args.device, args.repeat)
+        try:
+            bench(name, args.device, args.repeat)
+        except ModelNotFound as err:
+            print(f"[{name}] not measured: {err}")
 
 
 if __name__ == "__main__":
