@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 from typer.testing import CliRunner
 
 from attnviz.capture import capture
@@ -101,7 +102,7 @@ def test_a_short_training_run_learns_and_repeats_exactly():
 def test_every_toy_captures(name):
     loaded = load_model(name, device="cpu")
     inputs = generate("toy-shapes", 2, 0) if loaded.kind == "vision" else ["猫狗abc", "hello world"]
-    inputs = [e["image"] for e in inputs] if loaded.kind == "vision" else inputs
+    inputs = [Image.fromarray(e["image"]) for e in inputs] if loaded.kind == "vision" else inputs
     maps = capture(loaded, inputs)
     assert maps.weights.shape[:3] == (loaded.num_layers, 2, loaded.num_heads)
     assert "[UNK]" not in maps.tokens[0] or loaded.kind == "vision"

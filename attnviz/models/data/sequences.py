@@ -7,7 +7,7 @@ at 0, so character i is token i + 1): the token at ``target`` repeats the one at
 ``target - n``. Only targets after the first repeated token are predictable; those are listed.
 The induction head reads query ``target - 1`` and attends to key ``source``.
 
-toy-reverse (an encoder-decoder): ``{"text", "target" (text reversed), "alignment"}``, where
+toy-reverse (an encoder-decoder, distinct symbols): ``{"text", "target" (text reversed), "alignment"}``, where
 ``alignment`` lists ``[output_index, source_token]`` pairs: output character t copies source
 character n-1-t, which is encoder token n-t (after [CLS]): the anti-diagonal of Bahdanau et al.
 2014 (arXiv:1409.0473).
@@ -47,6 +47,7 @@ def reverse(n: int, seed: int) -> list[dict]:
     out = []
     for _ in range(n):
         size = int(rng.integers(REVERSE_LENGTHS[0], REVERSE_LENGTHS[1] + 1))
-        text = "".join(str(s) for s in rng.choice(ALPHABET, size=size))
+        # Distinct symbols, so that "the symbol before the one just written" names one source position.
+        text = "".join(str(s) for s in rng.choice(ALPHABET, size=size, replace=False))
         out.append({"text": text, "target": text[::-1], "alignment": [[t, size - t] for t in range(size)]})
     return out
