@@ -99,13 +99,18 @@ def _item(value, i: int):
     return value[i] if isinstance(value, (list, tuple)) else value
 
 
-def manifest(loaded, settings: SnapshotSettings, bases: list[Baseline]) -> dict:
-    """What a check shows as context: which model, weights, tokenizer, versions and device."""
+def manifest(loaded, settings: SnapshotSettings, bases: list[Baseline], *, hash_files: bool = True) -> dict:
+    """What a check shows as context: which model, weights, tokenizer, versions and device.
+
+    ``hash_files``: also hash the weight files on disk (a record keeps it; a check compares the
+    in-memory weights hash only, which also sees changes made after loading).
+    """
     model = loaded.model
     param = next(model.parameters())
     where = getattr(model, "name_or_path", "") or loaded.source  # HF models remember the folder they came from
     folder = Path(where) if where else None
-    files = [p for pattern in WEIGHT_FILES for p in folder.glob(pattern)] if folder and folder.is_dir() else []
+    found = hash_files and folder is not None and folder.is_dir()
+    files = [p for pattern in WEIGHT_FILES for p in folder.glob(pattern)] if found else []
     return {
         "model": loaded.name, "kind": loaded.kind, "task": loaded.task, "architecture": loaded.architecture,
         "backend": loaded.backend,
@@ -197,5 +202,5 @@ def check(loaded, texts: list[str] | None, folder: Path, *, tolerance: Tolerance
     now = current(loaded, texts, settings)
     results = [compare(b, c, tol) for b, c in zip(bases, now)]
     unused = sorted(stored - set(keys))
-    context = context_changes(saved, manifest(loaded, settings, now))
+    context = context_changes(saved, manifest(loaded, settings, now, hash_files=False))
     return CheckResult(tol, results, missing, unused, context)
