@@ -42,10 +42,10 @@ RECIPES = {
     for r in (
         Recipe("toy-sentiment", "classification",
                "sentiment of short English/Chinese texts with negation (char tokens, [CLS] classifier)",
-               _text("encoder", sentiment.vocabulary(), n_classes=2), tuple(sentiment.vocabulary()), "cls",
-               sentiment.LABELS, steps=700),
+               _text("encoder", sentiment.vocabulary(), n_classes=2, n_layers=3), tuple(sentiment.vocabulary()), "cls",
+               sentiment.LABELS, steps=2500),
         Recipe("toy-induction", "causal-lm", "next token of a repeated random segment (induction heads)",
-               _text("decoder", sequences.vocabulary(), max_len=40, d_model=64), tuple(sequences.vocabulary()), "bos",
+               _text("decoder", sequences.vocabulary(), max_len=40, d_model=64, positions="learned"), tuple(sequences.vocabulary()), "bos",
                steps=1500),
         Recipe("toy-reverse", "seq2seq", "reverses a sequence (cross-attention on the anti-diagonal)",
                _text("encoder-decoder", sequences.vocabulary(), max_len=24, d_model=64), tuple(sequences.vocabulary()), "cls",

@@ -49,9 +49,10 @@ def deterministic(seed: int):
 
 
 def init(model: ToyTransformer) -> ToyTransformer:
-    """Token embeddings on the scale of sinusoidal positions (RMS ~0.7): at GPT-2's std 0.02 the positions
-    drown the tokens after LayerNorm, and training sits on a long plateau until the embeddings grow."""
-    if model.config.kind != "vision" and model.config.positions == "sinusoidal":
+    """Token embeddings at std 0.7, the scale of sinusoidal positions: at GPT-2's std 0.02 sinusoids drown
+    the tokens after LayerNorm and training sits on a long plateau; with learned positions it lets content
+    lead, as induction heads need (they match tokens, arXiv:2209.11895)."""
+    if model.config.kind != "vision":
         with torch.no_grad():
             model.embed.weight.normal_(0.0, 0.7)
     return model

@@ -18,6 +18,7 @@ LABELS = ("negative", "positive")
 CLS_OFFSET = 1  # [CLS] comes before the first character
 # Rarer than half: at 50% the label is polarity XOR negation, and training sits at chance for long.
 NEGATED = 0.3
+FILLERS = (1, 5)  # filler words per text, inclusive
 WORDS = {
     "en": {
         "positive": ["good", "great", "nice", "happy", "fine", "lovely"],
@@ -54,7 +55,7 @@ def _one(rng: np.random.Generator) -> dict:
     word = str(rng.choice(table[LABELS[polarity]]))
     negated = bool(rng.random() < NEGATED)
     phrase = [table["negator"], word] if negated else [word]
-    fillers = [str(w) for w in rng.choice(table["filler"], size=int(rng.integers(2, 7)))]
+    fillers = [str(w) for w in rng.choice(table["filler"], size=int(rng.integers(FILLERS[0], FILLERS[1] + 1)))]
     at = int(rng.integers(0, len(fillers) + 1))
     words = fillers[:at] + phrase + fillers[at:]
     start = len(sep.join(words[:at])) + (len(sep) if at else 0)
