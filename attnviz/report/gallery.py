@@ -11,6 +11,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import torch
+from PIL import Image
 
 from attnviz.capture import capture
 from attnviz.errors import BadInput
@@ -68,7 +69,7 @@ def build_panels(text: str = EXAMPLE, layer: int = 0) -> list[Panel]:
     base = load_model("toy-sentiment", device="cpu")
     panels = [_panel(variant(base, **ch), [text], n, "mask pattern", cap, layer) for n, ch, cap in MASKS]
     shapes = load_model("toy-shapes", device="cpu")
-    image = generate("toy-shapes", 1, 0)[0]["image"]
+    image = Image.fromarray(generate("toy-shapes", 1, 0)[0]["image"])
     grid = shapes.model.config.grid
     panels.append(_panel(variant(shapes, mask="axial"), [image], "axial (image)", "mask pattern",
                          f"a patch sees its own row and column of the {grid}x{grid} grid, plus CLS "
