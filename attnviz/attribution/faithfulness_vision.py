@@ -3,7 +3,8 @@
 Perturbation follows Chefer et al. 2021 (arXiv:2012.09838, section 4): remove 10% .. 90% of the
 input pixels in order of relevance (most relevant first: "positive", lower AUC is better; least
 relevant first: "negative", higher is better) and record the accuracy at each step. A removed pixel
-is set to 0 in the processor's normalised space, i.e. to the normalisation mean.
+takes the image's mean colour: filling with the dataset mean (Chefer's 0 after normalisation) paints
+bright blobs on a dark toy image, which the model reads as shapes.
 """
 
 from __future__ import annotations
@@ -79,13 +80,22 @@ def folder_examples(root: str | Path, labels: list[str]) -> list[LabelledImage]:
 
 
 def pointing_and_iou(grid_map: np.ndarray, mask: np.ndarray, box) -> tuple[bool, float]:
-    """Whether the map's maximum is inside the mask, and the IoU of map >= its mean with the mask."""
+    """Whether the map's maximum patch overlaps the mask, and the IoU of map >= its mean with the mask.
+
+    The map's own resolution is the patch grid, so its maximum is a patch, not a pixel of the
+    (smooth, display-only) upsampling.
+    """
     h, w = mask.shape
+    gh, gw = grid_map.shape
+    left, top, right, bottom = box or (0, 0, w, h)
+    r, c = np.unravel_index(int(np.argmax(grid_map)), grid_map.shape)
+    y0, y1 = top + (bottom - top) * r / gh, top + (bottom - top) * (r + 1) / gh
+    x0, x1 = left + (right - left) * c / gw, left + (right - left) * (c + 1) / gw
+    hit = bool(mask[int(np.floor(y0)):int(np.ceil(y1)), int(np.floor(x0)):int(np.ceil(x1))].any())
     pixels = to_pixels(grid_map, (w, h), box)  # (H, W)
-    y, x = np.unravel_index(int(np.argmax(pixels)), pixels.shape)
     chosen = pixels >= pixels.mean()
     union = np.logical_or(chosen, mask).sum()
-    return bool(mask[y, x]), float(np.logical_and(chosen, mask).sum() / union) if union else 0.0
+    return hit, float(np.logical_and(chosen, mask).sum() / union) if union else 0.0
 
 
 def perturbation_curves(loaded, pixel_values: torch.Tensor, maps: torch.Tensor, labels: torch.Tensor,
@@ -96,14 +106,16 @@ def perturbation_curves(loaded, pixel_values: torch.Tensor, maps: torch.Tensor, 
     gen = torch.Generator().manual_seed(seed)
     jitter = torch.rand(b, h * w, generator=gen) * 1e-6  # ties (flat regions) in random order, not raster order
     flat = relevance.reshape(b, h * w).cpu() + jitter  # (B, H*W)
+    fill = pixel_values.mean(dim=(2, 3), keepdim=True)  # (B, C, 1, 1)
     curves = []
     for descending in (True, False):
         rank = flat.argsort(dim=1, descending=descending).argsort(dim=1)  # (B, H*W) position in removal order
         acc = []
         for frac in STEPS:
             keep = (rank >= round(frac * h * w)).reshape(b, 1, h, w).to(pixel_values)  # (B, 1, H, W)
+            filled = pixel_values * keep + fill * (1 - keep)
             with torch.inference_mode():
-                logits = loaded.model(pixel_values=pixel_values * keep).logits  # (B, C)
+                logits = loaded.model(pixel_values=filled).logits  # (B, C)
             acc.append((logits.argmax(-1).cpu() == labels).float().sum().item())
         curves.append(np.asarray(acc))
     return curves[0], curves[1]

@@ -5,6 +5,7 @@ and the contact sheet of a folder. Pure: images and arrays in, PIL images or mat
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 
 import numpy as np
 from matplotlib import colormaps
@@ -25,10 +26,14 @@ def check_colormap(name: str) -> str:
     return name
 
 
+@lru_cache(maxsize=8)
+def _lut(colormap: str) -> np.ndarray:
+    return (colormaps[check_colormap(colormap)](np.linspace(0.0, 1.0, 256))[:, :3] * 255).astype(np.uint8)  # (256, 3)
+
+
 def colorize(values: np.ndarray, colormap: str = "jet") -> np.ndarray:
     """(h, w) in [0, 1] -> uint8 (h, w, 3)."""
-    lut = (colormaps[check_colormap(colormap)](np.linspace(0.0, 1.0, 256))[:, :3] * 255).astype(np.uint8)  # (256, 3)
-    return lut[np.clip(np.round(values * 255), 0, 255).astype(np.uint8)]
+    return _lut(colormap)[np.clip(np.round(values * 255), 0, 255).astype(np.uint8)]
 
 
 def overlay(image: Image.Image, grid_map: np.ndarray, box=None, *, colormap: str = "jet",
