@@ -19,11 +19,12 @@ def as_loaded(trained: Trained, name: str | None = None):
                 source=f"trained here (seed {trained.seed})", meta={"description": recipe.description})
 
 
-def train_toy(name: str, *, seed: int = 0, steps: int | None = None, out: Path | None = None, log=None) -> dict:
+def train_toy(name: str, *, seed: int = 0, steps: int | None = None, out: Path | None = None, heldout: int = 1000,
+              log=None) -> dict:
     """Returns accuracy (a percentage string), steps, seconds and the attention checks."""
-    trained = train(name, seed=seed, steps=steps, log=log)
+    trained = train(name, seed=seed, steps=steps, heldout=heldout, log=log)
     loaded = as_loaded(trained)
-    checks = measure(loaded, generate(name, CHECK_EXAMPLES, heldout_seed(seed) + 1))
+    checks = measure(loaded, generate(name, min(CHECK_EXAMPLES, heldout), heldout_seed(seed) + 1))
     result = {"accuracy": percent(trained.accuracy), "steps": trained.steps, "seconds": trained.seconds,
               "checks": checks, "trained": trained}
     if out is not None:

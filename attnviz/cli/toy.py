@@ -32,6 +32,7 @@ def train_cmd(
     seed: Seed = 0,
     steps: Annotated[Optional[int], typer.Option(help="optimiser steps (default: the shipped toy's)")] = None,
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="write the weights here (.safetensors)")] = None,
+    heldout: Annotated[int, typer.Option(help="fresh examples the accuracy is measured on")] = 1000,
 ):
     """Train a toy from scratch and print its accuracy on freshly generated held-out data."""
     from attnviz.errors import BadInput
@@ -41,9 +42,11 @@ def train_cmd(
     _recipe(name)
     if steps is not None and steps < 1:
         raise BadInput(f"--steps must be at least 1, not {steps}")
+    if heldout < 1:
+        raise BadInput(f"--heldout must be at least 1, not {heldout}")
     if out is not None:
         check_writable(out)
-    result = train_toy(name, seed=seed, steps=steps, out=out)
+    result = train_toy(name, seed=seed, steps=steps, out=out, heldout=heldout)
     checks = "".join(f", {k} {v}" for k, v in result["checks"].items())
     c.console.print(f"{name}: held-out accuracy {result['accuracy']} after {result['steps']} steps "
                     f"(seed {seed}, {result['seconds']:.0f} s{checks})")
