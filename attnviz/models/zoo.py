@@ -50,8 +50,20 @@ def wrap(name: str, model: ToyTransformer, tokenizer: CharTokenizer | None, *, t
 def load_trained(name: str) -> LoadedModel:
     model, tok, meta = load_toy(weights_path(name))
     facts = {k: meta[k] for k in ("description", "accuracy", "checks") if k in meta}
+    facts["description"] = facts.get("description", "") + _check_line(meta.get("checks") or {})
     return wrap(name, model, tok, task=meta["task"], labels=meta.get("labels", ()),
                 source=f"shipped with attnviz (trained, seed {meta.get('seed', 0)})", meta=facts)
+
+
+def _check_line(checks: dict) -> str:
+    """The attention check stored with the weights, as `attnviz info` shows it."""
+    if "induction_head" in checks:
+        (layer, head), value = checks["induction_head"], checks["induction_attention"]
+        return f"; layer {layer} head {head} puts {value:.2f} of its attention on the induction position"
+    if "antidiagonal_head" in checks:
+        (layer, head), value = checks["antidiagonal_head"], checks["antidiagonal_argmax"]
+        return f"; layer {layer} head {head}'s cross-attention argmax is on the anti-diagonal for {value:.0%} of outputs"
+    return ""
 
 
 def any_text_chars() -> list[str]:
