@@ -92,8 +92,9 @@ def test_reverse_cross_attention_follows_the_anti_diagonal():
 
 
 def test_a_short_training_run_learns_and_repeats_exactly():
-    first = train("toy-sentiment", seed=3, steps=150, heldout=300)
-    assert first.accuracy >= 0.75, first.accuracy
+    # Chance is 0.5 and the word's polarity alone (ignoring negation) gives 0.7.
+    first = train("toy-sentiment", seed=3, steps=300, heldout=300)
+    assert first.accuracy >= 0.78, first.accuracy
     a, b = train("toy-sentiment", seed=5, steps=3, heldout=10), train("toy-sentiment", seed=5, steps=3, heldout=10)
     assert all(torch.equal(a.model.state_dict()[k], v) for k, v in b.model.state_dict().items())
 

@@ -84,8 +84,8 @@ RANDOM = {  # name -> (config overrides, task, tokenizer style, labels)
 def load_random(name: str) -> LoadedModel:
     overrides, task, style, labels = RANDOM[name]
     chars = any_text_chars()
-    tok = None if overrides["kind"] == "vision" else CharTokenizer(chars, style=style, model_max_length=64)
-    cfg = ToyConfig(vocab_size=len(CharTokenizer(chars)), d_model=32, n_layers=2, n_heads=4, max_len=64, **overrides)
+    tok = None if overrides["kind"] == "vision" else CharTokenizer(chars, style=style, model_max_length=32)
+    cfg = ToyConfig(vocab_size=len(CharTokenizer(chars)), d_model=32, n_layers=2, n_heads=4, max_len=32, **overrides)
     state = torch.random.get_rng_state()
     try:
         torch.manual_seed(RANDOM_SEED)
