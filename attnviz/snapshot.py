@@ -91,8 +91,10 @@ def save_baseline(folder: Path, base: Baseline) -> Path:
 
     path = baseline_path(folder, base.key)
     m = base.maps
-    tensors = {n: getattr(m, n).contiguous().cpu() for n in _MAP_TENSORS if getattr(m, n) is not None}
-    tensors.update({_ATTR + k: v.contiguous().cpu() for k, v in base.attributions.items()})
+    # clone: a trimmed example is a view into its whole batch, which must not be written with it
+    tensors = {n: getattr(m, n).cpu().clone(memory_format=torch.contiguous_format)
+               for n in _MAP_TENSORS if getattr(m, n) is not None}
+    tensors.update({_ATTR + k: v.cpu().clone(memory_format=torch.contiguous_format) for k, v in base.attributions.items()})
     meta = {f.name: getattr(m, f.name) for f in fields(m) if f.name not in _MAP_TENSORS}
     snap = {"version": SNAPSHOT_VERSION, "key": base.key, "text": base.text, "attr_info": base.attr_info}
     text_meta = {"attnviz": json.dumps(meta, ensure_ascii=False), "snapshot": json.dumps(snap, ensure_ascii=False)}
@@ -165,20 +167,34 @@ def _how(problem: str, regenerate: str) -> str:
     return f"{problem}; regenerate it with: {regenerate}" if regenerate else problem
 
 
+def _positions(keep: torch.Tensor) -> slice | torch.Tensor:
+    """A slice when the real positions are one run (left or right padding): a view, not a gather."""
+    first, n = (int(keep[0]), keep.numel()) if keep.numel() else (0, 0)
+    return slice(first, first + n) if n and int(keep[-1]) == first + n - 1 else keep
+
+
+def _cut(stack: torch.Tensor, example: int, rows, cols) -> torch.Tensor:
+    one = stack[:, example : example + 1]  # (L, 1, H, Q, K)
+    rows_cut = one[..., rows, :]
+    return rows_cut[..., cols]  # (L, 1, H, q, k)
+
+
 def trim(maps: AttentionMaps, example: int) -> AttentionMaps:
     """One example of a padded batch, cut to its real positions: attention (L, 1, H, s, s)."""
     keep = maps.valid(example)
-    enc = maps.weights[:, example : example + 1][..., keep, :][..., keep]  # (L, 1, H, s, s)
+    at = _positions(keep)
+    enc = _cut(maps.weights, example, at, at)
     dec = cross = dmask = None
     dec_tokens: list[list[str]] = []
     if maps.decoder is not None and maps.decoder_mask is not None:
         dkeep = torch.nonzero(maps.decoder_mask[example] > 0).flatten()
-        dec = maps.decoder[:, example : example + 1][..., dkeep, :][..., dkeep]  # (L, 1, H, t, t)
-        cross = maps.cross[:, example : example + 1][..., dkeep, :][..., keep] if maps.cross is not None else None
-        dmask = maps.decoder_mask[example : example + 1, dkeep]  # (1, t)
+        dat = _positions(dkeep)
+        dec = _cut(maps.decoder, example, dat, dat)  # (L, 1, H, t, t)
+        cross = _cut(maps.cross, example, dat, at) if maps.cross is not None else None  # (L, 1, H, t, s)
+        dmask = maps.decoder_mask[example : example + 1, dat]  # (1, t)
         dec_tokens = [[maps.decoder_tokens[example][i] for i in dkeep.tolist()]]
     tokens = [[maps.tokens[example][i] for i in keep.tolist()]]
-    return replace(maps, weights=enc.contiguous(), mask=maps.mask[example : example + 1, keep], tokens=tokens,
+    return replace(maps, weights=enc, mask=maps.mask[example : example + 1, at], tokens=tokens,
                    decoder=dec, cross=cross, decoder_mask=dmask, decoder_tokens=dec_tokens, notes=[])
 
 
@@ -188,7 +204,7 @@ def tensor_hash(named: dict[str, torch.Tensor]) -> str:
     for name in sorted(named):
         t = named[name].detach().cpu().contiguous()
         digest.update(f"{name}|{t.dtype}|{tuple(t.shape)}".encode())
-        digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+        digest.update(t.reshape(-1).view(torch.uint8).numpy() if t.numel() else b"")  # no copy: a buffer
     return digest.hexdigest()
 
 

@@ -220,5 +220,9 @@ def _compare_attrs(res: InputResult, base: Baseline, cur: Baseline, tol: Toleran
 
 
 def context_changes(base: dict, cur: dict) -> list[tuple[str, str, str]]:
-    """Fields of two manifests that differ: shown beside a verdict, never a verdict by themselves."""
-    return [(k, str(base.get(k, "")), str(cur.get(k, ""))) for k in CONTEXT if base.get(k) != cur.get(k)]
+    """Fields of two manifests that differ: shown beside a verdict, never a verdict by themselves.
+
+    A field the current manifest leaves as None (a hash not computed) is not compared.
+    """
+    return [(k, str(base.get(k, "")), str(cur[k])) for k in CONTEXT
+            if cur.get(k) is not None and base.get(k) != cur[k]]

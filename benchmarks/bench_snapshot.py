@@ -20,7 +20,9 @@ import torch
 from attnviz.capture import capture
 from attnviz.models import load_model
 from attnviz.report.snapshot_html import render_html
-from attnviz.report.snapshot_run import SnapshotSettings, check, record
+from attnviz.report.snapshot_run import SnapshotSettings, check, current, manifest, record
+from attnviz.snapshot import Tolerance, load_baseline
+from attnviz.snapshot_diff import compare
 
 SUBJECTS = ["The movie", "This book", "The music", "Our trip to the coast", "The new phone", "Her last album",
             "The service at the restaurant", "That lecture on compilers", "The hotel room", "His argument"]
@@ -34,16 +36,34 @@ def inputs(n: int) -> list[str]:
 
 
 def paired(first, second, repeat: int) -> tuple[list[float], list[float], object]:
-    """Alternate the two, so that both see the same load on a shared machine."""
-    a, b, out = [], [], None
-    for _ in range(repeat):
-        start = time.perf_counter()
-        first()
-        a.append(time.perf_counter() - start)
-        start = time.perf_counter()
-        out = second()
-        b.append(time.perf_counter() - start)
-    return a, b, out
+    """Alternate the two (and which goes first), so that both see the same load on a shared machine."""
+    times: dict[int, list[float]] = {0: [], 1: []}
+    out = None
+    for r in range(repeat):
+        for which in ((0, 1) if r % 2 == 0 else (1, 0)):
+            start = time.perf_counter()
+            result = (first, second)[which]()
+            times[which].append(time.perf_counter() - start)
+            out = result if which == 1 else out
+    return times[0], times[1], out
+
+
+def overhead(loaded, texts, folder: Path, settings) -> dict[str, float]:
+    """What check does besides capturing, each part timed alone (less sensitive to a busy machine)."""
+    now = current(loaded, texts, settings)
+    out = {}
+    start = time.perf_counter()
+    bases = [load_baseline(folder / f"{b.key}.safetensors") for b in now]
+    out["reading baselines"] = time.perf_counter() - start
+    start = time.perf_counter()
+    for b, c in zip(bases, now):
+        c.maps.weights = c.maps.weights + 1e-6  # not equal: the full comparison, no shortcut
+        compare(b, c, Tolerance())
+    out["comparing (no shortcut)"] = time.perf_counter() - start
+    start = time.perf_counter()
+    manifest(loaded, settings, now, hashes=True)
+    out["hashing weights + tokenizer (only when a check fails)"] = time.perf_counter() - start
+    return out
 
 
 def main() -> None:
@@ -70,6 +90,7 @@ def main() -> None:
         assert result.ok, result.summary()
         with torch.no_grad():
             loaded.model.encoder.layer[1].attention.self.query.weight += 1e-3
+        parts = overhead(loaded, texts, folder, settings)
         drift = check(loaded, texts, folder)
         start = time.perf_counter()
         html = render_html(drift)
@@ -79,6 +100,7 @@ def main() -> None:
     print(f"capture            {min(caps):7.3f} s   (baseline, best of {args.repeat})")
     print(f"snapshot check     {min(checks):7.3f} s   best/best {min(checks) / min(caps):.2f}x, "
           f"median of paired runs {statistics.median(ratios):.2f}x  (target <= 1.2x)")
+    print("  of which, outside capture: " + ", ".join(f"{k} {v:.3f} s" for k, v in parts.items()))
     print(f"snapshot record    {t_record:7.3f} s   {t_record / min(caps):.2f}x (one run)")
     print(f"diff.html of drift {t_html:7.3f} s   ({len(html) // 1024} KiB, {len(drift.failed)} drifting inputs)")
 
