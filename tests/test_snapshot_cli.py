@@ -95,6 +95,12 @@ def test_corrupt_baselines_exit_3_naming_file_and_command(recorded, damage):
     assert "Traceback" not in res.output and not Path("results.xml").exists()
 
 
+def test_corrupt_manifest_exits_3(recorded):
+    (recorded / "manifest.json").write_text("{not json", encoding="utf-8")
+    res = invoke("check", "--dir", "snaps")
+    assert res.exit_code == 3 and "manifest.json is corrupt" in one_line(res.output) and "--update" in res.output
+
+
 def test_missing_baselines_and_manifest_exit_3(recorded):
     extra = Path("more.txt")
     extra.write_text("\n".join(INPUTS + ["a new input"]), encoding="utf-8")
