@@ -95,7 +95,7 @@ class AttentionMaps:
         try:
             with safe_open(str(path), framework="pt") as f:
                 meta = json.loads((f.metadata() or {})["attnviz"])
-                tensors = {k: f.get_tensor(k) for k in f.keys()}
+                tensors = {k: f.get_tensor(k) for k in f.keys() if k in _TENSORS}  # snapshots add more
         except (KeyError, ValueError, OSError, RuntimeError, json.JSONDecodeError, Exception) as err:
             raise BadInput(f"{path} is not an attnviz maps file ({type(err).__name__})") from None
         meta.pop("format_version", None)
