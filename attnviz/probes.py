@@ -39,11 +39,13 @@ def antidiagonal_scores(loaded, examples: list[dict], chunk: int = 100) -> torch
         maps = capture(loaded, [e["text"] for e in part])
         top = maps.cross.argmax(-1)  # (L, B, H, T)
         for b, e in enumerate(part):
-            q = torch.tensor([t for t, _ in e["alignment"]])
-            k = torch.tensor([s for _, s in e["alignment"]])
+            # A model that stops early has no query for the later outputs: those count as misses.
+            pairs = [(t, s) for t, s in e["alignment"] if t < top.shape[-1]]
+            q = torch.tensor([t for t, _ in pairs], dtype=torch.long)
+            k = torch.tensor([s for _, s in pairs], dtype=torch.long)
             hit = (top[:, b][:, :, q] == k).sum(-1)  # (L, H)
             right = hit if right is None else right + hit
-            total += len(q)
+            total += len(e["alignment"])
     return right.float() / max(total, 1)
 
 

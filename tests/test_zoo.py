@@ -85,6 +85,15 @@ def test_induction_head_attends_to_the_induction_position():
     assert float(scores.max()) >= 0.5, scores
 
 
+def test_reverse_decodes_through_loaded_model_and_stops_at_eos():
+    loaded = load_model("toy-reverse", device="cpu")
+    texts = ["jumping", "猫狗鱼鸟abc", "xyz"]
+    enc = loaded.encode(texts)  # attnviz's own greedy decoding, as `attnviz capture` runs it
+    for text, tokens, mask in zip(texts, enc.decoder_tokens, enc.decoder_mask):
+        kept = [t for t, m in zip(tokens, mask.tolist()) if m]
+        assert kept == ["[BOS]", *text[::-1], "[EOS]"], kept
+
+
 def test_reverse_cross_attention_follows_the_anti_diagonal():
     loaded = load_model("toy-reverse", device="cpu")
     scores = antidiagonal_scores(loaded, generate("toy-reverse", 60, FRESH))

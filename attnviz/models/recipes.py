@@ -50,7 +50,7 @@ RECIPES = {
                tuple(sequences.vocabulary()), "bos", steps=3000),
         Recipe("toy-reverse", "seq2seq", "reverses a sequence (cross-attention on the anti-diagonal)",
                _text("encoder-decoder", sequences.vocabulary(), max_len=24, d_model=64),
-               tuple(sequences.vocabulary()), "cls", steps=1500),
+               tuple(sequences.vocabulary()), "cls", steps=3000),
         Recipe("toy-shapes", "image-classification", "which shape is in a noisy 32x32 image (ViT, 4x4 patches)",
                ToyConfig(kind="vision", d_model=32, n_layers=3, n_heads=4, n_classes=len(shapes.CLASSES),
                          image_size=shapes.SIZE, patch_size=shapes.PATCH),

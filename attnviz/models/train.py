@@ -74,7 +74,8 @@ def tensors(recipe: Recipe, examples: list[dict]) -> dict:
             target[i, [t for t, _ in e["copies"]]] = True
         out["target"] = target
     else:  # seq2seq: teacher forcing on [BOS] target -> target [EOS]
-        rows = tok([e["target"] for e in examples], add_special_tokens=False, return_tensors=None)["input_ids"]
+        rows = tok([e["target"] for e in examples], add_special_tokens=False, padding=False,
+                   return_tensors=None)["input_ids"]
         width = max(len(r) for r in rows) + 1
         dec = [[BOS_ID] + r + [PAD_ID] * (width - 1 - len(r)) for r in rows]
         lab = [r + [EOS_ID] + [-100] * (width - 1 - len(r)) for r in rows]
