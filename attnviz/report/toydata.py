@@ -39,6 +39,6 @@ def write_examples(name: str, examples: list[dict], out: Path) -> list[Path]:
         written.append(write_atomic(inside(out, mask), _png(e["mask"].astype(np.uint8) * 255)))
         labels.append({"image": image, "mask": mask, "label": e["label"], "label_name": e["label_name"],
                        "box": e["box"], "patch_mask": np.round(e["patch_mask"], 4).tolist()})
-    text = json.dumps(labels, ensure_ascii=False, indent=1)
+    text = "[\n" + ",\n".join(json.dumps(row, ensure_ascii=False) for row in labels) + "\n]\n"  # a row per image
     written.append(write_atomic(inside(out, "labels.json"), text.encode("utf-8")))
     return written
