@@ -30,6 +30,9 @@ def save_toy(path: str | os.PathLike, model: ToyTransformer, meta: dict) -> Path
     tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
     try:
         save_file(tensors, str(tmp), metadata={k: json.dumps(v, ensure_ascii=False) for k, v in info.items()})
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # safetensors creates the file private; give it the usual mode
         os.replace(tmp, path)
     except OSError as err:
         tmp.unlink(missing_ok=True)
