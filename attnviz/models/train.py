@@ -21,7 +21,7 @@ from attnviz.models.recipes import RECIPES, Recipe
 from attnviz.models.toy import ToyTransformer, build_toy
 from attnviz.models.vision import to_pixels
 
-THREADS = 1  # fixed so that the weights repeat exactly; one thread is also fastest at this size
+THREADS = 1  # fixed so that the weights repeat exactly; more gain little at this size and stall on a busy machine
 
 
 @dataclass
