@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from attnviz.cli import heatmap, models, report
+from attnviz.cli import attribute, bench, cam, gallery, heatmap, models, report, snapshot, toy
 from attnviz.cli.common import config_defaults, guard
 
 app = typer.Typer(
@@ -16,23 +16,20 @@ app = typer.Typer(
 )
 
 COMMANDS = {
-    "gallery": __import__("attnviz.cli.gallery", fromlist=["gallery_cmd"]).gallery_cmd,
-    "capture": heatmap.capture_cmd,
     "heatmap": heatmap.heatmap_cmd,
+    "capture": heatmap.capture_cmd,
+    "attribute": attribute.attribute_cmd,
+    "cam": cam.cam_cmd,
+    "report": report.report_cmd,
     "models": models.models_cmd,
     "info": models.info_cmd,
-    "cam": __import__("attnviz.cli.cam", fromlist=["cam_cmd"]).cam_cmd,
-    "bench": __import__("attnviz.cli.bench", fromlist=["bench_cmd"]).bench_cmd,
-    "report": report.report_cmd,
-    "attribute": __import__("attnviz.cli.attribute", fromlist=["attribute_cmd"]).attribute_cmd,
+    "gallery": gallery.gallery_cmd,
+    "bench": bench.bench_cmd,
 }
 for _name, _fn in COMMANDS.items():
     app.command(_name)(guard(_fn))
-app.add_typer(__import__("attnviz.cli.toy", fromlist=["app"]).app, name="toy")
-
-from attnviz.cli import snapshot as _snapshot  # noqa: E402  (a command group: record, check)
-
-app.add_typer(_snapshot.app, name="snapshot")
+app.add_typer(snapshot.app, name="snapshot")  # record, check
+app.add_typer(toy.app, name="toy")  # train, data
 
 
 def default_map() -> dict:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import sys
-import tomllib
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -12,6 +11,11 @@ import typer
 from rich.console import Console
 
 from attnviz.errors import AttnvizError, BadInput
+
+try:
+    import tomllib
+except ImportError:  # Python 3.10
+    import tomli as tomllib
 
 console = Console(highlight=False)
 err_console = Console(stderr=True, highlight=False)
