@@ -58,14 +58,28 @@ def attention_sites(model: torch.nn.Module) -> list[AttentionSite]:
 
 
 class Recording:
-    """What the sinks received: (stack, layer) -> list of weights (B, H, Q, K), one per call."""
+    """What the sinks received: (stack, layer) -> list of weights (B, H, Q, K), one per call.
 
-    def __init__(self, sites: list[AttentionSite]):
+    When weights are kept as computed (no head selection, same dtype, on the CPU), each stack gets one
+    (layer, B, H, Q, K) buffer that the kernel's softmax writes into directly, so stacking copies nothing.
+    """
+
+    def __init__(self, sites: list[AttentionSite], chosen: list[AttentionSite]):
         self.sites = sites
         self.calls: dict[tuple[str, int], list[torch.Tensor]] = {}
+        self.order = {s: [c.layer for c in chosen if c.stack == s] for s in STACKS}  # chosen layers per stack
+        self.buffers: dict[str, torch.Tensor] = {}
 
     def layers(self, stack: str) -> list[int]:
         return sorted(layer for s, layer in self.calls if s == stack)
+
+    def slot(self, stack: str, layer: int, shape: torch.Size, dtype: torch.dtype) -> torch.Tensor | None:
+        buf = self.buffers.get(stack)
+        if buf is None:
+            buf = self.buffers[stack] = torch.empty((len(self.order[stack]), *shape), dtype=dtype)
+        if buf.shape[1:] != shape or buf.dtype != dtype or len(self.calls.get((stack, layer), ())):
+            return None
+        return buf[self.order[stack].index(layer)]  # (B, H, Q, K)
 
     def stacked(self, stack: str) -> torch.Tensor | None:
         """(layer, B, H, Q, K) of one stack, in layer order; each module must have been called once."""
@@ -76,7 +90,13 @@ class Recording:
             n = len(self.calls[(stack, layer)])
             if n != 1:
                 raise AttnvizError(f"{stack} layer {layer} ran attention {n} times in one forward pass")
-        return torch.stack([self.calls[(stack, layer)][0] for layer in layers])
+        found = [self.calls[(stack, layer)][0] for layer in layers]
+        buf = self.buffers.get(stack)
+        if buf is not None and layers == self.order[stack] and all(
+            w.data_ptr() == buf[i].data_ptr() and w.shape == buf.shape[1:] for i, w in enumerate(found)
+        ):
+            return buf
+        return torch.stack(found)
 
 
 @contextmanager
@@ -94,11 +114,11 @@ def recording(
     otherwise weights are detached, cut to ``heads`` and moved to the CPU in ``store_dtype``.
     """
     sites = attention_sites(model)
-    rec = Recording(sites)
     chosen = [s for s in sites if layers is None or s.layer in layers]
+    rec = Recording(sites, chosen)
     try:
         for site in chosen:
-            setattr(site.module, SINK, _sink(rec, site, heads, store_dtype, keep_graph))
+            setattr(site.module, SINK, _Sink(rec, site, heads, store_dtype, keep_graph))
         yield rec
     finally:
         for site in chosen:
@@ -106,18 +126,26 @@ def recording(
                 delattr(site.module, SINK)
 
 
-def _sink(rec: Recording, site: AttentionSite, heads, store_dtype, keep_graph):
-    key = (site.stack, site.layer)
+class _Sink:
+    """Receives one attention module's weights; may offer the kernel a slot to write them into."""
 
-    def sink(weights: torch.Tensor) -> None:  # (B, H, Q, K)
-        if not keep_graph:
+    def __init__(self, rec: Recording, site: AttentionSite, heads, store_dtype, keep_graph: bool):
+        self.rec, self.key, self.heads = rec, (site.stack, site.layer), heads
+        self.store_dtype, self.keep_graph = store_dtype, keep_graph
+
+    def target(self, shape: torch.Size, dtype: torch.dtype, device: torch.device) -> torch.Tensor | None:
+        """Where the kernel may put this call's weights (B, H, Q, K), or None to hand them over."""
+        if self.keep_graph or self.heads is not None or dtype != self.store_dtype or device.type != "cpu":
+            return None
+        return self.rec.slot(*self.key, shape, dtype)
+
+    def __call__(self, weights: torch.Tensor) -> None:  # (B, H, Q, K)
+        if not self.keep_graph:
             weights = weights.detach()
-            if heads is not None:
-                weights = weights[:, heads]  # (B, h, Q, K)
-            weights = weights.to("cpu", store_dtype)
-        rec.calls.setdefault(key, []).append(weights)
-
-    return sink
+            if self.heads is not None:
+                weights = weights[:, self.heads]  # (B, h, Q, K)
+            weights = weights.to("cpu", self.store_dtype)
+        self.rec.calls.setdefault(self.key, []).append(weights)
 
 
 def capture(

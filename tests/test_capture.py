@@ -216,3 +216,19 @@ def test_maps_round_trip_through_safetensors(bert, tmp_path):
         if f.name not in ("weights", "mask"):
             assert getattr(back, f.name) == getattr(maps, f.name), f.name
 
+
+
+def test_weights_written_in_place_equal_the_copied_ones():
+    """All heads in float32 go straight into one buffer; a head selection takes the copying path."""
+    import attnviz.models
+
+    loaded = attnviz.models.load_model("minilm", device="cpu")
+    batch = loaded.encode(["a short one", "and a somewhat longer sentence"]).batch
+    with torch.inference_mode():
+        with recording(loaded.model) as direct:
+            loaded.model(**batch)
+        with recording(loaded.model, heads=list(range(loaded.num_heads))) as copied:
+            loaded.model(**batch)
+    assert direct.stacked("encoder") is direct.buffers["encoder"]
+    assert "encoder" not in copied.buffers
+    assert torch.equal(direct.stacked("encoder"), copied.stacked("encoder"))

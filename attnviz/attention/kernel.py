@@ -28,7 +28,8 @@ MASKS: Registry[Callable] = Registry("mask pattern")
 @SCORES.register("scaled-dot")
 def scaled_dot(module, query, key, scaling):
     """Vaswani et al. 2017 (arXiv:1706.03762)."""
-    return torch.matmul(query, key.transpose(2, 3)) * scaling  # (B, H, Q, K)
+    # In place: the product is a fresh tensor that autograd does not need, one allocation fewer than eager.
+    return torch.matmul(query, key.transpose(2, 3)).mul_(scaling)  # (B, H, Q, K)
 
 
 @SCORES.register("dot")
@@ -110,8 +111,8 @@ def apply_mask(scores: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         return scores
     mask = mask[..., : scores.shape[-1]]
     if mask.dtype == torch.bool:
-        return scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
-    return scores + mask
+        return scores.masked_fill_(~mask, torch.finfo(scores.dtype).min)
+    return scores.add_(mask)  # scores are always a fresh (B, H, Q, K) tensor from a score function
 
 
 def add_bias(mask: torch.Tensor | None, bias: torch.Tensor | None) -> torch.Tensor | None:
@@ -122,6 +123,16 @@ def add_bias(mask: torch.Tensor | None, bias: torch.Tensor | None) -> torch.Tens
     if mask.dtype == torch.bool:
         return torch.where(mask, bias, torch.finfo(bias.dtype).min)
     return bias + mask
+
+
+def softmax(scores: torch.Tensor, sink) -> torch.Tensor:
+    """Softmax in float32, cast back; written straight into the recording's buffer when it offers one."""
+    target = None
+    if scores.dtype == torch.float32 and not scores.requires_grad and hasattr(sink, "target"):
+        target = sink.target(scores.shape, scores.dtype, scores.device)
+    if target is not None:
+        return torch.softmax(scores, dim=-1, dtype=torch.float32, out=target)
+    return F.softmax(scores, dim=-1, dtype=torch.float32).to(scores.dtype)
 
 
 def attention(
@@ -154,7 +165,7 @@ def attention(
         return out.transpose(1, 2).contiguous(), None  # (B, Q, H, Dv)
     scores = SCORES.get(score)(module, query, key, scaling)  # (B, H, Q, K)
     scores = apply_mask(scores, attention_mask)
-    weights = F.softmax(scores, dim=-1, dtype=torch.float32).to(query.dtype)  # (B, H, Q, K)
+    weights = softmax(scores, sink)  # (B, H, Q, K)
     if sink is not None:
         sink(weights)
     dropped = F.dropout(weights, p=drop, training=module.training)
