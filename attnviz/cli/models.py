@@ -15,10 +15,11 @@ def models_cmd():
     from attnviz.models import describe_builtins
 
     table = Table(title="built-in models")
-    for col in ("name", "kind", "task", "layers", "heads", "weights"):
-        table.add_column(col)
+    for col in ("name", "kind", "task", "layers x heads", "accuracy", "weights"):
+        table.add_column(col, no_wrap=col in ("name", "kind"))
     for row in describe_builtins():
-        table.add_row(row["name"], row["kind"], row["task"], str(row["layers"]), str(row["heads"]), row["source"])
+        table.add_row(row["name"], row["kind"], row["task"], f"{row['layers']} x {row['heads']}", row["accuracy"],
+                      row["source"])
     c.console.print(table)
 
 
