@@ -43,12 +43,18 @@ def test_sentiment_ground_truth_points_at_the_deciding_words():
     loaded = load_model("toy-sentiment", device="cpu")
     examples = generate("toy-sentiment", 200, 1)
     assert {e["lang"] for e in examples} == {"en", "zh"} and any(e["negated"] for e in examples)
+    assert {e["label_name"] for e in examples} == set(loaded.labels) == {"negative", "neutral", "positive"}
+    positive = ("good", "great", "nice", "happy", "fine", "lovely", "好", "棒", "喜欢", "开心", "精彩", "美")
+    negative = ("bad", "awful", "poor", "sad", "boring", "ugly", "坏", "差", "讨厌", "难过", "无聊", "丑")
     for e in examples:
         tokens = loaded.tokenizer.convert_ids_to_tokens(loaded.tokenizer(e["text"])["input_ids"][0])
         phrase = (" " if e["lang"] == "en" else "").join(e["words"]).replace(" ", "▁")
         assert "".join(tokens[i] for i in e["deciding"]) == phrase
-        assert e["label"] == (e["words"][-1] in ("good", "great", "nice", "happy", "fine", "lovely", "好", "棒",
-                                                 "喜欢", "开心", "精彩", "美")) ^ e["negated"]
+        assert loaded.labels[e["label"]] == e["label_name"]
+        if not e["words"]:  # neutral: filler only
+            assert e["label_name"] == "neutral" and not any(w in e["text"] for w in positive + negative)
+            continue
+        assert e["label_name"] == ("positive" if (e["words"][-1] in positive) ^ e["negated"] else "negative")
 
 
 def test_sequence_ground_truth():
@@ -101,7 +107,7 @@ def test_reverse_cross_attention_follows_the_anti_diagonal():
 
 
 def test_a_short_training_run_learns_and_repeats_exactly():
-    # Chance is 0.5 and the word's polarity alone (ignoring negation) gives 0.7.
+    # Chance is 1/3; neutral plus the word's polarity alone (ignoring negation) gives 1/3 + 2/3 * 0.7 = 0.8.
     first = train("toy-sentiment", seed=3, steps=300, heldout=300)
     assert first.accuracy >= 0.78, first.accuracy
     a, b = train("toy-sentiment", seed=5, steps=3, heldout=10), train("toy-sentiment", seed=5, steps=3, heldout=10)
@@ -154,4 +160,4 @@ def test_cli_train_prints_accuracy_and_writes_loadable_weights(tmp_path):
 def test_cli_models_lists_toys_with_accuracy():
     res = runner.invoke(app, ["models"])
     assert res.exit_code == 0, res.output
-    assert all(name in res.output for name in TRAINED) and "acc." in res.output
+    assert all(name in res.output for name in TRAINED) and "accuracy" in res.output

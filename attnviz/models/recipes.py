@@ -23,6 +23,9 @@ class Recipe:
     lr: float = 3e-3  # AdamW peak learning rate (linear warm-up, cosine decay)
     pool: int = 20000  # training examples generated once and sampled from
     extra: dict = field(default_factory=dict)  # task facts stored with the weights
+    smoothing: float = 0.0  # label smoothing of a classifier's loss
+    fade: float = 0.0  # share of classifier rows whose text fades toward [PAD] (see train.faded)
+    blank: float = 0.0  # share of training texts with non-deciding characters turned to [PAD] (see train.blank_out)
 
     def tokenizer(self) -> CharTokenizer | None:
         if not self.chars:
@@ -42,8 +45,8 @@ RECIPES = {
     for r in (
         Recipe("toy-sentiment", "classification",
                "sentiment of short English/Chinese texts with negation (char tokens, [CLS] classifier)",
-               _text("encoder", sentiment.vocabulary(), n_classes=2, n_layers=3), tuple(sentiment.vocabulary()), "cls",
-               sentiment.LABELS, steps=2500),
+               _text("encoder", sentiment.vocabulary(), n_classes=len(sentiment.LABELS), n_layers=3),
+               tuple(sentiment.vocabulary()), "cls", sentiment.LABELS, steps=2500, smoothing=0.1, fade=0.25, blank=0.3),
         Recipe("toy-induction", "causal-lm", "next token of a repeated random segment (induction heads)",
                # Learned positions: with sinusoids it found a smeared copy rule instead of an induction head.
                _text("decoder", sequences.vocabulary(), max_len=40, d_model=64, positions="learned"),

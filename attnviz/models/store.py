@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import struct
 from pathlib import Path
 
 import torch
@@ -30,6 +31,7 @@ def save_toy(path: str | os.PathLike, model: ToyTransformer, meta: dict) -> Path
     tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
     try:
         save_file(tensors, str(tmp), metadata={k: json.dumps(v, ensure_ascii=False) for k, v in info.items()})
+        canonical(tmp)
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)  # safetensors creates the file private; give it the usual mode
@@ -38,6 +40,16 @@ def save_toy(path: str | os.PathLike, model: ToyTransformer, meta: dict) -> Path
         tmp.unlink(missing_ok=True)
         raise BadInput(f"cannot write {path}: {err.strerror or err}") from None
     return path
+
+
+def canonical(path: Path) -> None:
+    """Rewrites the header with sorted keys: safetensors writes metadata in hash order, which changes
+    from process to process, so the same weights would not give the same file bytes."""
+    raw = path.read_bytes()
+    n = struct.unpack("<Q", raw[:8])[0]
+    head = json.dumps(json.loads(raw[8:8 + n]), ensure_ascii=False, sort_keys=True, separators=(",", ":")).encode()
+    head += b" " * (-len(head) % 8)  # the data stays 8-byte aligned, as the format asks
+    path.write_bytes(struct.pack("<Q", len(head)) + head + raw[8 + n:])
 
 
 def read_meta(path: str | os.PathLike) -> dict:

@@ -84,6 +84,27 @@ def tensors(recipe: Recipe, examples: list[dict]) -> dict:
     return out
 
 
+def blank_out(recipe: Recipe, examples: list[dict], batch: dict, seed: int) -> dict:
+    """Turns some characters outside the deciding words into [PAD], attention kept; labels unchanged.
+
+    Integrated gradients' default baseline (arXiv:1703.01365) is the text with every character made [PAD].
+    Padding is never attended in training, so without this its embedding stays at its random start and
+    the model reads an all-[PAD] text as a confident class: attributions then explain the distance from
+    that class, not the deciding word. Trained this way, [PAD] is filler, and an all-[PAD] text is neutral.
+    """
+    if not recipe.blank:
+        return batch
+    rng = np.random.default_rng([seed, 1])  # its own stream: the examples stay those of the seed
+    ids = batch["input_ids"].clone()  # (B, T)
+    for row, ex in enumerate(examples):
+        if rng.random() >= recipe.blank:
+            continue
+        rate = 1.0 if rng.random() < 0.25 else rng.random()  # a quarter keep nothing but the deciding words
+        free = [t for t in range(1, len(ex["text"]) + 1) if t not in set(ex["deciding"])]
+        ids[row, [t for t in free if rng.random() < rate]] = PAD_ID
+    return {**batch, "input_ids": ids}
+
+
 def _take(batch: dict, idx: torch.Tensor) -> dict:
     """Rows ``idx`` of every tensor, cut to the longest real sequence among them (less padding)."""
     rows = {k: v[idx] for k, v in batch.items()}
@@ -97,6 +118,8 @@ def _take(batch: dict, idx: torch.Tensor) -> dict:
 
 def loss_of(recipe: Recipe, model: ToyTransformer, batch: dict) -> torch.Tensor:
     inputs = {k: v for k, v in batch.items() if k not in ("labels", "target")}
+    if recipe.fade and model.training:
+        return faded(recipe, model, batch)
     logits = model(**inputs).logits
     if recipe.task == "causal-lm":
         # The token at t is predicted at t - 1.
@@ -104,7 +127,25 @@ def loss_of(recipe: Recipe, model: ToyTransformer, batch: dict) -> torch.Tensor:
         return F.cross_entropy(pred, batch["input_ids"][:, 1:][batch["target"][:, 1:]])
     if recipe.task == "seq2seq":
         return F.cross_entropy(logits.flatten(0, 1), batch["labels"].flatten(), ignore_index=-100)
-    return F.cross_entropy(logits, batch["labels"])
+    return F.cross_entropy(logits, batch["labels"], label_smoothing=recipe.smoothing)
+
+
+def faded(recipe: Recipe, model: ToyTransformer, batch: dict) -> torch.Tensor:
+    """Some rows' text embeddings moved a random fraction a of the way from [PAD] to the text, their target
+    mixed a : 1 - a between the label and neutral: a word present at a fraction is partial evidence, so
+    the output changes smoothly along integrated gradients' straight path (arXiv:1703.01365)."""
+    ids, mask = batch["input_ids"], batch["attention_mask"]
+    emb = model.get_input_embeddings()
+    x, pad = emb(ids), emb(torch.full_like(ids[:, :1], PAD_ID))  # (B, T, D), (B, 1, D)
+    a = torch.rand(len(ids), 1, 1)
+    a = torch.where(torch.rand(len(ids), 1, 1) < recipe.fade, a, torch.ones_like(a))  # (B, 1, 1)
+    text = (ids != recipe.tokenizer().cls_token_id) & (ids != recipe.tokenizer().sep_token_id) & (mask == 1)
+    x = torch.where(text[..., None], pad + a * (x - pad), x)  # (B, T, D)
+    target = F.one_hot(batch["labels"], model.config.n_classes).float()  # (B, C)
+    neutral = F.one_hot(torch.tensor(recipe.labels.index("neutral")), model.config.n_classes).float()
+    target = a[:, 0] * target + (1 - a[:, 0]) * neutral
+    logits = model(inputs_embeds=x, attention_mask=mask).logits
+    return F.cross_entropy(logits, target, label_smoothing=recipe.smoothing)
 
 
 def _lr(step: int, steps: int, peak: float) -> float:
@@ -121,7 +162,8 @@ def train(name: str, seed: int = 0, steps: int | None = None, heldout: int = 100
     start = time.perf_counter()
     with deterministic(seed):
         model = init(build_toy(recipe.config))
-        data = tensors(recipe, generate(name, min(recipe.pool, steps * recipe.batch), seed))
+        examples = generate(name, min(recipe.pool, steps * recipe.batch), seed)
+        data = blank_out(recipe, examples, tensors(recipe, examples), seed)
         opt = torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=0.01)
         size = len(next(iter(data.values())))
         gen = torch.Generator().manual_seed(seed)
