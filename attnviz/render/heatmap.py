@@ -12,12 +12,10 @@ from attnviz.errors import BadInput
 from attnviz.maps import AttentionMaps
 from attnviz.registry import Registry
 from attnviz.render.fonts import families_for
+from attnviz.render.style import CMAP, MAX_INCHES, MAX_LABELS
 
 # name -> fn(Selection, layer, head) -> Figure
 VIEWS: Registry = Registry("view")
-MAX_LABELS = 60  # above this many tokens only every k-th label is drawn
-MAX_INCHES = 18.0  # the figure grows with the input up to this size
-CMAP = "viridis"
 
 
 @dataclass

@@ -18,7 +18,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from attnviz.render.fonts import families_for
-from attnviz.render.heatmap import CMAP, MAX_LABELS
+from attnviz.render.style import CMAP, MAX_LABELS
 from attnviz.report.files import write_atomic
 
 LABEL_CHARS = 14  # longer token labels are cut with an ellipsis so that fixed margins hold them
@@ -74,8 +74,12 @@ class HeadPainter:
         self.im = self.ax.imshow(np.zeros((2, 2)), cmap=CMAP, vmin=0.0, vmax=1.0, aspect="auto",
                                  interpolation="nearest")
         self.fig.colorbar(self.im, cax=cax, label="attention weight")
-        self.ax.set_xlabel("attended to (key)")
-        self.ax.set_ylabel("attending (query)")
+        self.ax.set_xticks([])
+        self.ax.set_yticks([])
+        self.ax.set_xlabel("attended to (key)", labelpad=62)
+        self.ax.set_ylabel("attending (query)", labelpad=62)
+        self.xlabels: list = []  # reusable token labels under the x axis
+        self.ylabels: list = []  # and left of the y axis
 
     def png(self, matrix: np.ndarray, tokens: list[str], title: str) -> bytes:
         import io
@@ -91,13 +95,30 @@ class HeadPainter:
         return buf.getvalue()
 
     def _ticks(self, tokens: list[str]) -> None:
+        """Labels as a pool of plain Text artists: a matplotlib Tick costs several times a Text to draw."""
         step = max(1, math.ceil(len(tokens) / MAX_LABELS))
         pos = list(range(0, len(tokens), step))
-        labels = [_cut(tokens[i]) for i in pos]
-        families, _ = families_for(labels)
-        kw = {"fontsize": max(5.0, min(9.0, 220.0 / max(len(pos), 1))), "fontfamily": families}
-        self.ax.set_xticks(pos, labels, rotation=90, **kw)
-        self.ax.set_yticks(pos, labels, **kw)
+        families, _ = families_for(tokens)
+        size = max(5.0, min(9.0, 220.0 / max(len(pos), 1)))
+        for axis, pool in (("x", self.xlabels), ("y", self.ylabels)):
+            while len(pool) < len(pos):
+                pool.append(self._label(axis))
+            for text, i in zip(pool, pos):
+                text.set(text=_cut(tokens[i]), fontsize=size, fontfamily=families, visible=True,
+                         position=(i, 0) if axis == "x" else (0, i))
+            for text in pool[len(pos):]:
+                text.set_visible(False)
+
+    def _label(self, axis: str):
+        from matplotlib.transforms import ScaledTranslation, blended_transform_factory
+
+        ax, pad = self.ax, ScaledTranslation(0, -4 / 72, self.fig.dpi_scale_trans)
+        if axis == "x":
+            at = blended_transform_factory(ax.transData, ax.transAxes) + pad
+            return ax.text(0, 0, "", transform=at, rotation=90, ha="center", va="top", clip_on=False)
+        pad = ScaledTranslation(-4 / 72, 0, self.fig.dpi_scale_trans)
+        at = blended_transform_factory(ax.transAxes, ax.transData) + pad
+        return ax.text(0, 0, "", transform=at, ha="right", va="center", clip_on=False)
 
 
 def _cut(token: str) -> str:
