@@ -82,7 +82,9 @@ def _ticks(ax, tokens: list[str], axis: str) -> None:
     families, _ = families_for(tokens)
     kw = {"fontsize": _fontsize(len(pos)), "fontfamily": families}
     if axis == "x":
-        ax.set_xticks(pos, labels, rotation=90, **kw)
+        ax.set_xticks(pos, labels, **kw)
+        for label in ax.get_xticklabels():  # single characters (CJK, character tokenizers) read upright
+            label.set_rotation(0 if len(label.get_text()) <= 2 else 90)
     else:
         ax.set_yticks(pos, labels, **kw)
 

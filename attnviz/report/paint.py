@@ -106,6 +106,8 @@ class HeadPainter:
             for text, i in zip(pool, pos):
                 text.set(text=_cut(tokens[i]), fontsize=size, fontfamily=families, visible=True,
                          position=(i, 0) if axis == "x" else (0, i))
+                if axis == "x":  # single characters (CJK, character tokenizers) read upright
+                    text.set_rotation(0 if len(text.get_text()) <= 2 else 90)
             for text in pool[len(pos):]:
                 text.set_visible(False)
 
