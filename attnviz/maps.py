@@ -62,6 +62,8 @@ class AttentionMaps:
 
     def stack(self, name: str = "encoder") -> torch.Tensor:
         """One attention stack by name: encoder (or self), decoder, cross."""
+        if self.kind != "encoder-decoder" and name in ("encoder", "decoder", "self"):
+            return self.weights  # a single-stack model: its self-attention, whatever it is called
         found = {"encoder": self.weights, "self": self.weights, "decoder": self.decoder, "cross": self.cross}
         if name not in found or found[name] is None:
             have = [k for k in ("encoder", "decoder", "cross") if found[k] is not None]

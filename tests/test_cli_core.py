@@ -189,3 +189,14 @@ def test_pyproject_defaults_apply_and_options_override(tmp_path, monkeypatch):
     assert res.exit_code == 0
     res = runner.invoke(app, ["heatmap", "hi", "--layer", "9", "--out", "b.png"], default_map=dm)
     assert res.exit_code == 2
+
+
+def test_stacks_of_decoder_and_encoder_decoder_toys(tmp_path):
+    res = invoke("heatmap", "abcabc", "--model", "toy-induction", "--stack", "decoder", "--out", str(tmp_path / "d.png"))
+    assert res.exit_code == 0, res.output
+    res = runner.invoke(app, ["heatmap", "abc", "--model", "toy-induction", "--stack", "cross"])
+    assert res.exit_code == 2 and "available" in res.output
+    for stack in ("encoder", "decoder", "cross"):
+        out = tmp_path / f"{stack}.png"
+        res = invoke("heatmap", "world", "--model", "toy-reverse", "--stack", stack, "--out", str(out))
+        assert res.exit_code == 0 and out.is_file(), res.output

@@ -35,6 +35,8 @@ def select(maps: AttentionMaps, *, example: int = 0, stack: str = "encoder", hid
     """The real (unpadded) positions of one example, without special tokens if asked."""
     if not 0 <= example < len(maps.tokens):
         raise BadInput(f"example {example} is out of range; valid: 0-{len(maps.tokens) - 1}")
+    if maps.kind != "encoder-decoder" and stack != "cross":
+        stack = "encoder"  # a single-stack model: its one self-attention stack
     weights = maps.stack(stack)[:, example].float()  # (L, H, Q, K)
     enc = _keep(maps.tokens[example], maps.mask[example], maps.special, hide_special)
     dec = enc
