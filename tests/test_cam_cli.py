@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 from typer.testing import CliRunner
 from vision_models import picture, save
@@ -168,3 +169,55 @@ def test_toy_shapes_maps_are_faithful():
     assert rows["rollout"].auc_positive < rows["random"].auc_positive - 0.1
     assert rows["attn-grad"].auc_negative > rows["random"].auc_negative + 0.1
     assert rows["attn-grad"].curve_positive[0] == rows["random"].curve_positive[0] >= 0.95  # the toy's accuracy
+
+
+def _independent_attention(loaded, pixel_values, targets):
+    """Attention recomputed by forward hooks on the toy's attention modules, outside attnviz's kernel and
+    capture: returns each layer's probabilities (B, H, S, S) with their gradients of the target logits."""
+    probs, handles = [], []
+
+    def hook(module, args, output):
+        x, mask = args
+        b, s, _ = x.shape
+        q, k, v = (t.view(b, s, module.n_heads, -1).transpose(1, 2) for t in module.qkv(x).chunk(3, dim=-1))
+        scores = q @ k.transpose(-1, -2) * module.head_dim**-0.5  # (B, H, S, S)
+        scores = scores.masked_fill(~mask, float("-inf")) if mask.dtype == torch.bool else scores + mask
+        a = scores.softmax(-1)
+        a.retain_grad()
+        probs.append(a)
+        return module.proj((a @ v).transpose(1, 2).reshape(b, s, -1))  # replaces the module's output
+
+    for block in loaded.model.encoder.layers:
+        handles.append(block.attn.register_forward_hook(hook))
+    try:
+        logits = loaded.model(pixel_values=pixel_values).logits  # (B, C), pre-softmax
+        logits[torch.arange(len(targets)), torch.tensor(targets)].sum().backward()
+    finally:
+        for h in handles:
+            h.remove()
+    return probs
+
+
+def test_attn_grad_and_rollout_match_an_independent_implementation():
+    """Chefer et al. 2021 (arXiv:2103.15679): R = I; per layer in forward order R += E_h[(dy_t/dA * A)^+] R;
+    map = R[CLS, patches]. Rollout (arXiv:2005.00928): product of row-normalised (mean_h A + I)."""
+    from attnviz.attribution import faithfulness_vision as fv
+    from attnviz.attribution.cam import cam, normalise
+    from attnviz.models import load_model
+
+    loaded = load_model("toy-shapes", device="cpu")
+    data = fv.toy_examples("toy-shapes", 6, seed=3)
+    images, targets = [d.image for d in data], [d.label for d in data]
+    targets[0] = (targets[0] + 1) % 4  # a class other than the prediction: the gradient must follow the target
+    probs = _independent_attention(loaded, loaded.encode(images).batch["pixel_values"], targets)
+    b, s = probs[0].shape[0], probs[0].shape[-1]
+    r_chefer = torch.eye(s).repeat(b, 1, 1)
+    r_roll = torch.eye(s).repeat(b, 1, 1)
+    for a in probs:
+        r_chefer = r_chefer + (a.grad * a).clamp(min=0).mean(1) @ r_chefer
+        step = a.detach().mean(1) + torch.eye(s)
+        r_roll = (step / step.sum(-1, keepdim=True)) @ r_roll
+    for method, r in (("attn-grad", r_chefer), ("rollout", r_roll)):
+        expected = normalise(r[:, 0, 1:].reshape(b, 8, 8).detach())
+        got = cam(loaded, images, method=method, target=targets).maps
+        assert torch.allclose(got, expected, atol=1e-5), method
