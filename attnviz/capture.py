@@ -158,13 +158,13 @@ def capture(
     on_long: str = "truncate",
 ) -> AttentionMaps:
     """Run ``inputs`` (texts or images) through ``loaded`` as one batch and keep its attention."""
-    enc = loaded.encode(inputs, on_long=on_long)
     if loaded.num_heads and heads is not None and max(heads) >= loaded.num_heads:
         raise BadInput(f"head {max(heads)} is out of range; valid heads: 0-{loaded.num_heads - 1}")
     if loaded.num_layers and layers is not None and max(layers) >= loaded.num_layers:
         raise BadInput(f"layer {max(layers)} is out of range; valid layers: 0-{loaded.num_layers - 1}")
     if layers is not None:
         layers = sorted(set(layers))  # recorded stacks come out in layer order; the labels must match
+    enc = loaded.encode(inputs, on_long=on_long)  # after the checks: an encoder-decoder decodes here
     with torch.inference_mode():
         if loaded.backend == "attnviz":
             stacks = _run_recorded(loaded, enc.batch, layers, heads, store_dtype)
