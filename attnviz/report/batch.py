@@ -11,6 +11,7 @@ import json
 import multiprocessing
 from collections import deque
 from concurrent.futures import Future, ProcessPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -70,7 +71,8 @@ def run_report(loaded, items: list[Item], cfg: ReportConfig, progress: Progress 
     for _ in range(result.resumed + len(result.skipped)):
         finished("")
     try:
-        _render_all(loaded, todo, cfg, out, result, done_ids, finished)
+        with _torch_threads(1 if cfg.workers > 0 else None):
+            _render_all(loaded, todo, cfg, out, result, done_ids, finished)
     except KeyboardInterrupt:
         result.interrupted = True
     result.records = _collect(out, items, done_ids)
@@ -78,6 +80,20 @@ def run_report(loaded, items: list[Item], cfg: ReportConfig, progress: Progress 
     if result.interrupted:
         raise KeyboardInterrupt
     return result
+
+
+@contextmanager
+def _torch_threads(n: int | None):
+    """While drawing workers share the cores, torch's own thread pool only oversubscribes them."""
+    import torch
+
+    before = torch.get_num_threads()
+    try:
+        if n is not None:
+            torch.set_num_threads(n)
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def _prepare(out: Path) -> None:

@@ -22,7 +22,6 @@ from attnviz.render.style import CMAP, MAX_LABELS
 from attnviz.report.files import write_atomic
 
 LABEL_CHARS = 14  # longer token labels are cut with an ellipsis so that fixed margins hold them
-_PNG = {"metadata": {"Software": None}, "pil_kwargs": {"compress_level": 1}}  # byte-stable, fast to encode
 
 
 @dataclass(frozen=True)
@@ -78,49 +77,29 @@ class HeadPainter:
         self.ax.set_yticks([])
         self.ax.set_xlabel("attended to (key)", labelpad=62)
         self.ax.set_ylabel("attending (query)", labelpad=62)
-        self.xlabels: list = []  # reusable token labels under the x axis
-        self.ylabels: list = []  # and left of the y axis
 
     def png(self, matrix: np.ndarray, tokens: list[str], title: str) -> bytes:
         import io
+
+        from PIL import Image
+
+        from attnviz.report.labels import draw_labels
 
         n_q, n_k = matrix.shape
         self.im.set_data(matrix)
         self.im.set_extent((-0.5, n_k - 0.5, n_q - 0.5, -0.5))
         self.im.set_clim(0.0, float(matrix.max()) or 1.0)
-        self._ticks(tokens)
         self.ax.set_title(title, fontsize=10)
-        buf = io.BytesIO()
-        self.fig.savefig(buf, format="png", **_PNG)
-        return buf.getvalue()
-
-    def _ticks(self, tokens: list[str]) -> None:
-        """Labels as a pool of plain Text artists: a matplotlib Tick costs several times a Text to draw."""
+        self.fig.canvas.draw()
+        rgb = np.array(self.fig.canvas.buffer_rgba())[..., :3]  # (H, W, 3), a copy to draw labels into
         step = max(1, math.ceil(len(tokens) / MAX_LABELS))
         pos = list(range(0, len(tokens), step))
         families, _ = families_for(tokens)
         size = max(5.0, min(9.0, 220.0 / max(len(pos), 1)))
-        for axis, pool in (("x", self.xlabels), ("y", self.ylabels)):
-            while len(pool) < len(pos):
-                pool.append(self._label(axis))
-            for text, i in zip(pool, pos):
-                text.set(text=_cut(tokens[i]), fontsize=size, fontfamily=families, visible=True,
-                         position=(i, 0) if axis == "x" else (0, i))
-                if axis == "x":  # single characters (CJK, character tokenizers) read upright
-                    text.set_rotation(0 if len(text.get_text()) <= 2 else 90)
-            for text in pool[len(pos):]:
-                text.set_visible(False)
-
-    def _label(self, axis: str):
-        from matplotlib.transforms import ScaledTranslation, blended_transform_factory
-
-        ax, pad = self.ax, ScaledTranslation(0, -4 / 72, self.fig.dpi_scale_trans)
-        if axis == "x":
-            at = blended_transform_factory(ax.transData, ax.transAxes) + pad
-            return ax.text(0, 0, "", transform=at, rotation=90, ha="center", va="top", clip_on=False)
-        pad = ScaledTranslation(-4 / 72, 0, self.fig.dpi_scale_trans)
-        at = blended_transform_factory(ax.transAxes, ax.transData) + pad
-        return ax.text(0, 0, "", transform=at, ha="right", va="center", clip_on=False)
+        draw_labels(rgb, self.ax, [(i, _cut(tokens[i])) for i in pos], tuple(families), size, self.fig.dpi)
+        buf = io.BytesIO()
+        Image.fromarray(rgb).save(buf, format="PNG", compress_level=1)  # no metadata: byte-stable
+        return buf.getvalue()
 
 
 def _cut(token: str) -> str:
