@@ -42,3 +42,24 @@ def _png_rgb(data: bytes):
     from PIL import Image
 
     return Image.open(io.BytesIO(data)).convert("RGB")
+
+
+def test_colour_scale_tops_are_nice_and_close_above_the_maximum():
+    from attnviz.report.paint import nice_ceiling
+
+    for value, top in [(0.1147, 0.12), (0.99, 1.0), (0.031, 0.032), (1.0, 1.0), (0.5, 0.6), (0.0, 1.0)]:
+        assert abs(nice_ceiling(value) - top) < 1e-9
+    for value in (0.0013, 0.07, 0.333, 0.81, 2.5):
+        top = nice_ceiling(value)
+        assert value <= top <= value * 1.34
+        assert all(len(f"{q * top:.3g}".rstrip("0")) <= 6 for q in (0.25, 0.5, 0.75))
+
+
+def test_heatmap_is_scaled_to_the_items_maximum():
+    painter = _painter(_side(4), 100)
+    weak = np.full((4, 4), 0.05, dtype=np.float32)
+    weak[0, 0] = 0.1  # the scale tops out at 0.1: this cell is drawn in the ramp's top colour
+    rgb = np.asarray(_png_rgb(painter.png(weak, ["a", "b", "c", "d"], "x")))
+    x, y = painter.ax.transData.transform((0, 0))
+    top_colour = np.array([253, 231, 37])  # viridis at 1.0
+    assert np.abs(rgb[rgb.shape[0] - int(y), int(x)].astype(int) - top_colour).max() <= 3

@@ -62,3 +62,14 @@ def draw_labels(rgb: np.ndarray, ax, labels: list[tuple[int, str]], families: tu
         stamp(rgb, a, bottom_px, int(round(x)) - a.shape[1] // 2)  # x axis: centred, hanging down
         b = sprite(text, families, size_px, True)
         stamp(rgb, b, height - int(round(y)) - b.shape[0] // 2, left_px - b.shape[1])  # y axis: right-aligned
+
+
+def draw_scale(rgb: np.ndarray, cax, ticks: list[tuple[float, str]], dpi: float, size_pt: float = 10.0) -> None:
+    """Colour-scale labels right of the colorbar: (position 0..1 along it, text)."""
+    size_px = max(6, round(size_pt * dpi / 72))
+    pad = round(PAD_PT * 1.5 * dpi / 72)
+    height = rgb.shape[0]
+    for frac, text in ticks:
+        y = cax.bbox.y0 + frac * cax.bbox.height
+        a = sprite(text, ("DejaVu Sans",), size_px, True)
+        stamp(rgb, a, height - int(round(y)) - a.shape[0] // 2, int(round(cax.bbox.x1)) + pad)

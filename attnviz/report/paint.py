@@ -61,45 +61,76 @@ def _side(n: int) -> float:
 
 
 class HeadPainter:
-    """One reusable head-view figure: fixed margins in inches, the image and labels swapped per item."""
+    """One reusable head-view figure, blitted: everything that is the same for every item (frame, axis
+    titles, the colour ramp) is drawn once; per item only the heatmap and title are drawn, and the token
+    and colour-scale labels are stamped from cached glyph bitmaps."""
 
     def __init__(self, side: float, dpi: int):
+        from matplotlib.cm import ScalarMappable
+        from matplotlib.colors import Normalize
+
         self.fig = Figure(figsize=(side + 1.2, side), dpi=dpi)
         FigureCanvasAgg(self.fig)
         w, h = side + 1.2, side
         left, bottom, top, right = 1.25, 1.25, 0.4, 1.3  # inches: labels below and left, colorbar right
         self.ax = self.fig.add_axes((left / w, bottom / h, (w - left - right) / w, (h - bottom - top) / h))
-        cax = self.fig.add_axes(((w - right + 0.2) / w, bottom / h, 0.15 / w, (h - bottom - top) / h))
+        self.cax = self.fig.add_axes(((w - right + 0.2) / w, bottom / h, 0.15 / w, (h - bottom - top) / h))
         self.im = self.ax.imshow(np.zeros((2, 2)), cmap=CMAP, vmin=0.0, vmax=1.0, aspect="auto",
-                                 interpolation="nearest")
-        self.fig.colorbar(self.im, cax=cax, label="attention weight")
+                                 interpolation="nearest", animated=True)
+        # The ramp is drawn once on a 0..1 scale; its five tick labels are the item's scale times 0, 1/4, ..., 1.
+        ramp = self.fig.colorbar(ScalarMappable(Normalize(0.0, 1.0), CMAP), cax=self.cax, ticks=CBAR_TICKS)
+        ramp.set_label("attention weight", labelpad=38)
+        self.cax.tick_params(labelright=False)
         self.ax.set_xticks([])
         self.ax.set_yticks([])
         self.ax.set_xlabel("attended to (key)", labelpad=62)
         self.ax.set_ylabel("attending (query)", labelpad=62)
+        self.title = self.ax.set_title("", fontsize=10, animated=True)
+        self.fig.canvas.draw()
+        self.background = self.fig.canvas.copy_from_bbox(self.fig.bbox)
 
     def png(self, matrix: np.ndarray, tokens: list[str], title: str) -> bytes:
         import io
 
         from PIL import Image
 
-        from attnviz.report.labels import draw_labels
+        from attnviz.report.labels import draw_labels, draw_scale
 
         n_q, n_k = matrix.shape
+        top = nice_ceiling(float(matrix.max()))
         self.im.set_data(matrix)
         self.im.set_extent((-0.5, n_k - 0.5, n_q - 0.5, -0.5))
-        self.im.set_clim(0.0, float(matrix.max()) or 1.0)
-        self.ax.set_title(title, fontsize=10)
-        self.fig.canvas.draw()
-        rgb = np.array(self.fig.canvas.buffer_rgba())[..., :3]  # (H, W, 3), a copy to draw labels into
+        self.ax.set_xlim(-0.5, n_k - 0.5)
+        self.ax.set_ylim(n_q - 0.5, -0.5)
+        self.im.set_clim(0.0, top)
+        self.title.set_text(title)
+        canvas = self.fig.canvas
+        canvas.restore_region(self.background)
+        self.ax.draw_artist(self.im)
+        self.ax.draw_artist(self.title)
+        rgb = np.array(canvas.buffer_rgba())[..., :3]  # (H, W, 3), a copy to stamp labels into
         step = max(1, math.ceil(len(tokens) / MAX_LABELS))
         pos = list(range(0, len(tokens), step))
         families, _ = families_for(tokens)
         size = max(5.0, min(9.0, 220.0 / max(len(pos), 1)))
         draw_labels(rgb, self.ax, [(i, _cut(tokens[i])) for i in pos], tuple(families), size, self.fig.dpi)
+        draw_scale(rgb, self.cax, [(t, f"{t * top:.3g}") for t in CBAR_TICKS], self.fig.dpi)
         buf = io.BytesIO()
         Image.fromarray(rgb).save(buf, format="PNG", compress_level=1)  # no metadata: byte-stable
         return buf.getvalue()
+
+
+CBAR_TICKS = (0.0, 0.25, 0.5, 0.75, 1.0)
+# Mantissas whose quarters are short decimals (0.3, 0.45 no; 0.3, 0.4, 0.6 yes), so the scale reads cleanly.
+_NICE = (1.0, 1.2, 1.6, 2.0, 2.4, 3.2, 4.0, 4.8, 6.0, 8.0, 10.0)
+
+
+def nice_ceiling(value: float) -> float:
+    """The smallest 'nice' number >= value (at most a third above it); 1.0 for an all-zero matrix."""
+    if value <= 0 or not math.isfinite(value):
+        return 1.0
+    exp = 10.0 ** math.floor(math.log10(value))
+    return next(m * exp for m in _NICE if m * exp >= value * (1 - 1e-6))  # float32 maxima
 
 
 def _cut(token: str) -> str:
