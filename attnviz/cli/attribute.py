@@ -14,19 +14,6 @@ _METHODS = ("saliency, grad-x-input, integrated-gradients, occlusion, attention,
 DEFAULT_METHODS = "grad-x-input,integrated-gradients,occlusion,rollout,attn-grad"
 
 
-def _methods(text: str) -> list[str]:
-    from attnviz.attribution import METHODS
-
-    chosen = [m.strip() for m in text.split(",") if m.strip()]
-    for m in chosen:
-        METHODS.get(m)  # an unknown name lists the known ones (exit 2)
-    return chosen
-
-
-def _steps(text: str):
-    return "auto" if text == "auto" else text
-
-
 def attribute_cmd(
     texts: Annotated[Optional[list[str]], typer.Argument(help="input texts (quote each); run as one batch", show_default=False)] = None,
     file: Annotated[Optional[Path], typer.Option("--file", "-f", help="a file with one input per line ('-' for stdin)")] = None,
@@ -44,7 +31,7 @@ def attribute_cmd(
     seed: Annotated[int, typer.Option(help="seed of --generated")] = 0,
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="report.html, .png, .svg, .pdf or .json (default: outputs/<text>-attribution.html)")] = None,
     model: c.Model = "minilm",
-    on_long: Annotated[str, typer.Option(help="truncate (with a note) or error when an input is too long")] = "truncate",
+    on_long: c.OnLong = "truncate",
     device: c.Device = "auto",
     dtype: c.Dtype = None,
     online: c.Online = False,
@@ -59,7 +46,9 @@ def attribute_cmd(
     from attnviz.report.attribution import pick_format, write_report
     from attnviz.report.files import DEFAULT_DIR, check_writable, slug
 
-    methods = _methods(method)
+    from attnviz.attribution import METHODS
+
+    methods = list(c.names(method, METHODS))
     truth = None
     if generated is not None:
         if texts or file:
@@ -74,7 +63,7 @@ def attribute_cmd(
     check_writable(out)
     loaded = c.load(model, device, dtype, online, allow_pickle, trust_remote_code, revision)
     attrs = explain(loaded, inputs, methods=methods, truth=truth, faithful=faithfulness, target=target,
-                    target_token=target_token, reference=reference, on_long=on_long, steps=_steps(steps),
+                    target_token=target_token, reference=reference, on_long=on_long, steps=steps,
                     baseline_kind=baseline, window=window, fusion=fusion, discard_ratio=discard_ratio)
     paths, warnings = write_report(attrs, out, model=loaded.name, task=loaded.task, special=loaded.special_tokens)
     _summary(attrs, set(loaded.special_tokens))

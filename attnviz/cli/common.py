@@ -51,6 +51,17 @@ def guard(fn):
     return wrapper
 
 
+OnLong = Annotated[str, typer.Option(help="truncate (with a note) or error when an input is too long")]
+
+
+def names(text: str | None, registry=None) -> tuple[str, ...]:
+    """'a, b,c' -> ('a', 'b', 'c'); with a registry, an unknown name is BadInput listing the known ones."""
+    chosen = tuple(part.strip() for part in (text or "").split(",") if part.strip())
+    for name in chosen if registry is not None else ():
+        registry.get(name)
+    return chosen
+
+
 def load(model: str, device: str = "auto", dtype: str | None = None, online: bool = False,
          allow_pickle: bool = False, trust_remote_code: bool = False, revision: str | None = None):
     from attnviz.models import load_model

@@ -13,7 +13,6 @@ Texts = Annotated[Optional[list[str]], typer.Argument(help="input texts (quote e
 File = Annotated[Optional[Path], typer.Option("--file", "-f", help="a file with one input per line ('-' for stdin)")]
 Layers = Annotated[Optional[str], typer.Option(help="layers to keep, e.g. 0,3-5 (default: all)")]
 Heads = Annotated[Optional[str], typer.Option(help="heads to keep, e.g. 0-3 (default: all)")]
-OnLong = Annotated[str, typer.Option(help="truncate (with a note) or error when an input is too long")]
 
 
 def _capture(texts, file, model, device, dtype, online, allow_pickle, trust_remote_code, revision,
@@ -45,7 +44,7 @@ def capture_cmd(
     layers: Layers = None,
     heads: Heads = None,
     store_dtype: Annotated[str, typer.Option(help="float32 or float16")] = "float32",
-    on_long: OnLong = "truncate",
+    on_long: c.OnLong = "truncate",
     device: c.Device = "auto",
     dtype: c.Dtype = None,
     online: c.Online = False,
@@ -77,7 +76,7 @@ def heatmap_cmd(
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="output file (default: outputs/<text>-<view>.<format>)")] = None,
     fmt: Annotated[Optional[str], typer.Option("--format", help="png, svg or pdf")] = None,
     model: c.Model = "minilm",
-    on_long: OnLong = "truncate",
+    on_long: c.OnLong = "truncate",
     device: c.Device = "auto",
     dtype: c.Dtype = None,
     online: c.Online = False,

@@ -13,10 +13,6 @@ from attnviz.cli import common as c
 AUTO_WORKERS_FROM = 50  # below this many items, starting worker processes costs more than it saves
 
 
-def _split(text: str | None) -> tuple[str, ...]:
-    return tuple(p.strip() for p in (text or "").split(",") if p.strip())
-
-
 def _workers(workers: int | None, n_items: int) -> int:
     if workers is not None:
         return workers
@@ -48,39 +44,24 @@ def report_cmd(
     revision: c.Revision = None,
 ):
     """Batch report: per-item PNGs, summary.json/csv and one offline, interactive report.html."""
+    from attnviz.attribution import METHODS
     from attnviz.errors import BadInput
     from attnviz.render import VIEWS
     from attnviz.report.batch import ReportConfig, run_report
     from attnviz.report.inputs import Shard, read_items
 
-    chosen_views = _split(views)
-    for view in chosen_views:
-        VIEWS.get(view)
+    chosen_views = c.names(views, VIEWS)
     if dpi < 30 or dpi > 600:
         raise BadInput("--dpi must be between 30 and 600")
     items = read_items(source, limit=limit, shard=Shard.parse(shard))
     cfg = ReportConfig(out=out, views=chosen_views, layer=layer, head=head, batch_size=batch_size,
-                       workers=_workers(workers, len(items)), methods=_split(methods), resume=resume,
+                       workers=_workers(workers, len(items)), methods=c.names(methods, METHODS), resume=resume,
                        on_long=on_long, dpi=dpi, html=html)
     loaded = c.load(model, device, dtype, online, allow_pickle, trust_remote_code, revision)
-    _check_methods(cfg.methods)
     result = _run_with_progress(loaded, items, cfg, run_report)
     _print_summary(result, out)
     if strict and result.skipped:
         raise typer.Exit(2)
-
-
-def _check_methods(methods) -> None:
-    if not methods:
-        return
-    try:
-        from attnviz.attribution import METHODS
-    except ImportError:
-        from attnviz.errors import BadInput
-
-        raise BadInput("attribution methods are not available in this installation") from None
-    for m in methods:
-        METHODS.get(m)
 
 
 def _run_with_progress(loaded, items, cfg, run_report):

@@ -40,15 +40,6 @@ def _regenerate(folder: Path, inputs: Path | None, model: str | None) -> str:
     return " ".join(shlex.quote(p) for p in cmd) + " --update"
 
 
-def _methods(text: str | None) -> tuple[str, ...]:
-    from attnviz.attribution import METHODS
-
-    names = tuple(m.strip() for m in (text or "").split(",") if m.strip())
-    for name in names:
-        METHODS.get(name)
-    return names
-
-
 def _record(loaded, texts, folder, settings, update: bool) -> None:
     from attnviz.report.snapshot_run import record
 
@@ -88,7 +79,9 @@ def record_cmd(
     if inputs is None:
         raise BadInput("give the inputs with --inputs FILE (one text per line)")
     texts = c.read_texts(None, inputs)
-    chosen = _methods(methods)
+    from attnviz.attribution import METHODS
+
+    chosen = c.names(methods, METHODS)
     loaded = c.load(model or cfg.get("model") or "minilm", device, dtype, online, allow_pickle)
     settings = SnapshotSettings(
         _tuple(parse_ranges(layers, loaded.num_layers, "layer")), _tuple(parse_ranges(heads, loaded.num_heads, "head")),

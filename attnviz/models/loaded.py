@@ -82,9 +82,8 @@ class LoadedModel:
         if not pil:
             raise BadInput("no images given")
         pixels = self.processor(images=pil, return_tensors="pt")["pixel_values"].to(self.device)
-        seq = self.meta.get("seq_len") or _vision_seq_len(self.model, pixels)
-        grid = int((seq - self.meta.get("prefix", 1)) ** 0.5)
-        prefix = seq - grid * grid
+        grid, prefix = _vision_layout(self.model, pixels)
+        seq = prefix + grid * grid
         names = ["[CLS]", "[DIST]"][:prefix] + [f"p{r},{c}" for r in range(grid) for c in range(grid)]
         mask = torch.ones(len(pil), seq, dtype=torch.long)
         return Encoded({"pixel_values": pixels.to(self._dtype())}, [names] * len(pil), mask)
@@ -113,10 +112,13 @@ class LoadedModel:
         enc.decoder_tokens = [self.tokenizer.convert_ids_to_tokens(row.tolist()) for row in ids]
 
 
-def _vision_seq_len(model, pixels) -> int:
-    """Tokens a vision model makes of one image: run one image through its embeddings."""
+def _vision_layout(model, pixels) -> tuple[int, int]:
+    """(patches per side, leading tokens) of a vision model's sequence, from its config.
+
+    DeiT adds a distillation token after CLS; the others have CLS alone.
+    """
     cfg = getattr(model, "config", None)
     size = getattr(cfg, "image_size", pixels.shape[-1])
     patch = getattr(cfg, "patch_size", 16)
     prefix = 2 if "deit" in type(model).__name__.lower() else 1
-    return (size // patch) ** 2 + prefix
+    return size // patch, prefix
