@@ -19,6 +19,12 @@ class ModelNotFound(AttnvizError):
     exit_code = 3
 
 
+class BaselineError(AttnvizError):
+    """A snapshot baseline (or its manifest) is missing or corrupt; the message says how to regenerate it."""
+
+    exit_code = 3
+
+
 class Unsafe(AttnvizError):
     """Refused as unsafe: pickle checkpoints, remote code without a pinned revision."""
 

@@ -141,7 +141,6 @@ def test_models_and_info():
 def test_hide_special_drops_cls_and_sep():
     from attnviz.render.heatmap import select
 
-    maps = AttentionMaps.load  # noqa: F841 (the selection works on any maps)
     from attnviz.capture import capture
     from attnviz.models import load_model
 

@@ -13,7 +13,9 @@ def test_sprites_turn_words_and_keep_single_characters_upright():
     assert word.shape[0] > word.shape[1] and word.max() > 200  # turned: taller than wide, and inked
     flat = sprite("attention", ("DejaVu Sans",), 12, True)
     assert flat.shape == word.shape[::-1]
-    assert sprite("我", ("Noto Sans CJK SC", "DejaVu Sans"), 12, True).max() > 200
+    cjk = sprite("我", ("Noto Sans CJK SC", "DejaVu Sans"), 12, True)
+    boxed = sprite("我", ("DejaVu Sans",), 12, True)  # DejaVu has no CJK glyph: a narrow empty box
+    assert cjk.max() > 200 and cjk.shape[1] > boxed.shape[1]
 
 
 def test_stamp_blends_black_and_clips_at_the_edges():

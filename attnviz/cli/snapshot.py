@@ -17,8 +17,6 @@ app = typer.Typer(name="snapshot", no_args_is_help=True, add_completion=False, p
 Dir = Annotated[Optional[Path], typer.Option("--dir", "-d", help="snapshot folder (default: snapshots)")]
 Inputs = Annotated[Optional[Path], typer.Option("--inputs", "-i", help="a file with one input text per line")]
 OptModel = Annotated[Optional[str], typer.Option("--model", "-m", help="model to run (check: default the manifest's)")]
-Tol = Annotated[Optional[float], typer.Option(show_default=False)]
-TOLERANCES = ("max_abs", "mean_abs", "jsd", "argmax", "attr_max", "attr_rank")
 
 
 def _config() -> dict:

@@ -11,7 +11,7 @@ import json
 import os
 from pathlib import Path
 
-from attnviz.errors import BadInput, ModelNotFound, Unsafe
+from attnviz.errors import ModelNotFound, Unsafe
 from attnviz.models.loaded import LoadedModel
 
 _PICKLE = ("*.bin", "*.pt", "*.pth", "*.ckpt", "*.pkl")

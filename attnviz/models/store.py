@@ -12,8 +12,6 @@ import os
 import struct
 from pathlib import Path
 
-import torch
-
 from attnviz.errors import BadInput, ModelNotFound
 from attnviz.models.chars import CharTokenizer
 from attnviz.models.toy import ToyConfig, ToyTransformer, build_toy

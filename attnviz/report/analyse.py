@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 
-import numpy as np
 import torch
 
 from attnviz.capture import capture
@@ -38,21 +37,12 @@ def prepare(loaded, items, on_long: str) -> list[tuple[object, int, str | None]]
 def _open_image(item):
     if item.image is None:
         return None, 0, "a text, but the model reads images"
-    try:
-        from attnviz.images import load_image
-    except ImportError:
-        load_image = _pil_image
+    from attnviz.images import load_image
+
     try:
         return load_image(item.image), 0, None
     except (AttnvizError, OSError, ValueError) as err:
         return None, 0, f"unreadable image ({err})"
-
-
-def _pil_image(path):
-    from PIL import Image
-
-    with Image.open(path) as im:
-        return im.convert("RGB")
 
 
 @contextmanager
@@ -149,10 +139,8 @@ def _attributions(loaded, inputs, methods) -> dict:
     """Every method on the whole batch, with faithfulness (deletion/insertion areas) where available."""
     if not methods:
         return {}
-    try:
-        from attnviz.attribution import explain
-    except ImportError:
-        raise BadInput("attribution methods are not available in this installation") from None
+    from attnviz.attribution import explain
+
     try:
         return {a.method: a for a in explain(loaded, inputs, methods=list(methods))}
     except AttnvizError as err:
@@ -177,10 +165,8 @@ def _attribution(attr, e: int) -> dict:
 
 def _cams(loaded, images: list) -> list[dict | None]:
     """A CAM per image (attnviz.attribution.cam), as a small grid plus the box of the image the model saw."""
-    try:
-        from attnviz.attribution.cam import cam
-    except ImportError:
-        return [None] * len(images)
+    from attnviz.attribution.cam import cam
+
     res = cam(loaded, images)
     out = []
     for grid, box, image in zip(res.maps, res.boxes or [None] * len(images), images):

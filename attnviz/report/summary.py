@@ -26,7 +26,8 @@ def head_entropy(weights: np.ndarray) -> np.ndarray:
 def most_attended(weights: np.ndarray, tokens: list[str], special: set[str], k: int = TOP_K) -> list[dict]:
     """Tokens that receive the most attention, averaged over layers, heads and queries; sinks left out."""
     received = weights.mean(axis=(0, 1, 2))  # (n,) mean attention each key receives
-    order = [i for i in np.argsort(-received, kind="stable") if tokens[i] not in special | SINKS]
+    skip = special | SINKS
+    order = [i for i in np.argsort(-received, kind="stable") if tokens[i] not in skip]
     return [{"index": int(i), "token": tokens[i], "weight": round(float(received[i]), 4)} for i in order[:k]]
 
 
@@ -53,7 +54,7 @@ def write_summary(folder: Path, records: list[dict], skipped: list[dict], meta: 
 def _csv(records: list[dict], skipped: list[dict]) -> str:
     methods = sorted({m for r in records for m in r.get("attribution", {})})
     head = ["id", "status", "text", "tokens", "prediction", "probability", "target", "mean_entropy", "most_attended"]
-    head += [f"{m}_top" for m in methods] + [f"{m}_faithfulness" for m in methods]
+    head += [f"{m}_top" for m in methods] + [f"{m}_faithfulness" for m in methods] + ["error"]
     buf = io.StringIO()
     out = csv.writer(buf)
     out.writerow(head)
@@ -64,10 +65,11 @@ def _csv(records: list[dict], skipped: list[dict]) -> str:
                pred.get("probability", ""), r.get("target") or "", r.get("mean_entropy", ""),
                " ".join(t["token"] for t in r.get("most_attended", []))]
         row += [" ".join(t["token"] for t in attr.get(m, {}).get("top", [])) for m in methods]
-        row += [_number(attr.get(m, {}).get("faithfulness")) for m in methods]
+        row += [_number(attr.get(m, {}).get("faithfulness")) for m in methods] + [""]
         out.writerow([_cell(v) for v in row])
     for s in skipped:
-        out.writerow([_cell(v) for v in [s["id"], "skipped", s.get("text") or "", "", "", "", "", "", s["error"]]])
+        blank = [""] * (len(head) - 4)
+        out.writerow([_cell(v) for v in [s["id"], "skipped", s.get("text") or "", *blank, s["error"]]])
     return buf.getvalue()
 
 
