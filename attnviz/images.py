@@ -23,6 +23,9 @@ _SIXTEEN_BIT = ("I;16", "I;16L", "I;16B", "I;16N")
 WHITE = (255, 255, 255)
 
 
+_ORIENTATION = 0x0112  # the EXIF tag that says how to turn the image upright
+
+
 def default_max_pixels() -> int:
     """Pillow's decompression-bomb threshold (about 89 megapixels unless changed)."""
     return int(Image.MAX_IMAGE_PIXELS or 89_478_485)
@@ -72,6 +75,8 @@ def load_image(source, *, max_pixels: int | None = None) -> Image.Image:
     """
     limit = default_max_pixels() if max_pixels is None else int(max_pixels)
     if isinstance(source, Image.Image):
+        if source.mode == "RGB" and source.getexif().get(_ORIENTATION, 1) == 1:
+            return source  # already upright RGB (e.g. loaded once by the command line): no copies
         return to_rgb(ImageOps.exif_transpose(source) or source)
     name = str(source) if isinstance(source, (str, os.PathLike)) else getattr(source, "name", "image")
     try:

@@ -221,3 +221,10 @@ def test_attn_grad_and_rollout_match_an_independent_implementation():
         expected = normalise(r[:, 0, 1:].reshape(b, 8, 8).detach())
         got = cam(loaded, images, method=method, target=targets).maps
         assert torch.allclose(got, expected, atol=1e-5), method
+
+
+def test_output_stems_never_collide():
+    from attnviz.report.cam import stems
+
+    names = stems(["x/a-2.png", "x/a.png", "y/a.png", "z/A.jpg"])
+    assert len({n.lower() for n in names}) == 4 and names[:2] == ["a-2", "a"]

@@ -123,7 +123,8 @@ def perturbation_curves(loaded, pixel_values: torch.Tensor, maps: torch.Tensor, 
 
 def auc(curve: list[float] | np.ndarray) -> float:
     """Area under accuracy vs fraction removed, over STEPS, scaled to [0, 1]."""
-    return float(np.trapezoid(np.asarray(curve, dtype=np.float64), STEPS) / (STEPS[-1] - STEPS[0]))
+    y, x = np.asarray(curve, dtype=np.float64), np.asarray(STEPS, dtype=np.float64)
+    return float(((y[1:] + y[:-1]) / 2 * np.diff(x)).sum() / (x[-1] - x[0]))  # trapezoids (numpy 1.x has no trapezoid)
 
 
 def evaluate(loaded, data: list[LabelledImage], methods: list[str] | None = None, *, batch_size: int = 32,

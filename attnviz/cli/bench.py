@@ -40,7 +40,9 @@ def bench_cmd(
         raise BadInput("--n and --batch-size must be at least 1")
     if json_out is not None:
         check_writable(json_out)
-    chosen = None if methods.strip() in ("", "all") else [m.strip() for m in methods.split(",") if m.strip()]
+    from attnviz.attribution.cam import CAM_METHODS
+
+    chosen = None if methods.strip() in ("", "all") else list(c.names(methods, CAM_METHODS))
     loaded = c.load(model, device, dtype, online, allow_pickle, trust_remote_code, revision)
     data = fv.folder_examples(images, loaded.labels) if images is not None else fv.toy_examples(model, n, seed)
     rows = fv.evaluate(loaded, data, chosen, batch_size=batch_size, seed=seed)

@@ -10,12 +10,6 @@ import typer
 from attnviz.cli import common as c
 
 
-def _methods() -> str:
-    from attnviz.attribution.cam import CAM_METHODS
-
-    return ", ".join(CAM_METHODS.names())
-
-
 def cam_cmd(
     images: Annotated[list[str], typer.Argument(help="image files, folders or globs (quote globs)", show_default=False)],
     model: c.Model = "toy-shapes",

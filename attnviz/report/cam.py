@@ -21,13 +21,16 @@ from attnviz.report.files import inside, write_atomic
 
 def stems(names: list[str]) -> list[str]:
     """File-name-safe, unique stems from the input names (a.png and a.jpg -> a, a-2)."""
-    seen: dict[str, int] = {}
+    used: set[str] = set()
     out = []
     for name in names:
         stem = re.sub(r"[^\w.-]+", "-", Path(str(name)).stem, flags=re.UNICODE).strip("-.") or "image"
-        count = seen.get(stem.lower(), 0) + 1
-        seen[stem.lower()] = count
-        out.append(stem if count == 1 else f"{stem}-{count}")
+        candidate, count = stem, 1
+        while candidate.lower() in used:  # a-2.png and a second a.png must not share a name
+            count += 1
+            candidate = f"{stem}-{count}"
+        used.add(candidate.lower())
+        out.append(candidate)
     return out
 
 
