@@ -107,6 +107,7 @@ def test_decoder_self_attention_is_causal_and_the_pattern(pattern):
     dec = torch.tensor([[4, 7, 8, 9], [4, 10, 0, 0]])
     _, weights = record(model, input_ids=ids, attention_mask=mask, decoder_input_ids=dec,
                         decoder_attention_mask=(dec != 0).long())
+    assert len(weights) == 6  # two layers each of encoder self-, decoder self- and cross-attention
     for name, w in weights.items():
         if name.endswith("self_attn"):
             check_weights(w, expected(pattern, 4, causal=True), (dec != 0).long())
@@ -118,6 +119,7 @@ def test_decoder_self_attention_is_causal_and_the_pattern(pattern):
 def test_vision_axial_mask_uses_the_patch_grid():
     model = tiny("vision", mask="axial", score="additive")
     _, weights = record(model, pixel_values=torch.randn(2, 3, 8, 8))
+    assert len(weights) == 2
     for w in weights.values():
         check_weights(w, expected("axial", 17, grid=4), torch.ones(2, 17))
 

@@ -161,3 +161,5 @@ def test_cli_models_lists_toys_with_accuracy():
     res = runner.invoke(app, ["models"])
     assert res.exit_code == 0, res.output
     assert all(name in res.output for name in TRAINED) and "accuracy" in res.output
+    rows = [line for line in res.output.splitlines() if any(f" {name} " in line for name in TRAINED)]
+    assert len(rows) == len(TRAINED) and all("%" in row for row in rows)

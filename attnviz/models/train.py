@@ -15,7 +15,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from attnviz.models.chars import BOS_ID, EOS_ID, PAD_ID
+from attnviz.models.chars import BOS_ID, CLS_ID, EOS_ID, PAD_ID, SEP_ID
 from attnviz.models.data import generate, heldout_seed
 from attnviz.models.recipes import RECIPES, Recipe
 from attnviz.models.toy import ToyTransformer, build_toy
@@ -139,7 +139,7 @@ def faded(recipe: Recipe, model: ToyTransformer, batch: dict) -> torch.Tensor:
     x, pad = emb(ids), emb(torch.full_like(ids[:, :1], PAD_ID))  # (B, T, D), (B, 1, D)
     a = torch.rand(len(ids), 1, 1)
     a = torch.where(torch.rand(len(ids), 1, 1) < recipe.fade, a, torch.ones_like(a))  # (B, 1, 1)
-    text = (ids != recipe.tokenizer().cls_token_id) & (ids != recipe.tokenizer().sep_token_id) & (mask == 1)
+    text = (ids != CLS_ID) & (ids != SEP_ID) & (mask == 1)
     x = torch.where(text[..., None], pad + a * (x - pad), x)  # (B, T, D)
     target = F.one_hot(batch["labels"], model.config.n_classes).float()  # (B, C)
     neutral = F.one_hot(torch.tensor(recipe.labels.index("neutral")), model.config.n_classes).float()

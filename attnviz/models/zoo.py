@@ -36,8 +36,6 @@ def wrap(name: str, model: ToyTransformer, tokenizer: CharTokenizer | None, *, t
     meta = dict(meta or {})
     if cfg.kind == "encoder-decoder":
         meta.update(decoder_start=BOS_ID, eos=EOS_ID, pad=PAD_ID)
-    if cfg.kind == "vision":
-        meta.update(prefix=1, seq_len=cfg.grid**2 + 1)
     return LoadedModel(
         model=model.eval(), name=name, kind=cfg.kind, task=task, num_layers=cfg.n_layers, num_heads=cfg.n_heads,
         backend="attnviz", tokenizer=tokenizer,

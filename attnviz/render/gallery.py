@@ -10,9 +10,9 @@ import torch
 from matplotlib.figure import Figure
 
 from attnviz.render.fonts import families_for
+from attnviz.render.style import CMAP
 
-CMAP = "viridis"
-MAX_LABELS = 40  # above this many positions, labels are thinned
+MAX_LABELS = 40  # gallery panels are small: above this many positions, labels are thinned
 
 
 @dataclass(frozen=True)

@@ -43,18 +43,24 @@ SCORES = [
 def variant(base, **changes):
     """The same trained weights under another mask or score; additive gets W_q = W_k = I and a seeded v."""
     cfg = replace(base.model.config, **changes)
-    torch.manual_seed(0)
-    model = build_toy(cfg)
+    with torch.random.fork_rng():  # a seeded build that leaves the caller's random stream alone
+        torch.manual_seed(0)
+        model = _variant_weights(build_toy(cfg), base)
+    return wrap(base.name, model.eval(), base.tokenizer, task=base.task, labels=base.labels, source=base.source)
+
+
+def _variant_weights(model, base):
+    """The base toy's trained weights; an additive score's own parameters are set, not trained."""
     missing, _ = model.load_state_dict(base.model.state_dict(), strict=False)
     with torch.no_grad():
-        for name, module in model.named_modules():
+        for module in model.modules():
             if hasattr(module, "add_q"):
                 module.add_q.weight.copy_(torch.eye(module.head_dim))
                 module.add_k.weight.copy_(torch.eye(module.head_dim))
                 module.add_v.weight.normal_(0.0, 1.0)
     if any("add_" not in k for k in missing):
         raise BadInput(f"the variant needs weights the base toy lacks: {missing}")
-    return wrap(base.name, model.eval(), base.tokenizer, task=base.task, labels=base.labels, source=base.source)
+    return model
 
 
 def _panel(loaded, inputs, name, group, caption, layer: int) -> Panel:
