@@ -81,16 +81,20 @@ class Recording:
             return None
         return buf[self.order[stack].index(layer)]  # (B, H, Q, K)
 
-    def stacked(self, stack: str) -> torch.Tensor | None:
-        """(layer, B, H, Q, K) of one stack, in layer order; each module must have been called once."""
-        layers = self.layers(stack)
-        if not layers:
-            return None
-        for layer in layers:
+    def per_layer(self, stack: str) -> list[torch.Tensor]:
+        """The weights of each layer of one stack, in layer order; each module must have been called once."""
+        for layer in self.layers(stack):
             n = len(self.calls[(stack, layer)])
             if n != 1:
                 raise AttnvizError(f"{stack} layer {layer} ran attention {n} times in one forward pass")
-        found = [self.calls[(stack, layer)][0] for layer in layers]
+        return [self.calls[(stack, layer)][0] for layer in self.layers(stack)]
+
+    def stacked(self, stack: str) -> torch.Tensor | None:
+        """(layer, B, H, Q, K) of one stack, in layer order; each module must have been called once."""
+        layers = self.layers(stack)
+        found = self.per_layer(stack)
+        if not found:
+            return None
         buf = self.buffers.get(stack)
         if buf is not None and layers == self.order[stack] and all(
             w.data_ptr() == buf[i].data_ptr() and w.shape == buf.shape[1:] for i, w in enumerate(found)

@@ -48,8 +48,19 @@ def test_rollout_normalises_rows_not_columns():
 
 def test_discard_keeps_the_diagonal_and_padding_gets_no_weight():
     w = _norm(torch.rand(2, 1, 2, 4, 4))
-    kept = rollout(w, discard_ratio=0.9)
-    assert (torch.diagonal(kept[0]) > 0).all()
+    from attnviz.attribution.attention import _discard
+
+    fused = w.mean(2)  # (L, B, S, S)
+    cut = _discard(fused, 0.5)
+    n_free = 4 * 4 - 4 - 3  # the diagonal and column 0 are never dropped
+    assert ((cut == 0) & (fused > 0)).sum() == 2 * int(0.5 * n_free)  # per layer
+    assert torch.equal(torch.diagonal(cut, dim1=-2, dim2=-1), torch.diagonal(fused, dim1=-2, dim2=-1))
+    assert torch.equal(cut[..., 0], fused[..., 0])
+    free = ~torch.eye(4, dtype=torch.bool)
+    free[:, 0] = False
+    for f, c in zip(fused.flatten(0, 1), cut.flatten(0, 1)):  # per (S, S) matrix: the weakest free cells go
+        assert f[free & (c == 0)].max() <= f[free & (c > 0)].min()
+    assert not torch.allclose(rollout(w, discard_ratio=0.5), rollout(w))
     mask = torch.tensor([[1, 1, 1, 0]])
     r = rollout(w, mask=mask)
     assert torch.allclose(r[0, :3, 3], torch.zeros(3))
@@ -81,7 +92,6 @@ def test_integrated_gradients_equal_captum(encoder):
 
     ctx = prepare(encoder, TEXTS, chunk=16)
     ours = attribute(encoder, TEXTS, method="integrated-gradients", steps=50)
-    x0 = ctx.cache[("baseline", "pad")] if ("baseline", "pad") in ctx.cache else None
     from attnviz.attribution.base import baseline
 
     x0 = baseline(ctx, "pad")
@@ -187,3 +197,12 @@ def test_sentence_encoder_is_explained_by_cosine_similarity():
     assert abs(a.probability[0] - float(cos)) < 1e-4
     assert a.probability[0] > a.probability[1]
     assert max(a.extra["completeness_gap"]) < 0.05
+
+
+def test_a_digit_that_is_a_vocabulary_token_means_that_token():
+    from attnviz.attribution.targets import _token_id
+
+    decoder = load_model("toy-decoder", device="cpu")
+    three = decoder.tokenizer.convert_tokens_to_ids(["3"])[0]
+    assert three != 3 and _token_id(decoder, "3") == three
+    assert _token_id(decoder, "5") == decoder.tokenizer.convert_tokens_to_ids(["5"])[0]

@@ -14,7 +14,7 @@ from attnviz.attribution.targets import TargetOptions, build_target, check_optio
 from attnviz.errors import BadInput
 
 # Options a method may take, for a clear message on a misspelt one.
-OPTIONS = ("steps", "baseline_kind", "rule", "window", "fusion", "discard_ratio", "chunk")
+OPTIONS = ("steps", "baseline_kind", "rule", "window", "fusion", "discard_ratio")
 
 
 def prepare(loaded, inputs, *, target: str | None = None, target_token: int | None = None,
@@ -22,6 +22,8 @@ def prepare(loaded, inputs, *, target: str | None = None, target_token: int | No
     """Encode ``inputs`` as one batch, run the model once and fix the target for every method."""
     if loaded.kind == "vision":
         raise BadInput("attribute explains text models; for images use the CAM views")
+    if chunk < 1:
+        raise BadInput(f"--chunk must be >= 1, not {chunk}")
     opts = TargetOptions(label=target, position=target_token, reference=reference)
     check_options(loaded.task, opts)
     enc = loaded.encode(inputs, on_long=on_long)
@@ -34,8 +36,6 @@ def prepare(loaded, inputs, *, target: str | None = None, target_token: int | No
         embeds = loaded.model.get_input_embeddings()(ids).detach()  # (B, S, D)
     specials = torch.tensor(getattr(loaded.tokenizer, "all_special_ids", []), device=ids.device, dtype=ids.dtype)
     special = torch.isin(ids, specials) | (mask == 0)  # (B, S)
-    if chunk < 1:
-        raise BadInput(f"--chunk must be >= 1, not {chunk}")
     return Context(loaded, enc.batch, enc.tokens, mask, tgt, embeds, special, chunk=chunk)
 
 
@@ -49,8 +49,15 @@ def run_method(ctx: Context, method: str, **options) -> Attribution:
     return Attribution(
         method=method, tokens=ctx.tokens, scores=scores.detach().float().cpu(), mask=ctx.mask.cpu(),
         target=list(t.describe), prediction=list(t.prediction), probability=list(t.probability),
-        params={k: v for k, v in options.items() if v is not None}, extra={"model": ctx.loaded.name, **extra},
+        params={k: v for k, v in options.items() if v is not None and k in _accepts(fn)}, extra={"model": ctx.loaded.name, **extra},
     )
+
+
+def _accepts(fn) -> set[str]:
+    """The options a method takes: only those are reported as its parameters."""
+    import inspect
+
+    return {name for name in inspect.signature(fn).parameters if name in OPTIONS}
 
 
 def attribute_many(loaded, inputs, *, methods: list[str], target: str | None = None, target_token: int | None = None,
@@ -71,9 +78,9 @@ def explain(loaded, inputs, *, methods: list[str], truth: list[list[int]] | None
     """Several methods side by side, each with its faithfulness scores (what `attnviz attribute` reports)."""
     from attnviz.attribution.faithfulness import score_all
 
+    if truth is not None and len(truth) != len(inputs):  # before any method runs
+        raise BadInput(f"{len(truth)} ground-truth lists for {len(inputs)} inputs")
     ctx, attrs = attribute_many(loaded, inputs, methods=methods, **options)
-    if truth is not None and len(truth) != ctx.size:
-        raise BadInput(f"{len(truth)} ground-truth lists for {ctx.size} inputs")
     if faithful:
         score_all(ctx, attrs, truth, options.get("baseline_kind", "pad"))
     return attrs

@@ -12,7 +12,6 @@ from attnviz.registry import Registry
 
 # name -> fn(ctx: Context, **options) -> (scores (B, S) float32, extra dict)
 METHODS: Registry[Callable] = Registry("attribution method")
-GRADIENT_METHODS = ("saliency", "grad-x-input", "integrated-gradients")
 
 
 @dataclass

@@ -28,11 +28,13 @@ def stacks(ctx: Context, grads: bool) -> tuple[dict, dict]:
         if ctx.loaded.backend == "attnviz":
             with recording(model, keep_graph=True) as rec:
                 out = ctx.run(embeds)
-            rec.stacked("encoder"), rec.stacked("decoder"), rec.stacked("cross")  # checks one call per layer
-            live = {s: [rec.calls[(s, l)][0] for l in rec.layers(s)] for s in STACKS}
+            live = {s: rec.per_layer(s) for s in STACKS}
         else:
             out = ctx.run(embeds, output_attentions=True)
             live = _eager(out)
+            if len(live["encoder"]) != ctx.loaded.num_layers:  # SDPA hands back () rather than failing
+                raise AttnvizError(f"eager attention returned {len(live['encoder'])} layers; "
+                                   f"{ctx.loaded.name} has {ctx.loaded.num_layers}")
         # Gradients are taken with respect to the per-layer tensors the forward pass used, never a stacked copy.
         live = {s: layers for s, layers in live.items() if layers}
         if not live:

@@ -121,6 +121,9 @@ def _token_id(loaded, given: str | None) -> int | None:
     if given is None:
         return None
     vocab = len(loaded.tokenizer) if loaded.tokenizer is not None else 0
+    as_token = loaded.tokenizer.convert_tokens_to_ids([given])[0] if loaded.tokenizer is not None else None
+    if as_token is not None and as_token != getattr(loaded.tokenizer, "unk_token_id", None):
+        return as_token  # a token of the vocabulary ("3" on a character model) before an id
     if given.isdigit():
         if not 0 <= int(given) < vocab:
             raise BadInput(f"token id {given} is out of range; valid ids: 0-{vocab - 1}")
