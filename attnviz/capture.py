@@ -40,6 +40,12 @@ def _stack_of(name: str, module: torch.nn.Module) -> str:
     return "decoder" if "decoder" in lowered.split(".") else "encoder"
 
 
+def layer_path(name: str) -> str:
+    """The layer a module belongs to: its path up to the first numbered part ("encoder.layer.3"), or ""."""
+    match = re.match(r"(.*?\.\d+)(\.|$)", name)
+    return match.group(1) if match else ""
+
+
 def attention_sites(model: torch.nn.Module) -> list[AttentionSite]:
     """Every attention module of ``model`` with its stack and layer number."""
     named = [(n, m) for n, m in model.named_modules() if "Attention" in type(m).__name__]
@@ -49,8 +55,7 @@ def attention_sites(model: torch.nn.Module) -> list[AttentionSite]:
     sites = []
     for name, module in leaves:
         stack = _stack_of(name, module)
-        match = re.match(r"(.*?\.\d+)(\.|$)", name)
-        path = match.group(1) if match else ""
+        path = layer_path(name)
         if path not in layer_paths[stack]:
             layer_paths[stack].append(path)
         sites.append(AttentionSite(name, module, stack, layer_paths[stack].index(path)))

@@ -1,7 +1,8 @@
 """Integrated gradients: attnviz vs captum (time, peak memory), --steps auto vs 50, IG vs saliency.
 
-Every figure is a ratio against a baseline measured in the same run. Peak memory is the allocator's
-peak on CUDA; on CPU it is the most activation memory autograd holds for one backward pass.
+Every figure is a ratio against a baseline measured in the same run. Peak memory is the most memory
+allocated at once during the call: the allocator's peak on CUDA, and on CPU the same quantity counted
+op by op (see LiveBytes).
 
     python benchmarks/bench_ig.py [--model minilm] [--device cpu] [--repeat 3]
 """
@@ -10,8 +11,11 @@ from __future__ import annotations
 
 import argparse
 import time
+import weakref
 
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_leaves
 
 from attnviz.attribution import prepare, run_method
 from attnviz.attribution.base import baseline
@@ -22,40 +26,52 @@ TEXTS = {
                "Stocks fell sharply on Monday as investors worried about rates.", "我喜欢这部电影"],
     "toy": ["the movie was not good", "这部电影很好", "really a lovely day and the food", "不开心"],
 }
+# Four texts of one length: no padding to drop, so only recomputation is left to pay for.
+SAME_LENGTH = ["the movie was not good", "the movie was very bad", "a lovely day in the sun", "i do not like the food"]
 CHUNK = 32  # rows per forward pass, for both implementations
-MODEL_PARAMS: list = []  # the benchmarked model's parameters, left out of the CPU memory figure
 
 
-def peak(fn, device) -> tuple[float, int]:
-    """(seconds, peak bytes allocated above the starting point) of one call."""
+class LiveBytes(TorchDispatchMode):
+    """The most bytes of tensor storage alive at once among those the ops of a call allocate.
+
+    The CPU counterpart of CUDA's peak allocation: every storage an op returns counts from its creation
+    until it is freed, so activations, recomputed ones, gradients and temporaries all count; tensors that
+    existed before the call (the parameters, the inputs) do not.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.live: dict[int, int] = {}
+        self.now = self.top = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        for t in tree_leaves(out):
+            if isinstance(t, torch.Tensor) and t.untyped_storage().data_ptr() not in self.live:
+                storage = t.untyped_storage()
+                if storage.nbytes():
+                    self.live[storage.data_ptr()] = storage.nbytes()
+                    self.now += storage.nbytes()
+                    self.top = max(self.top, self.now)
+                    weakref.finalize(storage, self._freed, storage.data_ptr())
+        return out
+
+    def _freed(self, ptr: int) -> None:
+        self.now -= self.live.pop(ptr, 0)
+
+
+def peak(fn, device) -> int:
+    """Peak bytes allocated during one call, above what was allocated before it."""
     if device.type == "cuda":
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
         start = torch.cuda.memory_allocated()
-        t = time.perf_counter()
         fn()
         torch.cuda.synchronize()
-        return time.perf_counter() - t, torch.cuda.max_memory_allocated() - start
-    # On CPU: the most bytes autograd holds for one backward pass (activations; parameters excluded).
-    params = {p.untyped_storage().data_ptr() for p in MODEL_PARAMS}
-    state = {"now": {}, "top": 0, "backward": False}
-
-    def pack(t):
-        if state["backward"]:  # a new forward pass began: the previous graph is gone
-            state["now"], state["backward"] = {}, False
-        ptr = t.untyped_storage().data_ptr()
-        if ptr not in params:
-            state["now"][ptr] = t.untyped_storage().nbytes()
-            state["top"] = max(state["top"], sum(state["now"].values()))
-        return t
-
-    def unpack(t):
-        state["backward"] = True
-        return t
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, unpack):
+        return torch.cuda.max_memory_allocated() - start
+    with LiveBytes() as mode:
         fn()
-    return 0.0, state["top"]
+    return mode.top
 
 
 def timed(fn, repeat: int, device) -> float:
@@ -96,7 +112,6 @@ def _classes(ctx):
 def bench(name: str, device: str, repeat: int) -> None:
     loaded = load_model(name, device=device)
     dev = loaded.device
-    MODEL_PARAMS[:] = list(loaded.model.parameters())
     texts = TEXTS["minilm" if name == "minilm" else "toy"]
     ctx = prepare(loaded, texts, chunk=CHUNK)
     if loaded.task != "classification":
@@ -105,10 +120,13 @@ def bench(name: str, device: str, repeat: int) -> None:
     theirs = captum_ig(ctx, 50)
     ours(), theirs()  # warm-up
     t_ours, t_theirs = timed(ours, repeat, dev), timed(theirs, repeat, dev)
-    _, m_ours = peak(ours, dev)
-    _, m_theirs = peak(theirs, dev)
+    m_ours, m_theirs = peak(ours, dev), peak(theirs, dev)
     print(f"[{name} on {dev}] {len(texts)} inputs, 50 steps, {CHUNK} rows per pass")
     print(f"  IG time    attnviz {t_ours * 1e3:8.1f} ms  captum {t_theirs * 1e3:8.1f} ms  ratio {t_ours / t_theirs:.2f} (target <= 1.0)")
+    same = prepare(loaded, SAME_LENGTH, chunk=CHUNK)
+    t_same, t_same_captum = timed(lambda: run_method(same, "integrated-gradients", steps=50), repeat, dev), \
+        timed(captum_ig(same, 50), repeat, dev)
+    print(f"  IG time, texts of one length: ratio {t_same / t_same_captum:.2f}")
     print(f"  IG memory  attnviz {m_ours / 2**20:8.1f} MiB captum {m_theirs / 2**20:8.1f} MiB ratio {m_ours / max(m_theirs, 1):.2f} (target <= 0.6)")
     fixed = run_method(ctx, "integrated-gradients", steps=50)
     auto = run_method(ctx, "integrated-gradients", steps="auto")

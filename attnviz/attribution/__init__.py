@@ -23,7 +23,7 @@ def prepare(loaded, inputs, *, target: str | None = None, target_token: int | No
     if loaded.kind == "vision":
         raise BadInput("attribute explains text models; for images use the CAM views")
     if chunk < 1:
-        raise BadInput(f"--chunk must be >= 1, not {chunk}")
+        raise BadInput(f"chunk must be >= 1, not {chunk}")
     opts = TargetOptions(label=target, position=target_token, reference=reference)
     check_options(loaded.task, opts)
     enc = loaded.encode(inputs, on_long=on_long)

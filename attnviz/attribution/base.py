@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
@@ -10,6 +11,7 @@ import torch
 
 from attnviz.registry import Registry
 
+SEQUENCE_INPUTS = ("attention_mask", "token_type_ids", "position_ids")  # model inputs along the input's positions
 # name -> fn(ctx: Context, **options) -> (scores (B, S) float32, extra dict)
 METHODS: Registry[Callable] = Registry("attribution method")
 
@@ -45,19 +47,32 @@ class Context:
     def size(self) -> int:
         return self.embeds.shape[0]
 
-    def run(self, embeds: torch.Tensor, **more):
-        """Forward ``embeds`` (k * B, S, D): example e repeated k times, in blocks of B."""
-        k = embeds.shape[0] // self.size
-        kwargs = {n: v.repeat(k, *([1] * (v.dim() - 1))) for n, v in self.batch.items() if n != "input_ids"}
+    def run(self, embeds: torch.Tensor, rows: torch.Tensor | None = None, **more):
+        """Forward ``embeds`` (n, S' <= S, D), row i an input of example ``rows[i]``.
+
+        ``rows`` defaults to a repeated batch: example e repeated k times, in blocks of B. Embeddings
+        cut short (S' < S) drop trailing positions that are padding in every row.
+        """
+        rows = self.examples(embeds.shape[0]) if rows is None else rows
+        kwargs = {n: v[rows][:, :embeds.shape[1]] if n in SEQUENCE_INPUTS else v[rows]
+                  for n, v in self.batch.items() if n != "input_ids"}
+        if "use_cache" in inspect.signature(self.loaded.model.forward).parameters:
+            kwargs["use_cache"] = False  # a key-value cache is memory spent on nothing here
         return self.loaded.model(inputs_embeds=embeds, **kwargs, **more)
 
     def examples(self, n: int) -> torch.Tensor:
         """Example index of each row of a (n, ...) repeated batch."""
         return torch.arange(n, device=self.embeds.device) % self.size
 
-    def score(self, embeds: torch.Tensor) -> torch.Tensor:
-        """The target's score (n,) for a repeated batch of embeddings."""
-        return self.target.score(self.run(embeds), self.examples(embeds.shape[0]))
+    def lengths(self) -> torch.Tensor:
+        """(B,) positions up to and including each example's last real token: the rest is right padding."""
+        at = torch.arange(1, self.mask.shape[1] + 1, device=self.mask.device)
+        return (self.mask.long() * at).amax(1)
+
+    def score(self, embeds: torch.Tensor, rows: torch.Tensor | None = None) -> torch.Tensor:
+        """The target's score (n,) for a batch of embeddings (see ``run``)."""
+        rows = self.examples(embeds.shape[0]) if rows is None else rows
+        return self.target.score(self.run(embeds, rows), rows)
 
     def curve_value(self, embeds: torch.Tensor) -> torch.Tensor:
         """The target's probability (cosine for sentence encoders) for a repeated batch."""
@@ -80,11 +95,20 @@ def frozen_params(model: torch.nn.Module) -> Iterator[None]:
             p.requires_grad_(flag)
 
 
-def input_grad(ctx: Context, embeds: torch.Tensor) -> torch.Tensor:
-    """d score / d embeds for a (n, S, D) batch of embeddings."""
+def recomputed_layers(model: torch.nn.Module):
+    """Every Transformer layer but the last recomputes its activations in the backward pass (see recompute)."""
+    from attnviz.attribution.recompute import recomputed
+    from attnviz.capture import attention_sites, layer_path
+
+    paths = list(dict.fromkeys(layer_path(s.name) for s in attention_sites(model)))
+    return recomputed([model.get_submodule(p) for p in paths[:-1] if p])
+
+
+def input_grad(ctx: Context, embeds: torch.Tensor, rows: torch.Tensor | None = None) -> torch.Tensor:
+    """d score / d embeds for a (n, S', D) batch of embeddings (see ``Context.run``)."""
     embeds = embeds.detach().requires_grad_(True)
     with torch.enable_grad():
-        score = ctx.score(embeds)
+        score = ctx.score(embeds, rows)
         (grad,) = torch.autograd.grad(score.sum(), embeds)
     return grad  # (n, S, D)
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from attnviz.attribution.base import METHODS, Context, baseline, frozen_params, input_grad, zero_special
+from attnviz.attribution.base import (METHODS, Context, baseline, frozen_params, input_grad, recomputed_layers,
+                                      zero_special)
 from attnviz.errors import BadInput
 
 RULES = ("gausslegendre", "riemann_trapezoid", "riemann_middle")
@@ -35,18 +36,26 @@ def nodes(steps: int, rule: str = "gausslegendre") -> tuple[torch.Tensor, torch.
 
 
 def path_gradients(ctx: Context, x: torch.Tensor, x0: torch.Tensor, steps: int, rule: str) -> torch.Tensor:
-    """The quadrature-weighted sum of gradients along the straight path x0 -> x: (B, S, D)."""
+    """The quadrature-weighted sum of gradients along the straight path x0 -> x: (B, S, D).
+
+    The (example, step) rows run ``ctx.chunk`` at a time, shortest examples first, and each pass drops
+    the positions that are padding in all of its rows.
+    """
     alphas, weights = nodes(steps, rule)
     alphas, weights = alphas.to(x.device, x.dtype), weights.to(x.device, x.dtype)
     diff = x - x0  # (B, S, D)
     total = torch.zeros_like(x)
-    per = max(1, ctx.chunk // ctx.size)  # steps per forward pass
-    with frozen_params(ctx.loaded.model):
-        for start in range(0, steps, per):
-            a, w = alphas[start:start + per], weights[start:start + per]
-            path = (x0[None] + a[:, None, None, None] * diff[None]).flatten(0, 1)  # (k*B, S, D)
-            grad = input_grad(ctx, path).view(len(a), *x.shape)  # (k, B, S, D)
-            total += torch.einsum("k,kbsd->bsd", w, grad)
+    lengths = ctx.lengths()  # (B,)
+    order = lengths.argsort(stable=True)
+    examples = order.repeat_interleave(steps)  # (B * steps,) example of each row
+    at = torch.arange(steps, device=x.device).repeat(len(order))  # (B * steps,) step of each row
+    with frozen_params(ctx.loaded.model), recomputed_layers(ctx.loaded.model):
+        for start in range(0, len(examples), ctx.chunk):
+            rows, k = examples[start:start + ctx.chunk], at[start:start + ctx.chunk]
+            n = int(lengths[rows].max())
+            path = x0[rows, :n] + alphas[k, None, None] * diff[rows, :n]  # (c, n, D)
+            grad = input_grad(ctx, path, rows)  # (c, n, D)
+            total[:, :n].index_add_(0, rows, weights[k, None, None] * grad)
             del grad, path
     return total
 

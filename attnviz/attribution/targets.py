@@ -202,7 +202,8 @@ def similarity_target(loaded, batch, mask, out, opts: TargetOptions) -> Target:
     keep = mask.to(ref.device)
 
     def cosine(o, ex):
-        pooled = mean_pool(o.last_hidden_state.float(), keep[ex])  # (n, D)
+        hidden = o.last_hidden_state.float()  # (n, S' <= S, D): trailing padding may be cut
+        pooled = mean_pool(hidden, keep[ex, :hidden.shape[1]])  # (n, D)
         return torch.nn.functional.cosine_similarity(pooled, ref[None], dim=-1)
 
     now = cosine(out, torch.arange(mask.shape[0], device=mask.device)).tolist()
