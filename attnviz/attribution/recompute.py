@@ -20,7 +20,7 @@ PLAIN = (type(None), bool, int, float, str, torch.dtype, torch.device)
 
 
 class _Recompute(torch.autograd.Function):
-    """forward(call, inputs...) -> the call's tensor outputs; the call is (run, leaves, spec, slots, box)."""
+    """apply(call, *inputs) -> the layer's tensor outputs; ``call`` (a _Call) puts the inputs back in place."""
 
     @staticmethod
     def forward(ctx, call, *inputs):
@@ -41,6 +41,8 @@ class _Recompute(torch.autograd.Function):
 
 
 class _Call:
+    """A layer call with its differentiable tensors taken out: ``slots`` says where they go back."""
+
     def __init__(self, forward, leaves, spec, slots):
         self.forward, self.leaves, self.spec, self.slots, self.box = forward, leaves, spec, slots, {}
 
