@@ -9,6 +9,8 @@ from typing import Any, Callable, Iterator
 
 import torch
 
+from attnviz.attribution.recompute import recomputed
+from attnviz.capture import attention_sites, layer_path
 from attnviz.registry import Registry
 
 SEQUENCE_INPUTS = ("attention_mask", "token_type_ids", "position_ids")  # model inputs along the input's positions
@@ -56,7 +58,9 @@ class Context:
         rows = self.examples(embeds.shape[0]) if rows is None else rows
         kwargs = {n: v[rows][:, :embeds.shape[1]] if n in SEQUENCE_INPUTS else v[rows]
                   for n, v in self.batch.items() if n != "input_ids"}
-        if "use_cache" in inspect.signature(self.loaded.model.forward).parameters:
+        if "takes_cache" not in self.cache:
+            self.cache["takes_cache"] = "use_cache" in inspect.signature(self.loaded.model.forward).parameters
+        if self.cache["takes_cache"]:
             kwargs["use_cache"] = False  # a key-value cache is memory spent on nothing here
         return self.loaded.model(inputs_embeds=embeds, **kwargs, **more)
 
@@ -97,9 +101,6 @@ def frozen_params(model: torch.nn.Module) -> Iterator[None]:
 
 def recomputed_layers(model: torch.nn.Module):
     """Every Transformer layer but the last recomputes its activations in the backward pass (see recompute)."""
-    from attnviz.attribution.recompute import recomputed
-    from attnviz.capture import attention_sites, layer_path
-
     paths = list(dict.fromkeys(layer_path(s.name) for s in attention_sites(model)))
     return recomputed([model.get_submodule(p) for p in paths[:-1] if p])
 
