@@ -138,12 +138,55 @@ def test_bench_faithfulness_on_a_labelled_folder(folders, tmp_path):
                  "--methods", "attn-grad,rollout", "--json", out)
     assert res.exit_code == 0, res.output
     rows = json.loads(out.read_text())["rows"]
-    assert [r["method"] for r in rows] == ["attn-grad", "rollout", "random"]
+    assert [r["method"] for r in rows] == ["attn-grad", "rollout", "random", "ground-truth"]
     for r in rows:
         assert r["n"] == 4 and 0 <= r["pointing"] <= 1 and 0 <= r["iou"] <= 1
         assert 0 <= r["auc_positive"] <= 1 and 0 <= r["auc_negative"] <= 1 and len(r["curve_positive"]) == 10
     assert len({r["curve_positive"][0] for r in rows}) == 1  # nothing removed yet: the same accuracy for all
-    assert "attn-grad" in res.stdout and "AUC pos." in res.stdout
+    assert rows[-1]["pointing"] == 1.0  # the mask's own map points inside the mask
+    assert "attn-grad" in res.stdout and "AUC pos." in res.stdout and "ground-truth" in res.stdout
+
+    (tmp_path / "data" / "dog" / "1.mask.png").unlink()  # without a mask for every image: no ground-truth row
+    res = invoke("bench", "faithfulness", "--model", folders["vit"], "--images", tmp_path / "data",
+                 "--methods", "rollout", "--json", out)
+    assert res.exit_code == 0, res.output
+    assert [r["method"] for r in json.loads(out.read_text())["rows"]] == ["rollout", "random"]
+
+
+def test_removed_pixels_turn_black_as_the_processor_sees_black(folders):
+    """Chefer et al. zero the [0, 1] image before normalising: a removed pixel is black, not 0 after
+    normalisation; every channel of a fully removed image is then the processor's black."""
+    from attnviz.attribution import faithfulness_vision as fv
+    from attnviz.models import load_model
+
+    loaded = load_model(folders["vit"], device="cpu")
+    mean, std = (torch.tensor(v).view(1, 3, 1, 1) for v in (loaded.processor.image_mean, loaded.processor.image_std))
+    assert torch.allclose(fv.black(loaded), -mean / std, atol=1e-6)
+    toy = load_model("toy-shapes", device="cpu")
+    assert torch.allclose(fv.black(toy), torch.full((1, 3, 1, 1), -1.0))
+
+    seen = []
+    model = loaded.model
+    hook = model.register_forward_pre_hook(lambda _, args, kwargs: seen.append(kwargs["pixel_values"].clone()),
+                                           with_kwargs=True)
+    try:
+        pixels = loaded.encode([picture(32, 32, seed=4)]).batch["pixel_values"]
+        fv.perturbation_curves(loaded, pixels, torch.rand(1, 2, 2), torch.tensor([0]))
+    finally:
+        hook.remove()
+    removed = seen[-1] != pixels  # the last step (negative order): 90% of the pixels gone
+    assert 0.85 < removed.all(1).float().mean() <= 0.9
+    assert torch.allclose(seen[-1][removed.expand_as(pixels)], fv.black(loaded).expand_as(pixels)[removed.expand_as(pixels)])
+
+
+def test_ground_truth_map_is_the_masks_share_of_each_patch_in_the_kept_box():
+    from attnviz.attribution.faithfulness_vision import mask_map
+
+    mask = np.zeros((40, 60), bool)
+    mask[0:10, 10:20] = True  # in the central 40x40 box: a quarter of its top-left 20x20 patch
+    got = mask_map(mask, (10, 0, 50, 40), (2, 2))
+    assert torch.allclose(got, torch.tensor([[0.25, 0.0], [0.0, 0.0]]))
+    assert torch.allclose(mask_map(mask, None, (1, 3)), torch.tensor([[100 / 800, 0.0, 0.0]]))  # whole image
 
 
 def test_bench_refuses_what_it_cannot_measure(folders, tmp_path):
@@ -169,6 +212,8 @@ def test_toy_shapes_maps_are_faithful():
     assert rows["rollout"].auc_positive < rows["random"].auc_positive - 0.1
     assert rows["attn-grad"].auc_negative > rows["random"].auc_negative + 0.1
     assert rows["attn-grad"].curve_positive[0] == rows["random"].curve_positive[0] >= 0.95  # the toy's accuracy
+    assert rows["ground-truth"].pointing == 1.0
+    assert rows["ground-truth"].auc_positive < rows["random"].auc_positive - 0.1
 
 
 def _independent_attention(loaded, pixel_values, targets):

@@ -3,8 +3,11 @@
 Perturbation follows Chefer et al. 2021 (arXiv:2012.09838, section 4): remove 10% .. 90% of the
 input pixels in order of relevance (most relevant first: "positive", lower AUC is better; least
 relevant first: "negative", higher is better) and record the accuracy at each step. A removed pixel
-takes the image's mean colour: filling with the dataset mean (Chefer's 0 after normalisation) paints
-bright blobs on a dark toy image, which the model reads as shapes.
+turns black, as in their evaluation, which zeroes the [0, 1] image before normalising it; here black
+is whatever the model's own processor makes of a black image.
+
+Two reference rows frame the methods: a uniformly random map, and, where every image has a mask, the
+ground truth itself (each patch's share of the object), which ranks the object's pixels first.
 """
 
 from __future__ import annotations
@@ -22,7 +25,8 @@ from attnviz.errors import BadInput
 from attnviz.images import SUFFIXES, load_image, to_pixels
 
 STEPS = tuple(round(0.1 * i, 1) for i in range(10))  # fraction of pixels removed: 0.0 (none) .. 0.9
-RANDOM = "random"  # the baseline row: a uniformly random map
+RANDOM = "random"  # a reference row: a uniformly random map
+TRUTH = "ground-truth"  # a reference row: the share of each patch that the object's mask covers
 
 
 @dataclass
@@ -98,15 +102,32 @@ def pointing_and_iou(grid_map: np.ndarray, mask: np.ndarray, box) -> tuple[bool,
     return hit, float(np.logical_and(chosen, mask).sum() / union) if union else 0.0
 
 
+def black(loaded) -> torch.Tensor:
+    """A black pixel as the model's processor normalises it: (1, C, 1, 1)."""
+    pixels = loaded.encode([Image.new("RGB", (64, 64))]).batch["pixel_values"]  # (1, C, H, W)
+    return pixels.float().mean(dim=(2, 3), keepdim=True)
+
+
+def mask_map(mask: np.ndarray, box, grid: tuple[int, int]) -> torch.Tensor:
+    """(H, W) bool mask -> (gh, gw): the share of each patch of the processor's ``box`` it covers."""
+    h, w = mask.shape
+    left, top, right, bottom = (int(round(v)) for v in (box or (0, 0, w, h)))
+    inside = torch.from_numpy(np.ascontiguousarray(mask[top:bottom, left:right], dtype=np.float32))
+    return F.adaptive_avg_pool2d(inside[None, None], grid)[0, 0]  # (gh, gw)
+
+
 def perturbation_curves(loaded, pixel_values: torch.Tensor, maps: torch.Tensor, labels: torch.Tensor,
-                        seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Accuracy (positive, negative) at each of STEPS for one batch; maps (B, gh, gw)."""
+                        seed: int = 0, fill: torch.Tensor | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Accuracy (positive, negative) at each of STEPS for one batch; maps (B, gh, gw).
+
+    ``fill`` (1, C, 1, 1) replaces removed pixels; black (see ``black``) unless given.
+    """
     b, _, h, w = pixel_values.shape
     relevance = F.interpolate(maps[:, None].float(), size=(h, w), mode="bilinear", align_corners=False)[:, 0]  # (B, H, W)
     gen = torch.Generator().manual_seed(seed)
     jitter = torch.rand(b, h * w, generator=gen) * 1e-6  # ties (flat regions) in random order, not raster order
     flat = relevance.reshape(b, h * w).cpu() + jitter  # (B, H*W)
-    fill = pixel_values.mean(dim=(2, 3), keepdim=True)  # (B, C, 1, 1)
+    fill = (black(loaded) if fill is None else fill).to(pixel_values)  # (1, C, 1, 1)
     curves = []
     for descending in (True, False):
         rank = flat.argsort(dim=1, descending=descending).argsort(dim=1)  # (B, H*W) position in removal order
@@ -129,7 +150,7 @@ def auc(curve: list[float] | np.ndarray) -> float:
 
 def evaluate(loaded, data: list[LabelledImage], methods: list[str] | None = None, *, batch_size: int = 32,
              seed: int = 0, baseline: bool = True) -> list[FaithRow]:
-    """One row per method (and a random-map baseline), over every image of ``data``."""
+    """One row per method, then the reference rows (random map; ground truth where every image has a mask)."""
     if loaded.task != "image-classification" or not loaded.labels:
         raise BadInput(f"{loaded.name} is not an image classifier; faithfulness needs class labels")
     if not data:
@@ -137,38 +158,42 @@ def evaluate(loaded, data: list[LabelledImage], methods: list[str] | None = None
     methods = list(methods or CAM_METHODS.names())
     for m in methods:
         CAM_METHODS.get(m)
-    rows = [_evaluate_one(loaded, data, m, batch_size, seed) for m in methods]
+    fill = black(loaded)
+    references = []
     if baseline:
-        rows.append(_evaluate_one(loaded, data, RANDOM, batch_size, seed))
-    return rows
+        references = [RANDOM, TRUTH] if all(d.mask is not None for d in data) else [RANDOM]
+    return [_evaluate_one(loaded, data, m, batch_size, seed, fill) for m in methods + references]
 
 
-def _evaluate_one(loaded, data: list[LabelledImage], method: str, batch_size: int, seed: int) -> FaithRow:
+def _evaluate_one(loaded, data: list[LabelledImage], method: str, batch_size: int, seed: int,
+                  fill: torch.Tensor) -> FaithRow:
     hits, ious, pos, neg = [], [], np.zeros(len(STEPS)), np.zeros(len(STEPS))
     for start in range(0, len(data), batch_size):
         chunk = data[start:start + batch_size]
         images, labels = [d.image for d in chunk], [d.label for d in chunk]
         pixel_values = loaded.encode(images).batch["pixel_values"]
-        maps, boxes = _maps(loaded, images, labels, method, seed + start, batch_size)
+        maps, boxes = _maps(loaded, chunk, method, seed + start, batch_size)
         for d, grid_map, box in zip(chunk, maps.numpy(), boxes):
             if d.mask is not None:
                 hit, iou = pointing_and_iou(grid_map, d.mask, box)
                 hits.append(hit)
                 ious.append(iou)
-        p, n = perturbation_curves(loaded, pixel_values, maps, torch.tensor(labels), seed + start)
+        p, n = perturbation_curves(loaded, pixel_values, maps, torch.tensor(labels), seed + start, fill)
         pos, neg = pos + p, neg + n
     pos, neg = pos / len(data), neg / len(data)
     return FaithRow(method, len(data), float(np.mean(hits)) if hits else None, float(np.mean(ious)) if ious else None,
                     auc(pos), auc(neg), pos.round(4).tolist(), neg.round(4).tolist())
 
 
-def _maps(loaded, images, labels, method, seed, batch_size):
+def _maps(loaded, chunk: list[LabelledImage], method, seed, batch_size):
     from attnviz.images import view_box
 
-    if method == RANDOM:
-        probe = cam(loaded, images[:1], method="raw")  # only for the grid shape
-        gen = torch.Generator().manual_seed(seed)
-        maps = torch.rand(len(images), *probe.grid, generator=gen)
-        return maps, [view_box(loaded.processor, im.size) for im in images]
-    result = cam(loaded, images, method=method, target=labels, batch_size=batch_size)
+    images = [d.image for d in chunk]
+    if method in (RANDOM, TRUTH):
+        grid = cam(loaded, images[:1], method="raw").grid  # only for the grid shape
+        boxes = [view_box(loaded.processor, im.size) for im in images]
+        if method == TRUTH:
+            return torch.stack([mask_map(d.mask, box, grid) for d, box in zip(chunk, boxes)]), boxes
+        return torch.rand(len(images), *grid, generator=torch.Generator().manual_seed(seed)), boxes
+    result = cam(loaded, images, method=method, target=[d.label for d in chunk], batch_size=batch_size)
     return result.maps, result.boxes
