@@ -206,3 +206,17 @@ def test_a_digit_that_is_a_vocabulary_token_means_that_token():
     three = decoder.tokenizer.convert_tokens_to_ids(["3"])[0]
     assert three != 3 and _token_id(decoder, "3") == three
     assert _token_id(decoder, "5") == decoder.tokenizer.convert_tokens_to_ids(["5"])[0]
+
+
+def test_saliency_and_grad_x_input_share_one_backward_pass(encoder):
+    """Both read the same input gradient: run together, the model runs once for them, and each still
+    equals its own run alone."""
+    calls = []
+    hook = encoder.model.register_forward_hook(lambda *_: calls.append(1))
+    try:
+        _, (sal, gxi) = attribute_many(encoder, TEXTS, methods=["saliency", "grad-x-input"])
+    finally:
+        hook.remove()
+    assert len(calls) == 2  # one to find the target class, one with gradients for both methods
+    assert torch.allclose(sal.scores, attribute(encoder, TEXTS, method="saliency").scores)
+    assert torch.allclose(gxi.scores, attribute(encoder, TEXTS, method="grad-x-input").scores)
