@@ -212,8 +212,10 @@ def test_toy_shapes_maps_are_faithful():
     assert rows["rollout"].auc_positive < rows["random"].auc_positive - 0.1
     assert rows["attn-grad"].auc_negative > rows["random"].auc_negative + 0.1
     assert rows["attn-grad"].curve_positive[0] == rows["random"].curve_positive[0] >= 0.95  # the toy's accuracy
-    assert rows["ground-truth"].pointing == 1.0
-    assert rows["ground-truth"].auc_positive < rows["random"].auc_positive - 0.1
+    truth, random = rows["ground-truth"].auc_positive, rows["random"].auc_positive
+    assert rows["ground-truth"].pointing == 1.0 and truth < random - 0.1
+    for method in ("attn-grad", "rollout"):  # both remove the object about as fast as its own mask does
+        assert rows[method].auc_positive < truth + 0.25 * (random - truth), method
 
 
 def _independent_attention(loaded, pixel_values, targets):
