@@ -195,6 +195,10 @@ def test_bench_refuses_what_it_cannot_measure(folders, tmp_path):
     (tmp_path / "data" / "zebra").mkdir(parents=True)
     res = invoke("bench", "faithfulness", "--model", folders["vit"], "--images", tmp_path / "data")
     assert res.exit_code == 2 and "not a class of the model" in res.stderr
+    _labelled_folder(tmp_path / "sizes")
+    Image.new("L", (16, 16), 255).save(tmp_path / "sizes" / "cat" / "0.mask.png")
+    res = invoke("bench", "faithfulness", "--model", folders["vit"], "--images", tmp_path / "sizes")
+    assert res.exit_code == 2 and "0.mask.png is 16x16; its image is 32x32" in res.stderr
 
 
 def test_toy_shapes_maps_are_faithful():

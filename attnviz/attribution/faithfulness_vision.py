@@ -75,9 +75,11 @@ def folder_examples(root: str | Path, labels: list[str]) -> list[LabelledImage]:
         for path in sorted(sub.iterdir()):
             if path.suffix.lower() not in SUFFIXES or path.name.lower().endswith(".mask" + path.suffix.lower()):
                 continue
-            mask_path = path.with_name(path.stem + ".mask.png")
+            image, mask_path = load_image(path), path.with_name(path.stem + ".mask.png")
             mask = np.asarray(load_image(mask_path).convert("L")) > 0 if mask_path.is_file() else None
-            out.append(LabelledImage(load_image(path), label, mask, str(path.relative_to(root))))
+            if mask is not None and mask.shape != (image.height, image.width):
+                raise BadInput(f"{mask_path} is {mask.shape[1]}x{mask.shape[0]}; its image is {image.width}x{image.height}")
+            out.append(LabelledImage(image, label, mask, str(path.relative_to(root))))
     if not out:
         raise BadInput(f"no labelled images under {root} (expected {root}/<class>/<image>)")
     return out
