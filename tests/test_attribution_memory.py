@@ -55,6 +55,16 @@ def test_layers_get_their_own_forward_back(loaded):
         assert "forward" in vars(layer)
     assert "forward" not in vars(layer)
 
+    wrapper = layer.forward  # an instance-level forward, as a dispatch hook installs one
+    layer.forward = wrapper
+    try:
+        with pytest.raises(RuntimeError), recomputed_layers(loaded.model):
+            assert layer.forward is not wrapper
+            raise RuntimeError("inside")
+        assert vars(layer)["forward"] is wrapper  # put back, not deleted, even after an error
+    finally:
+        del layer.forward
+
 
 def test_a_padded_batch_equals_each_example_alone():
     loaded = load_model("toy-encoder", device="cpu")

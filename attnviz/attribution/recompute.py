@@ -69,11 +69,15 @@ def _call(forward, args, kwargs):
 @contextmanager
 def recomputed(layers: list[torch.nn.Module]) -> Iterator[None]:
     """``layers`` recompute their activations in the backward pass while the context is open."""
+    own = [layer.__dict__.get("forward") for layer in layers]  # an instance-level forward (a hook's wrapper), or None
     for layer in layers:
         forward = layer.forward
         layer.forward = lambda *a, _f=forward, **kw: _call(_f, a, kw)
     try:
         yield
     finally:
-        for layer in layers:
-            del layer.forward  # the class's own forward again
+        for layer, before in zip(layers, own):
+            if before is None:
+                del layer.forward  # the class's own forward again
+            else:
+                layer.forward = before
