@@ -11,6 +11,7 @@ import torch
 
 from attnviz.attribution.recompute import recomputed
 from attnviz.capture import attention_sites, layer_path
+from attnviz.errors import BadInput
 from attnviz.registry import Registry
 
 SEQUENCE_INPUTS = ("attention_mask", "token_type_ids", "position_ids")  # model inputs along the input's positions
@@ -128,8 +129,6 @@ def baseline(ctx: Context, kind: str = "pad") -> torch.Tensor:
     where there is text to explain.
     """
     if kind not in BASELINES:
-        from attnviz.errors import BadInput
-
         raise BadInput(f"unknown baseline {kind!r}; choose {', '.join(BASELINES)}")
     key = ("baseline", kind)
     if key not in ctx.cache:
@@ -139,8 +138,6 @@ def baseline(ctx: Context, kind: str = "pad") -> torch.Tensor:
             tok = ctx.loaded.tokenizer
             tid = tok.pad_token_id if kind == "pad" else getattr(tok, "mask_token_id", None)
             if tid is None:
-                from attnviz.errors import BadInput
-
                 raise BadInput(f"this tokenizer has no {kind.upper()} token; choose another --baseline")
             ids = torch.tensor([tid], device=ctx.embeds.device)
             fill = ctx.loaded.model.get_input_embeddings()(ids)[0].detach().to(ctx.embeds.dtype)  # (D,)

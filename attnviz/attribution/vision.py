@@ -7,14 +7,13 @@ is explained (a class logit, an embedding feature, or CLIP's image-text similari
 
 from __future__ import annotations
 
-import re
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Iterator
 
 import torch
 
-from attnviz.capture import attention_sites, recording
+from attnviz.capture import attention_sites, layer_path, recording
 from attnviz.errors import BadInput
 
 # Windowed or hierarchical attention: no single token sequence whose CLS row covers the image.
@@ -75,13 +74,8 @@ def patch_size(loaded) -> int:
 
 def blocks(module: torch.nn.Module) -> list[torch.nn.Module]:
     """The Transformer blocks in layer order: the parent path of each self-attention module."""
-    by_name = dict(module.named_modules())
-    paths: list[str] = []
-    for site in attention_sites(module):
-        found = re.match(r"(.*?\.\d+)(\.|$)", site.name)
-        if site.stack == "encoder" and found and found.group(1) not in paths:
-            paths.append(found.group(1))
-    return [by_name[p] for p in paths]
+    paths = dict.fromkeys(layer_path(s.name) for s in attention_sites(module) if s.stack == "encoder")
+    return [module.get_submodule(p) for p in paths if p]
 
 
 @contextmanager
