@@ -90,14 +90,7 @@ def save_baseline(folder: Path, base: Baseline) -> Path:
     meta = {f.name: getattr(m, f.name) for f in fields(m) if f.name not in _MAP_TENSORS}
     snap = {"version": SNAPSHOT_VERSION, "key": base.key, "text": base.text, "attr_info": base.attr_info}
     text_meta = {"attnviz": json.dumps(meta, ensure_ascii=False), "snapshot": json.dumps(snap, ensure_ascii=False)}
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
-    try:
-        save_file(tensors, str(tmp), metadata=text_meta)
-        os.replace(tmp, path)
-    except OSError as err:
-        tmp.unlink(missing_ok=True)
-        raise BadInput(f"cannot write {path}: {err.strerror or err}") from None
-    return path
+    return _atomic(path, lambda tmp: save_file(tensors, str(tmp), metadata=text_meta))
 
 
 def load_baseline(path: Path, regenerate: str = "") -> Baseline:
@@ -125,11 +118,15 @@ def load_baseline(path: Path, regenerate: str = "") -> Baseline:
 
 
 def write_manifest(folder: Path, manifest: dict) -> Path:
-    path = Path(folder) / MANIFEST
-    tmp = path.with_name(f".{MANIFEST}.{os.getpid()}.part")
+    text = json.dumps({"version": SNAPSHOT_VERSION, **manifest}, indent=2, ensure_ascii=False) + "\n"
+    return _atomic(Path(folder) / MANIFEST, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
+def _atomic(path: Path, write) -> Path:
+    """``write(tmp)`` beside ``path``, then a rename onto it: a failed write leaves no partial file."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
     try:
-        tmp.write_text(json.dumps({"version": SNAPSHOT_VERSION, **manifest}, indent=2, ensure_ascii=False) + "\n",
-                       encoding="utf-8")
+        write(tmp)
         os.replace(tmp, path)
     except OSError as err:
         tmp.unlink(missing_ok=True)
