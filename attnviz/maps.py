@@ -11,6 +11,7 @@ import json
 import os
 from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import Callable
 
 import torch
 
@@ -78,14 +79,8 @@ class AttentionMaps:
         tensors = {n: getattr(self, n).contiguous().cpu() for n in _TENSORS if getattr(self, n) is not None}
         meta = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in _TENSORS}
         meta["format_version"] = FORMAT_VERSION
-        tmp = path.with_name(path.name + ".part")
-        try:
-            save_file(tensors, str(tmp), metadata={"attnviz": json.dumps(meta, ensure_ascii=False)})
-            os.replace(tmp, path)
-        except OSError as err:
-            tmp.unlink(missing_ok=True)
-            raise BadInput(f"cannot write {path}: {err.strerror or err}") from None
-        return path
+        header = {"attnviz": json.dumps(meta, ensure_ascii=False)}
+        return write_atomically(path, lambda tmp: save_file(tensors, str(tmp), metadata=header))
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "AttentionMaps":
@@ -103,6 +98,21 @@ class AttentionMaps:
         meta.pop("format_version", None)
         known = {f.name for f in fields(cls)}
         return cls(**tensors, **{k: v for k, v in meta.items() if k in known})
+
+
+def write_atomically(path: Path, write: Callable[[Path], object]) -> Path:
+    """``write(tmp)`` beside ``path``, then a rename onto it: a failed write leaves no partial file.
+
+    Every writer of the package (maps, snapshots, toy weights, reports) goes through this.
+    """
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except OSError as err:
+        tmp.unlink(missing_ok=True)
+        raise BadInput(f"cannot write {path}: {err.strerror or err}") from None
+    return path
 
 
 def _ranges(values: list[int]) -> str:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -18,7 +17,7 @@ from pathlib import Path
 import torch
 
 from attnviz.errors import BadInput, BaselineError  # noqa: F401  (BaselineError: re-exported)
-from attnviz.maps import AttentionMaps
+from attnviz.maps import AttentionMaps, write_atomically
 
 SNAPSHOT_VERSION = 1
 MANIFEST = "manifest.json"
@@ -90,7 +89,7 @@ def save_baseline(folder: Path, base: Baseline) -> Path:
     meta = {f.name: getattr(m, f.name) for f in fields(m) if f.name not in _MAP_TENSORS}
     snap = {"version": SNAPSHOT_VERSION, "key": base.key, "text": base.text, "attr_info": base.attr_info}
     text_meta = {"attnviz": json.dumps(meta, ensure_ascii=False), "snapshot": json.dumps(snap, ensure_ascii=False)}
-    return _atomic(path, lambda tmp: save_file(tensors, str(tmp), metadata=text_meta))
+    return write_atomically(path, lambda tmp: save_file(tensors, str(tmp), metadata=text_meta))
 
 
 def load_baseline(path: Path, regenerate: str = "") -> Baseline:
@@ -119,19 +118,8 @@ def load_baseline(path: Path, regenerate: str = "") -> Baseline:
 
 def write_manifest(folder: Path, manifest: dict) -> Path:
     text = json.dumps({"version": SNAPSHOT_VERSION, **manifest}, indent=2, ensure_ascii=False) + "\n"
-    return _atomic(Path(folder) / MANIFEST, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+    return write_atomically(Path(folder) / MANIFEST, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
-
-def _atomic(path: Path, write) -> Path:
-    """``write(tmp)`` beside ``path``, then a rename onto it: a failed write leaves no partial file."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except OSError as err:
-        tmp.unlink(missing_ok=True)
-        raise BadInput(f"cannot write {path}: {err.strerror or err}") from None
-    return path
 
 
 def read_manifest(folder: Path, regenerate: str = "") -> dict:

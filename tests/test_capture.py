@@ -13,7 +13,7 @@ from attnviz.attention.hf import register
 from attnviz.attention.kernel import SINK, attention
 from attnviz.capture import attention_sites, capture, recording
 from attnviz.errors import AttnvizError, BadInput
-from attnviz.maps import AttentionMaps
+from attnviz.maps import AttentionMaps, write_atomically
 from attnviz.models import load_model
 from tiny_models import build, load, save
 
@@ -232,3 +232,18 @@ def test_weights_written_in_place_equal_the_copied_ones():
     assert direct.stacked("encoder") is direct.buffers["encoder"]
     assert "encoder" not in copied.buffers
     assert torch.equal(direct.stacked("encoder"), copied.stacked("encoder"))
+
+
+def test_a_failed_write_keeps_the_old_file_and_leaves_no_part(tmp_path):
+    """Every writer (maps, snapshots, toy weights, reports) goes through write_atomically."""
+    target = tmp_path / "maps.safetensors"
+    target.write_bytes(b"old")
+
+    def fails(tmp):
+        tmp.write_bytes(b"half")
+        raise OSError(28, "No space left on device")
+
+    with pytest.raises(BadInput, match="cannot write .*No space left on device"):
+        write_atomically(target, fails)
+    assert target.read_bytes() == b"old" and sorted(p.name for p in tmp_path.iterdir()) == ["maps.safetensors"]
+    assert write_atomically(target, lambda tmp: tmp.write_bytes(b"new")) == target and target.read_bytes() == b"new"

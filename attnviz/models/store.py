@@ -12,7 +12,8 @@ import os
 import struct
 from pathlib import Path
 
-from attnviz.errors import BadInput, ModelNotFound
+from attnviz.errors import ModelNotFound
+from attnviz.maps import write_atomically
 from attnviz.models.chars import CharTokenizer
 from attnviz.models.toy import ToyConfig, ToyTransformer, build_toy
 
@@ -26,18 +27,15 @@ def save_toy(path: str | os.PathLike, model: ToyTransformer, meta: dict) -> Path
     path = Path(path)
     tensors = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     info = {"config": model.config.to_dict(), **meta}
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
-    try:
+
+    def write(tmp: Path) -> None:
         save_file(tensors, str(tmp), metadata={k: json.dumps(v, ensure_ascii=False) for k, v in info.items()})
         canonical(tmp)
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)  # safetensors creates the file private; give it the usual mode
-        os.replace(tmp, path)
-    except OSError as err:
-        tmp.unlink(missing_ok=True)
-        raise BadInput(f"cannot write {path}: {err.strerror or err}") from None
-    return path
+
+    return write_atomically(path, write)
 
 
 def canonical(path: Path) -> None:

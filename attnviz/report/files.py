@@ -8,6 +8,7 @@ import re
 from pathlib import Path
 
 from attnviz.errors import BadInput
+from attnviz.maps import write_atomically
 
 DEFAULT_DIR = Path("outputs")
 
@@ -33,14 +34,7 @@ def write_atomic(path: Path, data: bytes) -> Path:
     path = Path(path)
     if not path.parent.is_dir():
         raise BadInput(f"cannot write {path}: folder {path.parent} does not exist")
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
-    try:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-    except OSError as err:
-        tmp.unlink(missing_ok=True)
-        raise BadInput(f"cannot write {path}: {err.strerror or err}") from None
-    return path
+    return write_atomically(path, lambda tmp: tmp.write_bytes(data))
 
 
 def check_writable(path: Path) -> None:
