@@ -117,6 +117,27 @@ def test_gradcam_matches_hidden_states_gradients(models):
     assert torch.allclose(got, normalise(expected), atol=1e-5)
 
 
+def test_attn_grad_equals_eager_vit_with_retained_gradients(tmp_path):
+    """Chefer et al.'s update on transformers' own eager ViT attentions (retain_grad), outside attnviz's kernel."""
+    from transformers import ViTForImageClassification
+
+    folder = save("vit", tmp_path / "vit")
+    loaded = load_model(str(folder), device="cpu")
+    pics = images(2)
+    eager = ViTForImageClassification.from_pretrained(folder, attn_implementation="eager").eval()
+    with torch.enable_grad():
+        out = eager(pixel_values=loaded.encode(pics).batch["pixel_values"], output_attentions=True)
+        for a in out.attentions:  # (B, H, S, S) each
+            a.retain_grad()
+        out.logits[:, 1].sum().backward()
+    b, s = out.attentions[0].shape[0], out.attentions[0].shape[-1]
+    r = torch.eye(s).repeat(b, 1, 1)
+    for a in out.attentions:
+        r = r + (a.grad * a).clamp(min=0).mean(1) @ r
+    expected = normalise(r[:, 0, 1:].reshape(b, *GRID).detach())
+    assert torch.allclose(cam(loaded, pics, method="attn-grad", target=1).maps, expected, atol=1e-5)
+
+
 def test_batches_agree_with_one_at_a_time(models):
     pics = images(3)
     together = cam(models["vit"], pics, method="attn-grad", batch_size=3).maps
