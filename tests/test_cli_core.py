@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 
 import pytest
+import typer
 from PIL import Image
 from typer.testing import CliRunner
 
 from attnviz.cli import app
+from attnviz.cli import common as c
 from attnviz.maps import AttentionMaps
 
 runner = CliRunner()
@@ -199,3 +201,24 @@ def test_stacks_of_decoder_and_encoder_decoder_toys(tmp_path):
         out = tmp_path / f"{stack}.png"
         res = invoke("heatmap", "world", "--model", "toy-reverse", "--stack", stack, "--out", str(out))
         assert res.exit_code == 0 and out.is_file(), res.output
+
+
+def test_loading_options_reach_the_loader_and_follow_pyproject_defaults():
+    seen = {}
+    demo = typer.Typer()
+
+    @demo.command()
+    @c.loads_models("device", "online", "revision", device="cpu")
+    def show(name: str = "x", loader: c.Loader = c.Loader()):
+        seen.update(name=name, loader=loader)
+
+    assert runner.invoke(demo, ["--name", "y", "--online", "--revision", "abc"]).exit_code == 0
+    assert seen == {"name": "y", "loader": c.Loader(device="cpu", online=True, revision="abc")}
+    res = runner.invoke(demo, ["--dtype", "float16"])
+    assert res.exit_code == 2 and "No such option" in res.output  # only the named options exist
+    res = runner.invoke(demo, [], default_map={"device": "cuda"})  # [tool.attnviz] device = "cuda"
+    assert res.exit_code == 0 and seen["loader"].device == "cuda"
+    for command in ("heatmap", "attribute", "cam", "report", "bench", "capture"):
+        assert "--trust-remote-code" in runner.invoke(app, [command, "--help"]).output, command
+    snapshot_help = runner.invoke(app, ["snapshot", "record", "--help"]).output
+    assert "--allow-pickle" in snapshot_help and "--trust-remote-code" not in snapshot_help

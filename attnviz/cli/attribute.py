@@ -14,6 +14,7 @@ _METHODS = ("saliency, grad-x-input, integrated-gradients, occlusion, attention,
 DEFAULT_METHODS = "grad-x-input,integrated-gradients,occlusion,rollout,attn-grad"
 
 
+@c.loads_models()
 def attribute_cmd(
     texts: Annotated[Optional[list[str]], typer.Argument(help="input texts (quote each); run as one batch", show_default=False)] = None,
     file: Annotated[Optional[Path], typer.Option("--file", "-f", help="a file with one input per line ('-' for stdin)")] = None,
@@ -32,12 +33,7 @@ def attribute_cmd(
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="report.html, .png, .svg, .pdf or .json (default: outputs/<text>-attribution.html)")] = None,
     model: c.Model = "minilm",
     on_long: c.OnLong = "truncate",
-    device: c.Device = "auto",
-    dtype: c.Dtype = None,
-    online: c.Online = False,
-    allow_pickle: c.AllowPickle = False,
-    trust_remote_code: c.TrustRemote = False,
-    revision: c.Revision = None,
+    loader: c.Loader = c.Loader(),
 ):
     """Explain a model's decision token by token with several methods, and score their faithfulness."""
     from attnviz.attribution import explain
@@ -61,7 +57,7 @@ def attribute_cmd(
         out = DEFAULT_DIR / f"{slug(inputs[0])}-attribution.html"
     pick_format(out)
     check_writable(out)
-    loaded = c.load(model, device, dtype, online, allow_pickle, trust_remote_code, revision)
+    loaded = loader.load(model)
     attrs = explain(loaded, inputs, methods=methods, truth=truth, faithful=faithfulness, target=target,
                     target_token=target_token, reference=reference, on_long=on_long, steps=steps,
                     baseline_kind=baseline, window=window, fusion=fusion, discard_ratio=discard_ratio)

@@ -13,6 +13,7 @@ from attnviz.cli import common as c
 SUITES = ("faithfulness",)
 
 
+@c.loads_models()
 def bench_cmd(
     suite: Annotated[str, typer.Argument(help="what to measure: faithfulness (CAM maps against ground truth)")],
     model: c.Model = "toy-shapes",
@@ -22,12 +23,7 @@ def bench_cmd(
     methods: Annotated[str, typer.Option(help="comma-separated CAM methods, or all")] = "all",
     batch_size: Annotated[int, typer.Option(help="images per pass")] = 32,
     json_out: Annotated[Optional[Path], typer.Option("--json", help="also write the rows as JSON to this file")] = None,
-    device: c.Device = "auto",
-    dtype: c.Dtype = None,
-    online: c.Online = False,
-    allow_pickle: c.AllowPickle = False,
-    trust_remote_code: c.TrustRemote = False,
-    revision: c.Revision = None,
+    loader: c.Loader = c.Loader(),
 ):
     """Pointing game, mask IoU and perturbation AUC of every CAM method, one row each."""
     from attnviz.attribution import faithfulness_vision as fv
@@ -43,7 +39,7 @@ def bench_cmd(
     from attnviz.attribution.cam import CAM_METHODS
 
     chosen = None if methods.strip() in ("", "all") else list(c.names(methods, CAM_METHODS))
-    loaded = c.load(model, device, dtype, online, allow_pickle, trust_remote_code, revision)
+    loaded = loader.load(model)
     data = fv.folder_examples(images, loaded.labels) if images is not None else fv.toy_examples(model, n, seed)
     rows = fv.evaluate(loaded, data, chosen, batch_size=batch_size, seed=seed)
     _print(rows, loaded.name, len(data))

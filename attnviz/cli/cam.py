@@ -10,6 +10,7 @@ import typer
 from attnviz.cli import common as c
 
 
+@c.loads_models()
 def cam_cmd(
     images: Annotated[list[str], typer.Argument(help="image files, folders or globs (quote globs)", show_default=False)],
     model: c.Model = "toy-shapes",
@@ -27,12 +28,7 @@ def cam_cmd(
     max_pixels: Annotated[Optional[int], typer.Option(help="refuse larger images (default: Pillow's bomb limit)")] = None,
     batch_size: Annotated[int, typer.Option(help="images per forward/backward pass")] = 16,
     top_k: Annotated[int, typer.Option(help="classes shown in the panel title")] = 3,
-    device: c.Device = "auto",
-    dtype: c.Dtype = None,
-    online: c.Online = False,
-    allow_pickle: c.AllowPickle = False,
-    trust_remote_code: c.TrustRemote = False,
-    revision: c.Revision = None,
+    loader: c.Loader = c.Loader(),
 ):
     """Overlay where a vision Transformer looks on each image (ViT, DeiT, CLIP, toy-shapes)."""
     from attnviz.attribution.cam import CAM_METHODS, cam
@@ -52,7 +48,7 @@ def cam_cmd(
         raise BadInput(f"--max-pixels must be positive, not {max_pixels}")
     paths = find_images(images)
     pil = [load_image(p, max_pixels=max_pixels) for p in paths]  # a bad file stops the run before any output
-    loaded = c.load(model, device, dtype, online, allow_pickle, trust_remote_code, revision)
+    loaded = loader.load(model)
     result = cam(loaded, pil, method=method, target=target, layer=layer, prompts=prompt, fusion=fusion,
                  discard_ratio=discard_ratio, batch_size=batch_size, top_k=max(top_k, 1))
     files = render_cam(result, pil, [str(p) for p in paths], model=loaded.name, fmt=fmt, colormap=colormap,

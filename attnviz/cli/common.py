@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import functools
+import inspect
 import sys
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -62,12 +64,53 @@ def names(text: str | None, registry=None) -> tuple[str, ...]:
     return chosen
 
 
-def load(model: str, device: str = "auto", dtype: str | None = None, online: bool = False,
-         allow_pickle: bool = False, trust_remote_code: bool = False, revision: str | None = None):
-    from attnviz.models import load_model
+@dataclass(frozen=True)
+class Loader:
+    """How a command loads its model: the options that every model-loading command shares."""
 
-    return load_model(model, device=device, dtype=dtype, online=online, allow_pickle=allow_pickle,
-                      trust_remote_code=trust_remote_code, revision=revision)
+    device: str = "auto"
+    dtype: str | None = None
+    online: bool = False
+    allow_pickle: bool = False
+    trust_remote_code: bool = False
+    revision: str | None = None
+
+    def load(self, model: str):
+        from attnviz.models import load_model
+
+        return load_model(model, device=self.device, dtype=self.dtype, online=self.online,
+                          allow_pickle=self.allow_pickle, trust_remote_code=self.trust_remote_code,
+                          revision=self.revision)
+
+
+LOADING_OPTIONS = {"device": Device, "dtype": Dtype, "online": Online, "allow_pickle": AllowPickle,
+                  "trust_remote_code": TrustRemote, "revision": Revision}
+
+
+def loads_models(*names: str, **defaults):
+    """A command that takes ``loader: Loader`` gets the loading options ``names`` (all by default) on its
+    command line, after its own options; ``defaults`` overrides a default, e.g. ``device="cpu"``.
+
+    Typer reads the rewritten signature, so the command's annotations must resolve in its own module.
+    """
+    names = names or tuple(LOADING_OPTIONS)
+    base = {f.name: f.default for f in fields(Loader)}
+
+    def decorate(fn):
+        own = [p for p in inspect.signature(fn, eval_str=True).parameters.values() if p.name != "loader"]
+        added = [inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=LOADING_OPTIONS[n],
+                                   default=defaults.get(n, base[n])) for n in names]
+
+        @functools.wraps(fn)
+        def command(**kwargs):
+            loader = Loader(**{**base, **defaults, **{n: kwargs.pop(n) for n in names}})
+            return fn(**kwargs, loader=loader)
+
+        command.__signature__ = inspect.Signature(own + added)
+        command.__annotations__ = {p.name: p.annotation for p in own + added}
+        return command
+
+    return decorate
 
 
 def read_texts(texts: list[str] | None, file: Path | None) -> list[str]:

@@ -15,8 +15,7 @@ Layers = Annotated[Optional[str], typer.Option(help="layers to keep, e.g. 0,3-5 
 Heads = Annotated[Optional[str], typer.Option(help="heads to keep, e.g. 0-3 (default: all)")]
 
 
-def _capture(texts, file, model, device, dtype, online, allow_pickle, trust_remote_code, revision,
-             layers, heads, store_dtype, on_long):
+def _capture(texts, file, model, loader: c.Loader, layers, heads, store_dtype, on_long):
     import torch
 
     from attnviz.capture import capture
@@ -26,7 +25,7 @@ def _capture(texts, file, model, device, dtype, online, allow_pickle, trust_remo
     inputs = c.read_texts(texts, file)
     if store_dtype not in ("float32", "float16"):
         raise BadInput(f"--store-dtype must be float32 or float16, not {store_dtype!r}")
-    loaded = c.load(model, device, dtype, online, allow_pickle, trust_remote_code, revision)
+    loaded = loader.load(model)
     layer_list = parse_ranges(layers, loaded.num_layers, "layer")
     head_list = parse_ranges(heads, loaded.num_heads, "head")
     maps = capture(loaded, inputs, layers=layer_list, heads=head_list, on_long=on_long,
@@ -36,6 +35,7 @@ def _capture(texts, file, model, device, dtype, online, allow_pickle, trust_remo
     return maps
 
 
+@c.loads_models()
 def capture_cmd(
     texts: Texts = None,
     out: Annotated[Path, typer.Option("--out", "-o", help="the .safetensors file to write")] = Path("outputs/maps.safetensors"),
@@ -45,12 +45,7 @@ def capture_cmd(
     heads: Heads = None,
     store_dtype: Annotated[str, typer.Option(help="float32 or float16")] = "float32",
     on_long: c.OnLong = "truncate",
-    device: c.Device = "auto",
-    dtype: c.Dtype = None,
-    online: c.Online = False,
-    allow_pickle: c.AllowPickle = False,
-    trust_remote_code: c.TrustRemote = False,
-    revision: c.Revision = None,
+    loader: c.Loader = c.Loader(),
 ):
     """Capture every layer's and head's attention to one .safetensors file."""
     from attnviz.report.files import check_writable
@@ -58,12 +53,12 @@ def capture_cmd(
     if out == Path("outputs/maps.safetensors"):
         out.parent.mkdir(exist_ok=True)
     check_writable(out)
-    maps = _capture(texts, file, model, device, dtype, online, allow_pickle, trust_remote_code, revision,
-                    layers, heads, store_dtype, on_long)
+    maps = _capture(texts, file, model, loader, layers, heads, store_dtype, on_long)
     maps.save(out)
     c.console.print(f"wrote {out}  ({len(maps.layers)} layers x {len(maps.heads)} heads, {len(maps.tokens)} inputs, {maps.backend})")
 
 
+@c.loads_models()
 def heatmap_cmd(
     texts: Texts = None,
     file: File = None,
@@ -77,12 +72,7 @@ def heatmap_cmd(
     fmt: Annotated[Optional[str], typer.Option("--format", help="png, svg or pdf")] = None,
     model: c.Model = "minilm",
     on_long: c.OnLong = "truncate",
-    device: c.Device = "auto",
-    dtype: c.Dtype = None,
-    online: c.Online = False,
-    allow_pickle: c.AllowPickle = False,
-    trust_remote_code: c.TrustRemote = False,
-    revision: c.Revision = None,
+    loader: c.Loader = c.Loader(),
 ):
     """Draw attention as a heatmap: one head, a layer's heads, the whole model, or the head mean."""
     from attnviz.maps import AttentionMaps
@@ -96,8 +86,7 @@ def heatmap_cmd(
         maps = AttentionMaps.load(from_file)
     else:
         inputs = c.read_texts(texts, file)
-        maps = _capture(texts, file, model, device, dtype, online, allow_pickle, trust_remote_code, revision,
-                        None, None, "float32", on_long)
+        maps = _capture(texts, file, model, loader, None, None, "float32", on_long)
     paths, warnings = write_heatmaps(maps, view=view, layer=layer, head=head, stack=stack,
                                      hide_special=hide_special, fmt=fmt, out=out, texts=inputs)
     for warning in warnings:

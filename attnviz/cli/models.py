@@ -23,16 +23,13 @@ def models_cmd():
     c.console.print(table)
 
 
+@c.loads_models("device", "online", "allow_pickle", "trust_remote_code", "revision", device="cpu")
 def info_cmd(
     model: Annotated[str, typer.Argument(help="built-in name, model folder or cached hub id")] = "minilm",
-    device: c.Device = "cpu",
-    online: c.Online = False,
-    allow_pickle: c.AllowPickle = False,
-    trust_remote_code: c.TrustRemote = False,
-    revision: c.Revision = None,
+    loader: c.Loader = c.Loader(),
 ):
     """Show a model's architecture and whether it runs on the attnviz kernel or the eager fallback."""
-    loaded = c.load(model, device, None, online, allow_pickle, trust_remote_code, revision)
+    loaded = loader.load(model)
     from attnviz.models import describe
 
     table = Table(show_header=False, title=loaded.name)

@@ -19,6 +19,7 @@ def _workers(workers: int | None, n_items: int) -> int:
     return min(2, os.cpu_count() or 1) if n_items >= AUTO_WORKERS_FROM else 0
 
 
+@c.loads_models()
 def report_cmd(
     source: Annotated[Path, typer.Argument(help="a text file (one input per line), .jsonl, .csv (column text), or a folder of images")],
     out: Annotated[Path, typer.Option("--out", "-o", help="output folder")] = Path("outputs/report"),
@@ -36,12 +37,7 @@ def report_cmd(
     html: Annotated[bool, typer.Option("--html/--no-html", help="write report.html")] = True,
     dpi: Annotated[int, typer.Option(help="PNG resolution")] = 100,
     model: c.Model = "minilm",
-    device: c.Device = "auto",
-    dtype: c.Dtype = None,
-    online: c.Online = False,
-    allow_pickle: c.AllowPickle = False,
-    trust_remote_code: c.TrustRemote = False,
-    revision: c.Revision = None,
+    loader: c.Loader = c.Loader(),
 ):
     """Batch report: per-item PNGs, summary.json/csv and one offline, interactive report.html."""
     from attnviz.attribution import METHODS
@@ -57,7 +53,7 @@ def report_cmd(
     cfg = ReportConfig(out=out, views=chosen_views, layer=layer, head=head, batch_size=batch_size,
                        workers=_workers(workers, len(items)), methods=c.names(methods, METHODS), resume=resume,
                        on_long=on_long, dpi=dpi, html=html)
-    loaded = c.load(model, device, dtype, online, allow_pickle, trust_remote_code, revision)
+    loaded = loader.load(model)
     result = _run_with_progress(loaded, items, cfg, run_report)
     _print_summary(result, out)
     if strict and result.skipped:

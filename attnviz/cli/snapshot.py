@@ -50,6 +50,7 @@ def _record(loaded, texts, folder, settings, update: bool) -> None:
         c.console.print(f"removed {len(res.removed)} baselines no input uses: {', '.join(res.removed)}")
 
 
+@c.loads_models("device", "dtype", "online", "allow_pickle")
 def record_cmd(
     inputs: Inputs = None,
     folder: Dir = None,
@@ -62,10 +63,7 @@ def record_cmd(
     store_dtype: Annotated[str, typer.Option(help="float32 or float16")] = "float32",
     batch_size: Annotated[int, typer.Option(help="inputs per forward pass")] = 32,
     update: Annotated[bool, typer.Option("--update", help="rewrite existing baselines")] = False,
-    device: c.Device = "auto",
-    dtype: c.Dtype = None,
-    online: c.Online = False,
-    allow_pickle: c.AllowPickle = False,
+    loader: c.Loader = c.Loader(),
 ):
     """Record each input's attention (and attribution scores) as baselines, plus manifest.json."""
     from attnviz.errors import BadInput
@@ -80,7 +78,7 @@ def record_cmd(
     from attnviz.attribution import METHODS
 
     chosen = c.names(methods, METHODS)
-    loaded = c.load(model or cfg.get("model") or "minilm", device, dtype, online, allow_pickle)
+    loaded = loader.load(model or cfg.get("model") or "minilm")
     settings = SnapshotSettings(
         _tuple(parse_ranges(layers, loaded.num_layers, "layer")), _tuple(parse_ranges(heads, loaded.num_heads, "head")),
         store_dtype, chosen, batch_size, target, reference)
@@ -91,6 +89,7 @@ def _tuple(values):
     return tuple(values) if values is not None else None
 
 
+@c.loads_models("device", "dtype", "online", "allow_pickle")
 def check_cmd(
     folder: Dir = None,
     inputs: Inputs = None,
@@ -106,10 +105,7 @@ def check_cmd(
     markdown: Annotated[Optional[Path], typer.Option("--markdown", help="write a Markdown summary")] = None,
     update: Annotated[bool, typer.Option("--update", help="rewrite the baselines from this model instead")] = False,
     top: Annotated[int, typer.Option(help="rows of the worst-heads table")] = 10,
-    device: c.Device = "auto",
-    dtype: c.Dtype = None,
-    online: c.Online = False,
-    allow_pickle: c.AllowPickle = False,
+    loader: c.Loader = c.Loader(),
 ):
     """Recompute and compare with the baselines: exit 1 on drift, 3 when a baseline is missing or corrupt."""
     from attnviz.report.files import check_writable
@@ -125,7 +121,7 @@ def check_cmd(
     texts = c.read_texts(None, inputs) if inputs is not None else None
     regenerate = _regenerate(folder, inputs, model)
     spec = model or _manifest_model(folder, regenerate, update) or cfg.get("model") or "minilm"
-    loaded = c.load(spec, device, dtype, online, allow_pickle)
+    loaded = loader.load(spec)
     if update:
         return _update(loaded, texts, folder)
     result = check(loaded, texts, folder, regenerate=regenerate, overrides=overrides)
