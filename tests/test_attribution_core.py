@@ -220,3 +220,36 @@ def test_saliency_and_grad_x_input_share_one_backward_pass(encoder):
     assert len(calls) == 2  # one to find the target class, one with gradients for both methods
     assert torch.allclose(sal.scores, attribute(encoder, TEXTS, method="saliency").scores)
     assert torch.allclose(gxi.scores, attribute(encoder, TEXTS, method="grad-x-input").scores)
+
+
+@pytest.mark.parametrize("window", [1, 2])
+def test_occlusion_is_the_mean_drop_of_the_windows_covering_each_token(encoder, window):
+    """A naive loop over every example and window, one forward each, on the baseline embedding."""
+    from attnviz.attribution.base import baseline
+
+    ctx = prepare(encoder, TEXTS)
+    calls = []
+    score = ctx.score
+    ctx.score = lambda embeds, rows=None: calls.append(embeds.shape[0]) or score(embeds, rows)
+    got = METHODS.get("occlusion")(ctx, window=window)[0]
+    x, x0 = ctx.embeds, baseline(ctx, "pad")
+    b, s, _ = x.shape
+    with torch.no_grad():
+        full = score(x)
+        expected = torch.zeros(b, s)
+        for e in range(b):
+            text = [t for t in range(s) if not ctx.special[e, t]]
+            drops = {t: [] for t in text}
+            for st in range(s):
+                hidden = [t for t in range(st, min(st + window, s)) if t in drops]
+                if hidden:
+                    variant = x.clone()
+                    variant[e, hidden] = x0[e, hidden]
+                    fall = float(full[e] - score(variant)[e])
+                    for t in hidden:
+                        drops[t].append(fall)
+            for t, falls in drops.items():
+                expected[e, t] = sum(falls) / len(falls)
+    assert torch.allclose(got, expected, atol=1e-5)
+    starts = {st for st in range(s) if (~ctx.special[:, st:st + window]).any()}
+    assert sum(calls) == b * (1 + len(starts)) < b * (1 + s)  # windows of only [CLS]/[SEP]/padding are not run

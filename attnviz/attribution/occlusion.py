@@ -18,7 +18,9 @@ def occlusion(ctx: Context, window: int = 1, baseline_kind: str = "pad", **_) ->
         raise BadInput(f"--window must be a whole number >= 1, not {window!r}")
     x, x0 = ctx.embeds, baseline(ctx, baseline_kind)
     b, s, _ = x.shape
-    starts = list(range(s))
+    text = ~ctx.special  # (B, S) tokens that may be hidden
+    # A window that hides no token of any example changes nothing: it is skipped, not run.
+    starts = [st for st in range(s) if bool(text[:, st:st + window].any())]
     drop = torch.zeros(b, s, device=x.device)
     cover = torch.zeros(b, s, device=x.device)
     with torch.no_grad():
