@@ -227,10 +227,10 @@ def test_occlusion_is_the_mean_drop_of_the_windows_covering_each_token(encoder, 
     """A naive loop over every example and window, one forward each, on the baseline embedding."""
     from attnviz.attribution.base import baseline
 
-    ctx = prepare(encoder, TEXTS)
+    ctx = prepare(encoder, TEXTS, chunk=3)  # "我喜欢" has 3 text tokens: one pass of its own
     calls = []
     score = ctx.score
-    ctx.score = lambda embeds, rows=None: calls.append(embeds.shape[0]) or score(embeds, rows)
+    ctx.score = lambda embeds, rows=None: calls.append(embeds.shape[:2]) or score(embeds, rows)
     got = METHODS.get("occlusion")(ctx, window=window)[0]
     x, x0 = ctx.embeds, baseline(ctx, "pad")
     b, s, _ = x.shape
@@ -251,5 +251,30 @@ def test_occlusion_is_the_mean_drop_of_the_windows_covering_each_token(encoder, 
             for t, falls in drops.items():
                 expected[e, t] = sum(falls) / len(falls)
     assert torch.allclose(got, expected, atol=1e-5)
-    starts = {st for st in range(s) if (~ctx.special[:, st:st + window]).any()}
-    assert sum(calls) == b * (1 + len(starts)) < b * (1 + s)  # windows of only [CLS]/[SEP]/padding are not run
+    # One row per (window, example) that hides a text token, each pass cut to its longest example.
+    pairs = sum(bool((~ctx.special[e, st:st + window]).any()) for e in range(b) for st in range(s))
+    assert sum(n for n, _ in calls) == b + pairs
+    assert min(width for _, width in calls) == int(ctx.mask[1].sum()) < s  # "我喜欢" runs at its own length
+
+
+def test_deletion_and_insertion_curves_follow_the_ranking_one_step_at_a_time(encoder):
+    """Step k hides (deletion) or reveals (insertion) the k best text tokens; probabilities per example alone."""
+    from attnviz.attribution.base import baseline
+    from attnviz.attribution.faithfulness import curves
+
+    ctx = prepare(encoder, TEXTS, chunk=3)
+    scores = torch.randn(ctx.mask.shape, generator=torch.Generator().manual_seed(0))
+    dele, ins = curves(ctx, scores)
+    x, x0 = ctx.embeds, baseline(ctx, "pad")
+    with torch.no_grad():
+        for e in range(ctx.size):
+            text = [t for t in range(x.shape[1]) if not ctx.special[e, t]]
+            order = sorted(text, key=lambda t: -float(scores[e, t]))
+            assert len(dele[e]) == len(ins[e]) == len(text) + 1
+            for k in range(len(text) + 1):
+                gone = torch.zeros(x.shape[1], dtype=torch.bool)
+                gone[order[:k]] = True
+                rows = torch.tensor([e])
+                d = ctx.curve_value(torch.where(gone[:, None], x0[e], x[e])[None], rows)
+                i = ctx.curve_value(torch.where(gone[:, None], x[e], x0[e])[None], rows)
+                assert abs(dele[e][k] - float(d)) < 1e-5 and abs(ins[e][k] - float(i)) < 1e-5

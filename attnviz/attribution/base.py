@@ -79,9 +79,28 @@ class Context:
         rows = self.examples(embeds.shape[0]) if rows is None else rows
         return self.target.score(self.run(embeds, rows), rows)
 
-    def curve_value(self, embeds: torch.Tensor) -> torch.Tensor:
-        """The target's probability (cosine for sentence encoders) for a repeated batch."""
-        return self.target.prob(self.run(embeds), self.examples(embeds.shape[0]))
+    def curve_value(self, embeds: torch.Tensor, rows: torch.Tensor | None = None) -> torch.Tensor:
+        """The target's probability (cosine for sentence encoders) for a batch of embeddings (see ``run``)."""
+        rows = self.examples(embeds.shape[0]) if rows is None else rows
+        return self.target.prob(self.run(embeds, rows), rows)
+
+    def variants(self, rows: torch.Tensor, swap: torch.Tensor, a: torch.Tensor, b: torch.Tensor,
+                 value) -> torch.Tensor:
+        """``value(embeds, rows)`` (n,) of the inputs ``where(swap, a, b)`` of examples ``rows`` (n,).
+
+        swap (n, S) bool; a, b (B, S, D). Rows run ``chunk`` at a time, shortest examples first, and
+        each pass is cut to its longest example, so a short text in a padded batch costs its own length.
+        """
+        lengths = self.lengths()
+        order = lengths[rows].argsort(stable=True)
+        out = torch.empty(len(rows), device=a.device)
+        with torch.no_grad():
+            for start in range(0, len(rows), self.chunk):
+                at = order[start:start + self.chunk]
+                r = rows[at]
+                n = int(lengths[r].max())
+                out[at] = value(torch.where(swap[at, :n, None], a[r, :n], b[r, :n]), r).float()
+        return out
 
 
 @contextmanager

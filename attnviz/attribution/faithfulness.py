@@ -26,24 +26,15 @@ def ranks(ctx: Context, scores: torch.Tensor) -> torch.Tensor:
 def curves(ctx: Context, scores: torch.Tensor, baseline_kind: str = "pad") -> tuple[list, list]:
     """Deletion and insertion curves, one list of n+1 values per example (n = its text tokens)."""
     rank = ranks(ctx, scores)  # (B, S)
-    counts = (~ctx.special).sum(1).tolist()
+    counts = (~ctx.special).sum(1)  # (B,) text tokens per example
     x, x0 = ctx.embeds, baseline(ctx, baseline_kind)
-    b, n_max = ctx.size, max(counts)
-    per = max(1, ctx.chunk // (2 * b))
-    dele, ins = [], []
-    with torch.no_grad():
-        for start in range(0, n_max + 1, per):
-            k = torch.arange(start, min(start + per, n_max + 1), device=x.device)  # steps in this chunk
-            gone = rank[None] < k[:, None, None]  # (k, B, S): the k best tokens
-            deleted = torch.where(gone[..., None], x0[None], x[None])  # (k, B, S, D)
-            inserted = torch.where(gone[..., None], x[None], x0[None])
-            both = torch.cat([deleted, inserted]).flatten(0, 1)  # (2k*B, S, D)
-            vals = ctx.curve_value(both).float().view(2, len(k), b)  # (2, k, B)
-            dele.append(vals[0])
-            ins.append(vals[1])
-    dele_t, ins_t = torch.cat(dele).T.cpu(), torch.cat(ins).T.cpu()  # (B, n_max + 1)
-    return ([row[: n + 1].tolist() for row, n in zip(dele_t, counts)],
-            [row[: n + 1].tolist() for row, n in zip(ins_t, counts)])
+    rows = torch.arange(ctx.size, device=x.device).repeat_interleave(counts + 1)  # example e, n_e + 1 times
+    steps = torch.cat([torch.arange(int(n) + 1, device=x.device) for n in counts])  # 0..n_e per example
+    gone = rank[rows] < steps[:, None]  # (n, S): the k best tokens of each row
+    deleted = ctx.variants(rows, gone, x0, x, ctx.curve_value).cpu()
+    inserted = ctx.variants(rows, gone, x, x0, ctx.curve_value).cpu()
+    sizes = (counts + 1).tolist()
+    return ([d.tolist() for d in deleted.split(sizes)], [i.tolist() for i in inserted.split(sizes)])
 
 
 def area(curve: list[float]) -> float:

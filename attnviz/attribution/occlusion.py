@@ -18,23 +18,16 @@ def occlusion(ctx: Context, window: int = 1, baseline_kind: str = "pad", **_) ->
         raise BadInput(f"--window must be a whole number >= 1, not {window!r}")
     x, x0 = ctx.embeds, baseline(ctx, baseline_kind)
     b, s, _ = x.shape
-    text = ~ctx.special  # (B, S) tokens that may be hidden
-    # A window that hides no token of any example changes nothing: it is skipped, not run.
-    starts = [st for st in range(s) if bool(text[:, st:st + window].any())]
-    drop = torch.zeros(b, s, device=x.device)
-    cover = torch.zeros(b, s, device=x.device)
+    pos = torch.arange(s, device=x.device)
+    windows = (pos[None] >= pos[:, None]) & (pos[None] < pos[:, None] + window)  # (starts, S)
+    hide = windows[:, None] & ~ctx.special[None]  # (starts, B, S): only text tokens are hidden
+    # Only (window, example) pairs that hide something run: nothing else can change the score.
+    at, rows = hide.any(-1).nonzero(as_tuple=True)  # (n,) window start and example of each variant
+    swap = hide[at, rows]  # (n, S)
     with torch.no_grad():
         full = ctx.score(x).float()  # (B,)
-        per = max(1, ctx.chunk // b)
-        for i in range(0, len(starts), per):
-            group = starts[i:i + per]
-            hide = torch.zeros(len(group), b, s, dtype=torch.bool, device=x.device)
-            for k, st in enumerate(group):
-                hide[k, :, st:st + window] = True
-            hide &= ~ctx.special[None]  # (k, B, S): only text tokens are hidden
-            variants = torch.where(hide[..., None], x0[None], x[None]).flatten(0, 1)  # (k*B, S, D)
-            fall = full[None] - ctx.score(variants).float().view(len(group), b)  # (k, B)
-            drop += (fall[..., None] * hide).sum(0)
-            cover += hide.sum(0)
+    fall = full[rows] - ctx.variants(rows, swap, x0, x, ctx.score)  # (n,)
+    drop = torch.zeros(b, s, device=x.device).index_add_(0, rows, fall[:, None] * swap)
+    cover = torch.zeros(b, s, device=x.device).index_add_(0, rows, swap.float())
     scores = drop / cover.clamp(min=1)
     return zero_special(ctx, scores), {"window": window, "baseline": baseline_kind}

@@ -1,0 +1,94 @@
+"""Occlusion and deletion/insertion curves on a padded batch of texts of different lengths.
+
+attnviz runs one row per (window or step, text) that changes something, in passes cut to their longest
+text. The baseline, in the same process on the same inputs, runs what attnviz ran before: every window
+and step for every text of the batch at its padded width. Both give the same scores.
+
+    python benchmarks/bench_attribute.py [--model minilm] [--device cpu] [--repeat 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+
+from attnviz.attribution import prepare, run_method
+from attnviz.attribution.base import baseline
+from attnviz.attribution.faithfulness import curves, ranks
+from attnviz.models import load_model
+
+TEXTS = ["Fine.", "Not good at all.", "我喜欢这部电影", "A quiet street after the rain, and nobody about.",
+         "The movie was long, slow and far too loud, but the music and the last twenty minutes were wonderful.",
+         "Stocks fell sharply on Monday as investors worried that rates would stay high for the rest of the year, "
+         "while oil prices rose for a third day and the dollar held steady against most currencies."]
+
+REFERENCE = "I enjoyed the film."
+
+
+def _run(ctx) -> tuple[torch.Tensor, list]:
+    scores = run_method(ctx, "occlusion").scores
+    dele, _ = curves(ctx, scores)
+    return scores, dele
+
+
+def _grid(ctx) -> tuple[torch.Tensor, list]:
+    """The baseline: every window / step for every text, at the padded width."""
+    x, x0 = ctx.embeds, baseline(ctx, "pad")
+    b, s, _ = x.shape
+    pos = torch.arange(s)
+    hide = ((pos[None] == pos[:, None])[:, None] & ~ctx.special[None]).flatten(0, 1)  # (S * B, S), window 1
+    rows = torch.arange(b).repeat(s)
+    with torch.no_grad():
+        full = ctx.score(x).float()
+        fall = full[rows] - ctx.variants(rows, hide, x0, x, ctx.score)
+    scores = torch.zeros(b, s).index_add_(0, rows, fall[:, None] * hide) / torch.zeros(b, s).index_add_(
+        0, rows, hide.float()).clamp(min=1)
+    rank = ranks(ctx, scores)
+    counts = (~ctx.special).sum(1)
+    steps = torch.arange(int(counts.max()) + 1).repeat_interleave(b)
+    rows = torch.arange(b).repeat(int(counts.max()) + 1)
+    gone = rank[rows] < steps[:, None]
+    dele = ctx.variants(rows, gone, x0, x, ctx.curve_value).view(-1, b).T
+    ctx.variants(rows, gone, x, x0, ctx.curve_value)  # insertion
+    return scores, [d[: int(n) + 1].tolist() for d, n in zip(dele, counts)]
+
+
+def _time(ctx, repeat: int, fn=_run) -> tuple[float, tuple]:
+    out, times = None, []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        out = fn(ctx)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times), out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="minilm")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+    torch.manual_seed(0)
+    loaded = load_model(args.model, device=args.device)
+    reference = REFERENCE if loaded.task == "embedding" else None  # a sentence encoder explains a similarity
+    cut = prepare(loaded, TEXTS, reference=reference)
+    full = prepare(loaded, TEXTS, reference=reference)
+    width = full.mask.shape[1]
+    full.lengths = lambda: torch.full((full.size,), width, device=full.mask.device)  # no cut: padded width
+    _run(cut)  # warm-up
+    t_cut, (s_cut, d_cut) = _time(cut, args.repeat)
+    t_full, (s_full, d_full) = _time(full, args.repeat, _grid)
+    gap = max(float((s_cut - s_full).abs().max()),
+              max(abs(a - b) for x, y in zip(d_cut, d_full) for a, b in zip(x, y)))
+    lengths = cut.lengths().tolist()
+    print(f"[{loaded.name} on {args.device}] {len(TEXTS)} texts of {min(lengths)}..{max(lengths)} tokens, "
+          f"padded to {width}; occlusion + deletion/insertion curves, median of {args.repeat}")
+    print(f"  attnviz {t_cut * 1e3:8.1f} ms   every window and step at full width {t_full * 1e3:8.1f} ms   "
+          f"speed-up {t_full / t_cut:.2f}x   largest difference {gap:.1e}")
+
+
+if __name__ == "__main__":
+    main()
