@@ -84,7 +84,7 @@ class Loader:
 
 
 LOADING_OPTIONS = {"device": Device, "dtype": Dtype, "online": Online, "allow_pickle": AllowPickle,
-                  "trust_remote_code": TrustRemote, "revision": Revision}
+                   "trust_remote_code": TrustRemote, "revision": Revision}
 
 
 def loads_models(*names: str, **defaults):
