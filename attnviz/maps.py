@@ -136,6 +136,8 @@ def parse_ranges(text: str | None, size: int, what: str) -> list[int] | None:
         for part in text.split(","):
             lo, _, hi = part.strip().partition("-")
             first, last = int(lo), int(hi) if hi else int(lo)
+            if first > last:
+                raise BadInput(f"{what}s {part.strip()} run backwards; write {last}-{first}")
             chosen.extend(range(first, last + 1))
     except ValueError:
         raise BadInput(f"cannot read {what}s {text!r}; write e.g. 0,3-5") from None

@@ -88,6 +88,8 @@ def test_png_is_byte_stable(tmp_path):
         (["heatmap", "hi", "--view", "sideways"], 2, "head, layer, mean, model"),
         (["heatmap", "hi", "--format", "gif"], 2, "png, svg, pdf"),
         (["capture", "hi", "--layers", "7"], 2, "0-5"),
+        (["capture", "hi", "--layers", "4-2"], 2, "layers 4-2 run backwards; write 2-4"),
+        (["capture", "hi", "--heads", "1,x"], 2, "cannot read heads '1,x'"),
         (["heatmap", "hi", "--model", "no-such-model"], 3, "minilm"),
         (["heatmap", "hi", "--model", "./missing/folder"], 3, "does not exist"),
         (["heatmap", "--from", "nope.safetensors"], 2, "no such file"),
