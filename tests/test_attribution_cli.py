@@ -100,3 +100,9 @@ def test_minilm_is_explained_against_a_reference(tmp_path):
     assert ex["target"].startswith("cosine similarity to") and ex["prediction"].startswith("cosine ")
     res = run("a cat", "--model", "minilm", "--out", str(out))
     assert res.exit_code == 2 and "--reference" in res.output
+
+
+def test_generated_needs_at_least_one_example(tmp_path):
+    res = runner.invoke(app, ["attribute", "--generated", "0", "--model", "toy-sentiment", "--out", str(tmp_path / "r.html")])
+    assert res.exit_code == 2 and "--generated must be at least 1, not 0" in res.output
+    assert list(tmp_path.iterdir()) == []

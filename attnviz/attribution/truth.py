@@ -38,6 +38,8 @@ def generated(model: str, n: int, seed: int = 0) -> tuple[list[str], list[list[i
     """``n`` fresh examples of ``model`` (a trained toy): texts and deciding positions."""
     if model not in TRUTH:
         raise BadInput(f"--generated needs a toy with ground truth: {', '.join(TRUTH.names())}, not {model!r}")
+    if n < 1:
+        raise BadInput(f"--generated must be at least 1, not {n}")
     from attnviz.models.data import generate
 
     pairs = [TRUTH.get(model)(ex) for ex in generate(model, n, seed)]
