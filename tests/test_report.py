@@ -215,13 +215,19 @@ def test_image_folder_skips_unreadable_images(tmp_path):
     (["{src}", "--views", "nope"], 2),
     (["{src}", "--batch-size", "0"], 2),
     (["{src}", "--model", "/no/such/model"], 3),
+    (["{src}", "--layer", "99"], 2),
+    (["{src}", "--head", "-99"], 2),
+    (["{src}", "--workers", "-1"], 2),
+    (["{empty}"], 2),
 ])
 def test_bad_usage_is_one_line_and_an_exit_code(tmp_path, model, args, code):
-    src = tmp_path / "in.txt"
+    src, empty = tmp_path / "in.txt", tmp_path / "empty.txt"
     src.write_text("the cat\n", encoding="utf-8")
-    args = [a.replace("{src}", str(src)) for a in args]
+    empty.write_text("\n", encoding="utf-8")
+    args = [a.replace("{src}", str(src)).replace("{empty}", str(empty)) for a in args]
     if "--model" not in args:
         args += ["--model", model]
     res = report(*args, "-o", tmp_path / "out")
     assert res.exit_code == code, res.output
     assert "Traceback" not in res.output
+    assert not (tmp_path / "out").exists()  # refused before anything is written

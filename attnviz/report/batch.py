@@ -58,6 +58,7 @@ def item_folder(out: Path, item_id: str) -> Path:
 def run_report(loaded, items: list[Item], cfg: ReportConfig, progress: Progress | None = None) -> ReportResult:
     """Run every item; write per-item files, summary.json/csv and report.html. Ctrl-C keeps finished items."""
     out = Path(cfg.out)
+    _check(loaded, cfg)
     _prepare(out)
     result = ReportResult()
     todo, done_ids = _triage(loaded, items, cfg, out, result)
@@ -94,6 +95,18 @@ def _torch_threads(n: int | None):
         yield
     finally:
         torch.set_num_threads(before)
+
+
+def _check(loaded, cfg: ReportConfig) -> None:
+    """Settings that would fail every item are refused before anything is written."""
+    if cfg.workers < 0:
+        raise BadInput("--workers must be 0 or more")
+    if cfg.batch_size < 1:
+        raise BadInput("--batch-size must be at least 1")
+    if not -loaded.num_layers <= cfg.layer < loaded.num_layers:
+        raise BadInput(f"layer {cfg.layer} is out of range; valid layers: 0-{loaded.num_layers - 1}")
+    if "head" in cfg.views and not -loaded.num_heads <= cfg.head < loaded.num_heads:
+        raise BadInput(f"head {cfg.head} is out of range; valid heads: 0-{loaded.num_heads - 1}")
 
 
 def _prepare(out: Path) -> None:
@@ -137,8 +150,6 @@ def _valid_record(path: Path) -> bool:
 
 def buckets(prepared: list, size: int) -> list[list]:
     """Batches of similar length: sorting by length keeps padding (and wasted attention) small."""
-    if size < 1:
-        raise BadInput("--batch-size must be at least 1")
     ordered = sorted(prepared, key=lambda p: p[2])
     return [ordered[i:i + size] for i in range(0, len(ordered), size)]
 
@@ -179,8 +190,6 @@ def _ready(value) -> bool:
 
 
 def _pool(workers: int) -> ProcessPoolExecutor | None:
-    if workers < 0:
-        raise BadInput("--workers must be 0 or more")
     if workers == 0:
         return None
     # spawn: a forked child would inherit torch's thread pools and locks mid-use.

@@ -63,6 +63,8 @@ def read_items(source: Path, *, limit: int | None = None, shard: Shard = Shard(1
         items = _csv(source)
     else:
         items = [_text_item(str(i), line) for i, line in enumerate(_lines(source), 1)]
+    if not items:
+        raise BadInput(f"{source} holds no inputs")
     items = _unique([it for pos, it in enumerate(items) if shard.keeps(pos)])
     return items[:limit] if limit else items
 
