@@ -38,22 +38,23 @@ def _grid(ctx) -> tuple[torch.Tensor, list]:
     """The baseline: every window / step for every text, at the padded width."""
     x, x0 = ctx.embeds, baseline(ctx, "pad")
     b, s, _ = x.shape
-    pos = torch.arange(s)
+    dev = x.device
+    pos = torch.arange(s, device=dev)
     hide = ((pos[None] == pos[:, None])[:, None] & ~ctx.special[None]).flatten(0, 1)  # (S * B, S), window 1
-    rows = torch.arange(b).repeat(s)
+    rows = torch.arange(b, device=dev).repeat(s)
     with torch.no_grad():
         full = ctx.score(x).float()
         fall = full[rows] - ctx.variants(rows, hide, x0, x, ctx.score)
-    scores = torch.zeros(b, s).index_add_(0, rows, fall[:, None] * hide) / torch.zeros(b, s).index_add_(
-        0, rows, hide.float()).clamp(min=1)
+    drop = torch.zeros(b, s, device=dev).index_add_(0, rows, fall[:, None] * hide)
+    scores = drop / torch.zeros(b, s, device=dev).index_add_(0, rows, hide.float()).clamp(min=1)
     rank = ranks(ctx, scores)
     counts = (~ctx.special).sum(1)
-    steps = torch.arange(int(counts.max()) + 1).repeat_interleave(b)
-    rows = torch.arange(b).repeat(int(counts.max()) + 1)
+    steps = torch.arange(int(counts.max()) + 1, device=dev).repeat_interleave(b)
+    rows = torch.arange(b, device=dev).repeat(int(counts.max()) + 1)
     gone = rank[rows] < steps[:, None]
     dele = ctx.variants(rows, gone, x0, x, ctx.curve_value).view(-1, b).T
     ctx.variants(rows, gone, x, x0, ctx.curve_value)  # insertion
-    return scores, [d[: int(n) + 1].tolist() for d, n in zip(dele, counts)]
+    return scores.cpu(), [d[: int(n) + 1].tolist() for d, n in zip(dele.cpu(), counts)]
 
 
 def _time(ctx, repeat: int, fn=_run) -> tuple[float, tuple]:
