@@ -8,6 +8,8 @@ layer paths of their stack; encoder self-, decoder self- and cross-attention are
 from __future__ import annotations
 
 import re
+import sys
+import types
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Iterator
@@ -248,3 +250,14 @@ def _run_eager(loaded, batch, layers, heads, store_dtype) -> dict:
         raise AttnvizError(f"eager fallback returned {got} layers of attention but the model has {loaded.num_layers}")
     _expect_layers(stacks, loaded, layers)
     return stacks
+
+
+class _CallableModule(types.ModuleType):
+    """``attnviz.capture(...)`` is the public function, but importing this module (as attribution and the
+    CLI do) sets the package attribute ``attnviz.capture`` to the module; so the module calls ``capture``."""
+
+    def __call__(self, *args, **kwargs) -> AttentionMaps:
+        return capture(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule

@@ -247,3 +247,12 @@ def test_a_failed_write_keeps_the_old_file_and_leaves_no_part(tmp_path):
         write_atomically(target, fails)
     assert target.read_bytes() == b"old" and sorted(p.name for p in tmp_path.iterdir()) == ["maps.safetensors"]
     assert write_atomically(target, lambda tmp: tmp.write_bytes(b"new")) == target and target.read_bytes() == b"new"
+
+
+def test_the_public_capture_stays_callable_after_its_module_is_imported():
+    import attnviz
+    import attnviz.capture  # what attribution, the CLI or a user's own import does
+
+    loaded = load_model("toy-sentiment", device="cpu")
+    maps = attnviz.capture(loaded, ["好 good"])
+    assert isinstance(maps, attnviz.AttentionMaps) and maps.weights.shape[1] == 1
