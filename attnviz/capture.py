@@ -7,6 +7,7 @@ layer paths of their stack; encoder self-, decoder self- and cross-attention are
 
 from __future__ import annotations
 
+import os
 import re
 import sys
 import types
@@ -21,6 +22,7 @@ from attnviz.errors import AttnvizError, BadInput
 from attnviz.maps import AttentionMaps
 
 STACKS = ("encoder", "decoder", "cross")
+STORE_DTYPES = {"float32": torch.float32, "float16": torch.float16}
 _CROSS_NAMES = ("encoder_attn", "crossattention", "encdecattention", "cross_attn")
 
 
@@ -168,11 +170,14 @@ def capture(
     store_dtype: torch.dtype = torch.float32,
     on_long: str = "truncate",
 ) -> AttentionMaps:
-    """Run ``inputs`` (texts or images) through ``loaded`` as one batch and keep its attention."""
-    if loaded.num_heads and heads is not None and max(heads) >= loaded.num_heads:
-        raise BadInput(f"head {max(heads)} is out of range; valid heads: 0-{loaded.num_heads - 1}")
-    if loaded.num_layers and layers is not None and max(layers) >= loaded.num_layers:
-        raise BadInput(f"layer {max(layers)} is out of range; valid layers: 0-{loaded.num_layers - 1}")
+    """Run ``inputs`` (texts or images; one alone is a batch of one) through ``loaded`` and keep its attention."""
+    if isinstance(inputs, (str, os.PathLike)) or hasattr(inputs, "getpixel"):  # one text, path or PIL image
+        inputs = [inputs]
+    _check_indices(heads, loaded.num_heads, "head")
+    _check_indices(layers, loaded.num_layers, "layer")
+    store_dtype = STORE_DTYPES.get(store_dtype, store_dtype) if isinstance(store_dtype, str) else store_dtype
+    if store_dtype not in STORE_DTYPES.values():
+        raise BadInput(f"store_dtype must be float32 or float16, not {store_dtype!r}")
     if layers is not None:
         layers = sorted(set(layers))  # recorded stacks come out in layer order; the labels must match
     enc = loaded.encode(inputs, on_long=on_long)  # after the checks: an encoder-decoder decodes here
@@ -199,6 +204,17 @@ def capture(
         special=list(loaded.special_tokens),
         notes=enc.notes + _backend_note(loaded),
     )
+
+
+def _check_indices(chosen: list[int] | None, size: int, what: str) -> None:
+    """Layers or heads as plain indices into range(size): the saved maps label them with these numbers."""
+    if chosen is None or not size:
+        return
+    if not chosen:
+        raise BadInput(f"no {what}s chosen; give at least one of 0-{size - 1}, or None for all")
+    bad = [v for v in chosen if not 0 <= v < size]
+    if bad:
+        raise BadInput(f"{what} {bad[0]} is out of range; valid {what}s: 0-{size - 1}")
 
 
 def _backend_note(loaded) -> list[str]:

@@ -256,3 +256,14 @@ def test_the_public_capture_stays_callable_after_its_module_is_imported():
     loaded = load_model("toy-sentiment", device="cpu")
     maps = attnviz.capture(loaded, ["好 good"])
     assert isinstance(maps, attnviz.AttentionMaps) and maps.weights.shape[1] == 1
+
+
+def test_capture_takes_one_text_and_refuses_bad_choices_with_bad_input():
+    loaded = load_model("toy-sentiment", device="cpu")
+    assert capture(loaded, "好 good").weights.shape[1] == 1  # one text is a batch of one, not of characters
+    assert capture(loaded, ["hi"], store_dtype="float16").weights.dtype == torch.float16
+    for kwargs, message in (({"heads": [-1]}, "head -1 is out of range; valid heads: 0-3"),
+                            ({"layers": []}, "no layers chosen"),
+                            ({"store_dtype": "int8"}, "store_dtype must be float32 or float16")):
+        with pytest.raises(BadInput, match=message):
+            capture(loaded, ["hi"], **kwargs)
