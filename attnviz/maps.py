@@ -105,6 +105,11 @@ def write_atomically(path: Path, write: Callable[[Path], object]) -> Path:
 
     Every writer of the package (maps, snapshots, toy weights, reports) goes through this.
     """
+    path = Path(path)
+    if not path.name or path.is_dir():
+        raise BadInput(f"cannot write {path}: it is a folder; give a file name")
+    if not path.parent.is_dir():
+        raise BadInput(f"cannot write {path}: the folder {path.parent} does not exist")
     tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
     try:
         write(tmp)
@@ -112,6 +117,9 @@ def write_atomically(path: Path, write: Callable[[Path], object]) -> Path:
     except OSError as err:
         tmp.unlink(missing_ok=True)
         raise BadInput(f"cannot write {path}: {err.strerror or err}") from None
+    except BaseException:  # a writer's own error type, or Ctrl-C: still no partial file
+        tmp.unlink(missing_ok=True)
+        raise
     return path
 
 

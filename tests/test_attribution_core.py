@@ -278,3 +278,9 @@ def test_deletion_and_insertion_curves_follow_the_ranking_one_step_at_a_time(enc
                 d = ctx.curve_value(torch.where(gone[:, None], x0[e], x[e])[None], rows)
                 i = ctx.curve_value(torch.where(gone[:, None], x[e], x0[e])[None], rows)
                 assert abs(dele[e][k] - float(d)) < 1e-5 and abs(ins[e][k] - float(i)) < 1e-5
+
+
+def test_a_class_index_may_be_given_as_an_int():
+    sentiment = load_model("toy-sentiment", device="cpu")
+    as_int = attribute(sentiment, "good", method="saliency", target=2)
+    assert as_int.target == attribute(sentiment, "good", method="saliency", target="2").target == ["label positive"]

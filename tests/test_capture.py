@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -247,6 +248,18 @@ def test_a_failed_write_keeps_the_old_file_and_leaves_no_part(tmp_path):
         write_atomically(target, fails)
     assert target.read_bytes() == b"old" and sorted(p.name for p in tmp_path.iterdir()) == ["maps.safetensors"]
     assert write_atomically(target, lambda tmp: tmp.write_bytes(b"new")) == target and target.read_bytes() == b"new"
+
+    def breaks(tmp):  # a writer's own error type (safetensors raises SafetensorError)
+        tmp.write_bytes(b"half")
+        raise RuntimeError("writer failed")
+
+    with pytest.raises(RuntimeError):
+        write_atomically(target, breaks)
+    assert target.read_bytes() == b"new" and sorted(p.name for p in tmp_path.iterdir()) == ["maps.safetensors"]
+    for bad, message in ((tmp_path, "it is a folder"), (Path("."), "it is a folder"),
+                         (tmp_path / "missing" / "m.safetensors", "the folder .*missing does not exist")):
+        with pytest.raises(BadInput, match=message):
+            write_atomically(bad, lambda tmp: tmp.write_bytes(b"x"))
 
 
 def test_the_public_capture_stays_callable_after_its_module_is_imported():

@@ -24,7 +24,8 @@ def prepare(loaded, inputs, *, target: str | None = None, target_token: int | No
         raise BadInput("attribute explains text models; for images use the CAM views")
     if chunk < 1:
         raise BadInput(f"chunk must be >= 1, not {chunk}")
-    opts = TargetOptions(label=target, position=target_token, reference=reference)
+    label = None if target is None else str(target)  # a class or token index may come as an int
+    opts = TargetOptions(label=label, position=target_token, reference=reference)
     check_options(loaded.task, opts)
     enc = loaded.encode(inputs, on_long=on_long)
     with torch.no_grad():
