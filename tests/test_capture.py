@@ -280,3 +280,13 @@ def test_capture_takes_one_text_and_refuses_bad_choices_with_bad_input():
                             ({"store_dtype": "int8"}, "store_dtype must be float32 or float16")):
         with pytest.raises(BadInput, match=message):
             capture(loaded, ["hi"], **kwargs)
+
+
+def test_the_readme_python_example_runs(tmp_path, monkeypatch):
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    code = readme.split("## Python API", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
+    monkeypatch.chdir(tmp_path)
+    scope: dict = {}
+    exec(compile(code, "README.md", "exec"), scope)
+    assert scope["again"].weights.shape == scope["maps"].weights.shape and scope["one"].weights.shape[1] == 1
+    assert scope["attr"].scores.shape[0] == 2
