@@ -71,16 +71,25 @@ class AttentionMaps:
             raise BadInput(f"no {name!r} attention in these maps; available: {', '.join(have)}")
         return found[name]
 
+    def to_parts(self) -> tuple[dict[str, torch.Tensor], str]:
+        """What a file holds: the tensors (contiguous, on the CPU) and every other field as JSON."""
+        tensors = {n: _own(getattr(self, n)) for n in _TENSORS if getattr(self, n) is not None}
+        meta = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in _TENSORS}
+        return tensors, json.dumps({**meta, "format_version": FORMAT_VERSION}, ensure_ascii=False)
+
+    @classmethod
+    def from_parts(cls, tensors: dict[str, torch.Tensor], meta_json: str) -> "AttentionMaps":
+        """The inverse of ``to_parts``; other tensors (a snapshot's attributions) and unknown fields are ignored."""
+        meta = json.loads(meta_json)
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in tensors.items() if k in _TENSORS}, **{k: v for k, v in meta.items() if k in known})
+
     def save(self, path: str | os.PathLike) -> Path:
         """Write atomically: a temporary file beside the target, then a rename."""
         from safetensors.torch import save_file
 
-        path = Path(path)
-        tensors = {n: getattr(self, n).contiguous().cpu() for n in _TENSORS if getattr(self, n) is not None}
-        meta = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in _TENSORS}
-        meta["format_version"] = FORMAT_VERSION
-        header = {"attnviz": json.dumps(meta, ensure_ascii=False)}
-        return write_atomically(path, lambda tmp: save_file(tensors, str(tmp), metadata=header))
+        tensors, meta = self.to_parts()
+        return write_atomically(Path(path), lambda tmp: save_file(tensors, str(tmp), metadata={"attnviz": meta}))
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "AttentionMaps":
@@ -91,13 +100,17 @@ class AttentionMaps:
             raise BadInput(f"no such file: {path}")
         try:
             with safe_open(str(path), framework="pt") as f:
-                meta = json.loads((f.metadata() or {})["attnviz"])
+                meta = (f.metadata() or {})["attnviz"]
                 tensors = {k: f.get_tensor(k) for k in f.keys() if k in _TENSORS}  # snapshots add more
-        except (KeyError, ValueError, OSError, RuntimeError, json.JSONDecodeError, Exception) as err:
+            return cls.from_parts(tensors, meta)
+        except Exception as err:  # safetensors raises its own SafetensorError; JSON and fields fail too
             raise BadInput(f"{path} is not an attnviz maps file ({type(err).__name__})") from None
-        meta.pop("format_version", None)
-        known = {f.name for f in fields(cls)}
-        return cls(**tensors, **{k: v for k, v in meta.items() if k in known})
+
+
+def _own(t: torch.Tensor) -> torch.Tensor:
+    """Contiguous on the CPU and owning its storage: a view into a larger batch would be written whole."""
+    t = t.detach().cpu().contiguous()
+    return t if t.untyped_storage().nbytes() == t.nbytes else t.clone()
 
 
 def write_atomically(path: Path, write: Callable[[Path], object]) -> Path:

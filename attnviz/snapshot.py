@@ -22,7 +22,6 @@ from attnviz.maps import AttentionMaps, write_atomically
 SNAPSHOT_VERSION = 1
 MANIFEST = "manifest.json"
 SUFFIX = ".safetensors"
-_MAP_TENSORS = ("weights", "mask", "decoder", "cross", "decoder_mask")
 _ATTR = "attr."
 
 
@@ -81,14 +80,11 @@ def save_baseline(folder: Path, base: Baseline) -> Path:
     from safetensors.torch import save_file
 
     path = baseline_path(folder, base.key)
-    m = base.maps
-    # clone: a trimmed example is a view into its whole batch, which must not be written with it
-    tensors = {n: getattr(m, n).cpu().clone(memory_format=torch.contiguous_format)
-               for n in _MAP_TENSORS if getattr(m, n) is not None}
-    tensors.update({_ATTR + k: v.cpu().clone(memory_format=torch.contiguous_format) for k, v in base.attributions.items()})
-    meta = {f.name: getattr(m, f.name) for f in fields(m) if f.name not in _MAP_TENSORS}
+    tensors, maps_meta = base.maps.to_parts()
+    tensors.update({_ATTR + k: v.detach().cpu().clone(memory_format=torch.contiguous_format)
+                    for k, v in base.attributions.items()})
     snap = {"version": SNAPSHOT_VERSION, "key": base.key, "text": base.text, "attr_info": base.attr_info}
-    text_meta = {"attnviz": json.dumps(meta, ensure_ascii=False), "snapshot": json.dumps(snap, ensure_ascii=False)}
+    text_meta = {"attnviz": maps_meta, "snapshot": json.dumps(snap, ensure_ascii=False)}
     return write_atomically(path, lambda tmp: save_file(tensors, str(tmp), metadata=text_meta))
 
 
@@ -105,10 +101,7 @@ def load_baseline(path: Path, regenerate: str = "") -> Baseline:
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}
             tensors = {k: f.get_tensor(k) for k in f.keys()}
-        maps_meta, snap = json.loads(meta["attnviz"]), json.loads(meta["snapshot"])
-        known = {f.name for f in fields(AttentionMaps)}
-        maps = AttentionMaps(**{k: v for k, v in tensors.items() if k in _MAP_TENSORS},
-                             **{k: v for k, v in maps_meta.items() if k in known})
+        maps, snap = AttentionMaps.from_parts(tensors, meta["attnviz"]), json.loads(meta["snapshot"])
     except Exception as err:  # safetensors raises its own SafetensorError for a truncated header
         why = "not a safetensors file" if "header" in str(err).lower() else f"{type(err).__name__}"
         raise BaselineError(_how(f"baseline {path} is corrupt ({why})", regenerate)) from None
@@ -119,7 +112,6 @@ def load_baseline(path: Path, regenerate: str = "") -> Baseline:
 def write_manifest(folder: Path, manifest: dict) -> Path:
     text = json.dumps({"version": SNAPSHOT_VERSION, **manifest}, indent=2, ensure_ascii=False) + "\n"
     return write_atomically(Path(folder) / MANIFEST, lambda tmp: tmp.write_text(text, encoding="utf-8"))
-
 
 
 def read_manifest(folder: Path, regenerate: str = "") -> dict:

@@ -290,3 +290,13 @@ def test_the_readme_python_example_runs(tmp_path, monkeypatch):
     exec(compile(code, "README.md", "exec"), scope)
     assert scope["again"].weights.shape == scope["maps"].weights.shape and scope["one"].weights.shape[1] == 1
     assert scope["attr"].scores.shape[0] == 2
+
+
+def test_a_view_into_a_larger_tensor_is_saved_alone(tmp_path):
+    big = torch.rand(4, 1, 1, 3, 3)  # (layer, batch, head, q, k)
+    for view in (big[1:2], big[:, :, :, :2, :2]):  # contiguous with an offset; strided
+        maps = AttentionMaps(weights=view, mask=torch.ones(1, view.shape[-1]), tokens=[list("abc")[:view.shape[-1]]],
+                             layers=list(range(view.shape[0])), heads=[0])
+        path = maps.save(tmp_path / "one.safetensors")
+        assert torch.equal(AttentionMaps.load(path).weights, view)
+        assert maps.to_parts()[0]["weights"].untyped_storage().nbytes() == view.numel() * 4
