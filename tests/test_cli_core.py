@@ -224,3 +224,20 @@ def test_loading_options_reach_the_loader_and_follow_pyproject_defaults():
         assert "--trust-remote-code" in runner.invoke(app, [command, "--help"]).output, command
     snapshot_help = runner.invoke(app, ["snapshot", "record", "--help"]).output
     assert "--allow-pickle" in snapshot_help and "--trust-remote-code" not in snapshot_help
+
+
+def test_out_may_name_a_folder_and_a_wrong_suffix_is_refused(tmp_path):
+    from attnviz.report.files import slug
+
+    res = invoke("heatmap", "hello world", "--out", str(tmp_path / "figs"))  # no suffix: a folder
+    assert res.exit_code == 0, res.output
+    assert [p.name for p in (tmp_path / "figs").iterdir()] == [f"{slug('hello world')}-head.png"]
+    res = invoke("heatmap", "hello world", "你好", "--view", "mean", "--format", "svg", "--out", str(tmp_path))
+    assert res.exit_code == 0, res.output
+    assert sorted(p.name for p in tmp_path.glob("*.svg")) == sorted(f"{slug(t)}-mean.svg" for t in ("hello world", "你好"))
+    for args, needle in ((["--out", str(tmp_path / "x.txt")], "end --out with .png, .svg or .pdf"),
+                         (["--out", str(tmp_path / "x.svg"), "--format", "png"], "does not match --format png"),
+                         (["--out", str(tmp_path / "missing" / "deeper")], "does not exist")):
+        res = runner.invoke(app, ["heatmap", "hi", *args])
+        assert res.exit_code == 2 and needle in res.output, res.output
+    assert not (tmp_path / "x.txt").exists() and not (tmp_path / "missing").exists()

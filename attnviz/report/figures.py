@@ -12,26 +12,36 @@ from attnviz.report.files import DEFAULT_DIR, check_writable, slug, write_atomic
 
 
 def output_paths(maps: AttentionMaps, view: str, fmt: str, out: Path | None, texts: list[str] | None = None) -> list[Path]:
-    """One path per example: ``out`` (numbered when there are several) or outputs/<text>-<view>.<fmt>."""
+    """One path per example: ``out`` (numbered when there are several), or <text>-<view>.<fmt> inside
+    ``out`` when it is a folder (an existing one, or a name without a suffix), by default outputs/."""
     n = len(maps.tokens)
-    if out is not None:
-        out = Path(out)
+    folder = DEFAULT_DIR if out is None else Path(out)
+    if out is not None and folder.suffix and not folder.is_dir():
         if n == 1:
-            return [out]
-        return [out.with_name(f"{out.stem}-{i + 1}{out.suffix}") for i in range(n)]
-    DEFAULT_DIR.mkdir(exist_ok=True)
+            return [folder]
+        return [folder.with_name(f"{folder.stem}-{i + 1}{folder.suffix}") for i in range(n)]
+    if not folder.parent.is_dir():
+        raise BadInput(f"cannot write into {folder}: folder {folder.parent} does not exist")
+    try:
+        folder.mkdir(exist_ok=True)
+    except OSError as err:
+        raise BadInput(f"cannot create {folder}: {err.strerror or err}") from None
     if texts is None or len(texts) != n:
         texts = [" ".join(t for t, m in zip(toks, mask) if m) for toks, mask in zip(maps.tokens, maps.mask.tolist())]
-    return [DEFAULT_DIR / f"{slug(text)}-{view}.{fmt}" for text in texts]
+    return [folder / f"{slug(text)}-{view}.{fmt}" for text in texts]
 
 
 def pick_format(fmt: str | None, out: Path | None) -> str:
-    if fmt is None:
-        suffix = Path(out).suffix.lstrip(".").lower() if out is not None else ""
-        fmt = suffix if suffix in FORMATS else "png"
-    if fmt not in FORMATS:
+    """--format, else the suffix of --out, else png; a suffix that is no figure format is refused."""
+    suffix = Path(out).suffix.lstrip(".").lower() if out is not None and not Path(out).is_dir() else ""
+    if suffix and suffix not in FORMATS:
+        raise BadInput(f"cannot tell the figure format from {out}; end --out with .png, .svg or .pdf, "
+                       "or give a folder")
+    if fmt is not None and fmt not in FORMATS:
         raise BadInput(f"unknown format {fmt!r}; choose {', '.join(FORMATS)}")
-    return fmt
+    if fmt is not None and suffix and fmt != suffix:
+        raise BadInput(f"--out {out} does not match --format {fmt}")
+    return fmt or suffix or "png"
 
 
 def write_heatmaps(maps: AttentionMaps, *, view: str = "head", layer: int = -1, head: int = 0,
