@@ -237,7 +237,8 @@ def test_out_may_name_a_folder_and_a_wrong_suffix_is_refused(tmp_path):
     assert sorted(p.name for p in tmp_path.glob("*.svg")) == sorted(f"{slug(t)}-mean.svg" for t in ("hello world", "你好"))
     for args, needle in ((["--out", str(tmp_path / "x.txt")], "end --out with .png, .svg or .pdf"),
                          (["--out", str(tmp_path / "x.svg"), "--format", "png"], "does not match --format png"),
-                         (["--out", str(tmp_path / "missing" / "deeper")], "does not exist")):
+                         (["--out", str(tmp_path / "blocker" / "inner")], "cannot create folder")):
+        (tmp_path / "blocker").write_text("a file where a folder should go")
         res = runner.invoke(app, ["heatmap", "hi", *args])
         assert res.exit_code == 2 and needle in res.output, res.output
-    assert not (tmp_path / "x.txt").exists() and not (tmp_path / "missing").exists()
+    assert not (tmp_path / "x.txt").exists() and not (tmp_path / "x.svg").exists()

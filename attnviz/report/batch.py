@@ -18,7 +18,7 @@ from typing import Callable
 
 from attnviz.errors import BadInput
 from attnviz.report import analyse
-from attnviz.report.files import inside, slug, write_atomic
+from attnviz.report.files import inside, make_folder, slug, write_atomic
 from attnviz.report.inputs import Item
 from attnviz.report.paint import PaintJob, init_worker, paint
 
@@ -110,10 +110,7 @@ def _check(loaded, cfg: ReportConfig) -> None:
 
 
 def _prepare(out: Path) -> None:
-    try:
-        (out / "items").mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise BadInput(f"cannot create output folder {out}: {err.strerror or err}") from None
+    make_folder(make_folder(out) / "items")
 
 
 def _triage(loaded, items, cfg, out, result) -> tuple[list[tuple[Item, object, int]], set[str]]:

@@ -16,7 +16,7 @@ from attnviz.errors import BadInput
 from attnviz.render import figure_bytes
 from attnviz.render.output import FORMATS
 from attnviz.render.overlay import check_colormap, contact_sheet, heads_figure, overlay, panel, title_lines
-from attnviz.report.files import inside, write_atomic
+from attnviz.report.files import inside, make_folder, write_atomic
 
 
 def stems(names: list[str]) -> list[str]:
@@ -82,8 +82,5 @@ def write_files(files: dict[str, bytes], out_dir: Path) -> list[Path]:
     if out_dir.exists() and not out_dir.is_dir():
         raise BadInput(f"--out {out_dir} is a file; give a folder")
     targets = [inside(out_dir, name) for name in files]  # all checked before the first write
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise BadInput(f"cannot create folder {out_dir}: {err.strerror or err}") from None
+    make_folder(out_dir)
     return [write_atomic(path, data) for path, data in zip(targets, files.values())]

@@ -8,7 +8,7 @@ from attnviz.errors import BadInput
 from attnviz.maps import AttentionMaps
 from attnviz.render import figure_bytes, render_view
 from attnviz.render.output import FORMATS
-from attnviz.report.files import DEFAULT_DIR, check_writable, slug, write_atomic
+from attnviz.report.files import DEFAULT_DIR, check_writable, make_folder, slug, write_atomic
 
 
 def output_paths(maps: AttentionMaps, view: str, fmt: str, out: Path | None, texts: list[str] | None = None) -> list[Path]:
@@ -20,12 +20,7 @@ def output_paths(maps: AttentionMaps, view: str, fmt: str, out: Path | None, tex
         if n == 1:
             return [folder]
         return [folder.with_name(f"{folder.stem}-{i + 1}{folder.suffix}") for i in range(n)]
-    if not folder.parent.is_dir():
-        raise BadInput(f"cannot write into {folder}: folder {folder.parent} does not exist")
-    try:
-        folder.mkdir(exist_ok=True)
-    except OSError as err:
-        raise BadInput(f"cannot create {folder}: {err.strerror or err}") from None
+    make_folder(folder)
     if texts is None or len(texts) != n:
         texts = [" ".join(t for t, m in zip(toks, mask) if m) for toks, mask in zip(maps.tokens, maps.mask.tolist())]
     return [folder / f"{slug(text)}-{view}.{fmt}" for text in texts]

@@ -37,6 +37,18 @@ def write_atomic(path: Path, data: bytes) -> Path:
     return write_atomically(path, lambda tmp: tmp.write_bytes(data))
 
 
+def make_folder(out: Path, what: str = "--out") -> Path:
+    """Create the output folder ``out`` and its parents; a file in the way is refused."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise BadInput(f"{what} {out} is a file; give a folder")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise BadInput(f"cannot create folder {out}: {err.strerror or err}") from None
+    return out
+
+
 def check_writable(path: Path) -> None:
     """Fail before any work is done when the output cannot be written."""
     parent = Path(path).parent

@@ -21,7 +21,7 @@ from attnviz.models.toy import build_toy
 from attnviz.models.zoo import wrap
 from attnviz.render.gallery import Panel, overview_figure, panel_figure
 from attnviz.render.output import figure_bytes
-from attnviz.report.files import inside, slug, write_atomic
+from attnviz.report.files import inside, make_folder, slug, write_atomic
 
 EXAMPLE = "the movie was not good today"
 MASKS = [  # (name, config changes, caption)
@@ -86,11 +86,7 @@ def build_panels(text: str = EXAMPLE, layer: int = 0) -> list[Panel]:
 
 def write_gallery(out: Path, text: str = EXAMPLE, layer: int = 0) -> list[Path]:
     """One PNG per variant, an overview PNG and index.html under ``out``; returns the paths."""
-    out = Path(out)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise BadInput(f"cannot create {out}: {err.strerror or err}") from None
+    out = make_folder(out)
     panels = build_panels(text, layer)
     written = []
     for p in panels:

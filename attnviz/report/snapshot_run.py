@@ -15,6 +15,7 @@ import torch
 
 from attnviz.capture import capture
 from attnviz.errors import BadInput
+from attnviz.report.files import make_folder
 from attnviz.snapshot import (Baseline, BaselineError, Tolerance, baseline_path, file_hash, input_key, load_baseline,
                               read_manifest, save_baseline, stored_keys, tensor_hash, trim, write_manifest)
 from attnviz.snapshot_diff import CheckResult, compare, context_changes
@@ -165,10 +166,7 @@ def record(loaded, texts: list[str], folder: Path, settings: SnapshotSettings, *
         raise BadInput(f"snapshots already exist in {folder}; rewrite them with --update")
     texts, dupes = unique(texts)
     bases = current(loaded, texts, settings)
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise BadInput(f"cannot create {folder}: {err.strerror or err}") from None
+    make_folder(folder, "snapshot folder")
     written = [save_baseline(folder, b) for b in bases]
     keep = {b.key for b in bases}
     removed = [k for k in stored_keys(folder) if k not in keep]

@@ -8,8 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from attnviz.errors import BadInput
-from attnviz.report.files import inside, write_atomic
+from attnviz.report.files import inside, make_folder, write_atomic
 
 
 def _png(array: np.ndarray) -> bytes:
@@ -22,13 +21,7 @@ def _png(array: np.ndarray) -> bytes:
 
 def write_examples(name: str, examples: list[dict], out: Path) -> list[Path]:
     """Files for ``examples`` under ``out`` (created if missing); returns the paths written."""
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise BadInput(f"--out {out} is a file, not a folder")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise BadInput(f"cannot create {out}: {err.strerror or err}") from None
+    out = make_folder(out)
     if "image" not in examples[0]:
         lines = "".join(json.dumps(e, ensure_ascii=False) + "\n" for e in examples)
         return [write_atomic(inside(out, f"{name}.jsonl"), lines.encode("utf-8"))]
