@@ -231,3 +231,17 @@ def test_bad_usage_is_one_line_and_an_exit_code(tmp_path, model, args, code):
     assert res.exit_code == code, res.output
     assert "Traceback" not in res.output
     assert not (tmp_path / "out").exists()  # refused before anything is written
+
+
+def test_inputs_of_the_wrong_kind_for_the_model_are_refused_up_front(tmp_path, model):
+    from PIL import Image
+
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    Image.new("RGB", (16, 16)).save(folder / "a.png")
+    res = report(folder, "--model", model, "-o", tmp_path / "out")
+    assert res.exit_code == 2 and "the inputs are images, but" in res.output and "reads text" in res.output
+    (tmp_path / "in.txt").write_text("the cat\n", encoding="utf-8")
+    res = report(tmp_path / "in.txt", "--model", "toy-shapes", "-o", tmp_path / "out")
+    assert res.exit_code == 2 and "the inputs are texts, but toy-shapes reads images" in res.output
+    assert not (tmp_path / "out").exists()

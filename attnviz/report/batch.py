@@ -58,7 +58,7 @@ def item_folder(out: Path, item_id: str) -> Path:
 def run_report(loaded, items: list[Item], cfg: ReportConfig, progress: Progress | None = None) -> ReportResult:
     """Run every item; write per-item files, summary.json/csv and report.html. Ctrl-C keeps finished items."""
     out = Path(cfg.out)
-    _check(loaded, cfg)
+    _check(loaded, items, cfg)
     _prepare(out)
     result = ReportResult()
     todo, done_ids = _triage(loaded, items, cfg, out, result)
@@ -97,8 +97,13 @@ def _torch_threads(n: int | None):
         torch.set_num_threads(before)
 
 
-def _check(loaded, cfg: ReportConfig) -> None:
+def _check(loaded, items: list[Item], cfg: ReportConfig) -> None:
     """Settings that would fail every item are refused before anything is written."""
+    images = loaded.kind == "vision"
+    if items and all((it.image is not None) != images for it in items):
+        given, reads = ("texts", "images") if images else ("images", "text")
+        raise BadInput(f"the inputs are {given}, but {loaded.name} reads {reads}; choose a "
+                       f"{'text model' if images else 'vision model such as toy-shapes'} with --model")
     if cfg.workers < 0:
         raise BadInput("--workers must be 0 or more")
     if cfg.batch_size < 1:
