@@ -245,3 +245,14 @@ def test_inputs_of_the_wrong_kind_for_the_model_are_refused_up_front(tmp_path, m
     res = report(tmp_path / "in.txt", "--model", "toy-shapes", "-o", tmp_path / "out")
     assert res.exit_code == 2 and "the inputs are texts, but toy-shapes reads images" in res.output
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("toy", ["toy-sentiment", "toy-induction", "toy-reverse"])
+def test_built_in_toys_report_texts_of_different_lengths(tmp_path, toy):
+    """The toys' character tokenizer returns tensors unless told otherwise; measuring lengths must not ask for them."""
+    src = tmp_path / "in.txt"
+    src.write_text("good\nnot good at all\n这部电影很好\n", encoding="utf-8")  # toy-reverse takes 24 tokens
+    res = report(src, "--model", toy, "--methods", "saliency", "-o", tmp_path / "out", "--strict")
+    assert res.exit_code == 0, res.output
+    doc = json.loads((tmp_path / "out" / "summary.json").read_text(encoding="utf-8"))
+    assert len(doc["items"]) == 3 and not doc["skipped"]
