@@ -279,3 +279,5 @@ def test_output_stems_never_collide():
 
     names = stems(["x/a-2.png", "x/a.png", "y/a.png", "z/A.jpg"])
     assert len({n.lower() for n in names}) == 4 and names[:2] == ["a-2", "a"]
+    res = invoke("bench", "faithfulness", "--model", "minilm", "--images", tmp_path / "sizes")  # before its folders
+    assert res.exit_code == 2 and "minilm is not an image classifier" in res.stderr

@@ -62,6 +62,11 @@ def toy_examples(name: str, n: int, seed: int = 0) -> list[LabelledImage]:
             for i, ex in enumerate(generate(name, n, heldout_seed(seed)))]
 
 
+def check_classifier(loaded) -> None:
+    if loaded.task != "image-classification" or not loaded.labels:
+        raise BadInput(f"{loaded.name} is not an image classifier; faithfulness needs class labels")
+
+
 def folder_examples(root: str | Path, labels: list[str]) -> list[LabelledImage]:
     """ROOT/<class>/<image>; an optional ROOT/<class>/<stem>.mask.png marks the object (non-zero inside)."""
     root = Path(root)
@@ -153,8 +158,7 @@ def auc(curve: list[float] | np.ndarray) -> float:
 def evaluate(loaded, data: list[LabelledImage], methods: list[str] | None = None, *, batch_size: int = 32,
              seed: int = 0, baseline: bool = True) -> list[FaithRow]:
     """One row per method, then the reference rows (random map; ground truth where every image has a mask)."""
-    if loaded.task != "image-classification" or not loaded.labels:
-        raise BadInput(f"{loaded.name} is not an image classifier; faithfulness needs class labels")
+    check_classifier(loaded)
     if not data:
         raise BadInput("no images to evaluate")
     methods = list(methods or CAM_METHODS.names())

@@ -40,6 +40,7 @@ def bench_cmd(
 
     chosen = None if methods.strip() in ("", "all") else list(c.names(methods, CAM_METHODS))
     loaded = loader.load(model)
+    fv.check_classifier(loaded)  # before the folder: its subfolders are read as the model's classes
     data = fv.folder_examples(images, loaded.labels) if images is not None else fv.toy_examples(model, n, seed)
     rows = fv.evaluate(loaded, data, chosen, batch_size=batch_size, seed=seed)
     _print(rows, loaded.name, len(data))
