@@ -155,6 +155,13 @@ def test_cli_train_prints_accuracy_and_writes_loadable_weights(tmp_path):
     assert "held-out accuracy" in res.output and "antidiagonal" in res.output
     model, tok, meta = load_toy(out)
     assert meta["steps"] == 2 and tok is not None and model.config.kind == "encoder-decoder"
+    loaded = load_model(str(out), device="cpu")  # the file itself is a --model
+    assert loaded.kind == "encoder-decoder" and loaded.task == "seq2seq" and "toy weights t.safetensors" in loaded.source
+    res = runner.invoke(app, ["heatmap", "abc", "--model", str(out), "--stack", "cross", "--out", str(tmp_path / "h.png")])
+    assert res.exit_code == 0 and (tmp_path / "h.png").is_file(), res.output
+    res = runner.invoke(app, ["capture", "abc", "--model", "toy-encoder", "--out", str(tmp_path / "m.safetensors")])
+    res = runner.invoke(app, ["info", str(tmp_path / "m.safetensors")])
+    assert res.exit_code == 3 and "not toy weights from `attnviz toy train`" in res.output
 
 
 def test_cli_models_lists_toys_with_accuracy():

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 
 from attnviz.errors import BadInput, ModelNotFound
@@ -52,14 +54,16 @@ def load_model(
     trust_remote_code: bool = False,
     revision: str | None = None,
 ) -> LoadedModel:
-    """A built-in name, a local Hugging Face model folder, or a hub id in the local cache."""
+    """A built-in name, a toy weights file, a local Hugging Face model folder, or a hub id in the local cache."""
     dev, dt = pick_device(device), pick_dtype(dtype)
     if spec == DEFAULT_MODEL:
         return _load_minilm(dev, dt)
     from attnviz.models.zoo import ZOO
 
-    if spec in ZOO:
-        loaded = ZOO.get(spec)()
+    if spec in ZOO or (spec.endswith(".safetensors") and Path(spec).is_file()):
+        from attnviz.models.zoo import load_weights_file
+
+        loaded = ZOO.get(spec)() if spec in ZOO else load_weights_file(Path(spec))  # a file from `toy train --out`
         loaded.model.to(device=dev, dtype=dt) if dt else loaded.model.to(dev)
         return loaded
     from attnviz.models.hf import load_hf

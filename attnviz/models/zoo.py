@@ -7,15 +7,17 @@ weights in ``weights/``; four more are seeded random toys of each kind, for quic
 from __future__ import annotations
 
 import string
+from pathlib import Path
 from typing import Callable
 
 import torch
 
+from attnviz.errors import ModelNotFound
 from attnviz.models.chars import BOS_ID, EOS_ID, PAD_ID, CharTokenizer
 from attnviz.models.data import sentiment, sequences
 from attnviz.models.loaded import LoadedModel
 from attnviz.models.recipes import RECIPES
-from attnviz.models.store import WEIGHTS, load_toy
+from attnviz.models.store import WEIGHTS, load_toy, read_meta
 from attnviz.models.toy import ToyConfig, ToyTransformer, build_toy
 from attnviz.models.vision import ToyImageProcessor
 from attnviz.registry import Registry
@@ -46,11 +48,23 @@ def wrap(name: str, model: ToyTransformer, tokenizer: CharTokenizer | None, *, t
 
 
 def load_trained(name: str) -> LoadedModel:
-    model, tok, meta = load_toy(weights_path(name))
+    return _trained(name, weights_path(name), "shipped with attnviz")
+
+
+def load_weights_file(path: Path) -> LoadedModel:
+    """A toy trained with `attnviz toy train --out FILE`, loaded by the file's path."""
+    if "task" not in read_meta(path):
+        raise ModelNotFound(f"{path} is a .safetensors file but not toy weights from `attnviz toy train`; "
+                            "for a Hugging Face model give its folder")
+    return _trained(str(path), Path(path), f"toy weights {Path(path).name}")
+
+
+def _trained(name: str, path: Path, origin: str) -> LoadedModel:
+    model, tok, meta = load_toy(path)
     facts = {k: meta[k] for k in ("description", "accuracy", "checks") if k in meta}
     facts["description"] = facts.get("description", "") + _check_line(meta.get("checks") or {})
     return wrap(name, model, tok, task=meta["task"], labels=meta.get("labels", ()),
-                source=f"shipped with attnviz (trained, seed {meta.get('seed', 0)})", meta=facts)
+                source=f"{origin} (trained, seed {meta.get('seed', 0)})", meta=facts)
 
 
 def _check_line(checks: dict) -> str:
