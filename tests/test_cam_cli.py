@@ -199,6 +199,8 @@ def test_bench_refuses_what_it_cannot_measure(folders, tmp_path):
     Image.new("L", (16, 16), 255).save(tmp_path / "sizes" / "cat" / "0.mask.png")
     res = invoke("bench", "faithfulness", "--model", folders["vit"], "--images", tmp_path / "sizes")
     assert res.exit_code == 2 and "0.mask.png is 16x16; its image is 32x32" in res.stderr
+    res = invoke("bench", "faithfulness", "--model", "minilm", "--images", tmp_path / "sizes")  # before its folders
+    assert res.exit_code == 2 and "minilm is not an image classifier" in res.stderr
 
 
 def test_toy_shapes_maps_are_faithful():
@@ -279,5 +281,3 @@ def test_output_stems_never_collide():
 
     names = stems(["x/a-2.png", "x/a.png", "y/a.png", "z/A.jpg"])
     assert len({n.lower() for n in names}) == 4 and names[:2] == ["a-2", "a"]
-    res = invoke("bench", "faithfulness", "--model", "minilm", "--images", tmp_path / "sizes")  # before its folders
-    assert res.exit_code == 2 and "minilm is not an image classifier" in res.stderr

@@ -60,7 +60,7 @@ def load_model(
         return _load_minilm(dev, dt)
     from attnviz.models.zoo import ZOO
 
-    if spec in ZOO or (spec.endswith(".safetensors") and Path(spec).is_file()):
+    if spec in ZOO or (str(spec).endswith(".safetensors") and Path(spec).is_file()):
         from attnviz.models.zoo import load_weights_file
 
         loaded = ZOO.get(spec)() if spec in ZOO else load_weights_file(Path(spec))  # a file from `toy train --out`
