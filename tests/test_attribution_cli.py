@@ -106,3 +106,18 @@ def test_generated_needs_at_least_one_example(tmp_path):
     res = runner.invoke(app, ["attribute", "--generated", "0", "--model", "toy-sentiment", "--out", str(tmp_path / "r.html")])
     assert res.exit_code == 2 and "--generated must be at least 1, not 0" in res.output
     assert list(tmp_path.iterdir()) == []
+
+
+def test_masked_lm_explains_the_mask_token(tmp_path):
+    from tiny_models import save
+
+    folder = save("bert-mlm", tmp_path / "mlm")
+    out = tmp_path / "m.json"
+    res = run("the [MASK] sat on the mat", "--model", str(folder), "--method", "saliency", "--target", "dog",
+              "--out", str(out))
+    assert res.exit_code == 0, res.output
+    ex = json.loads(out.read_text(encoding="utf-8"))["examples"][0]
+    assert ex["target"] == "token 'dog' at position 2" and ex["tokens"][2] == "[MASK]"
+    assert ex["prediction"] and "None" not in ex["prediction"]  # an id past the tokenizer's words is shown as <id N>
+    res = run("the cat sat", "--model", str(folder), "--method", "saliency", "--out", str(tmp_path / "n.json"))
+    assert res.exit_code == 2 and "every input needs a [MASK] token, or pass --target-token POS" in res.output

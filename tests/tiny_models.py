@@ -35,6 +35,7 @@ def _seq2seq(**kw):
 
 BUILDERS = {
     "bert": lambda: (tf.BertModel, tf.BertConfig(**_TEXT)),
+    "bert-mlm": lambda: (tf.BertForMaskedLM, tf.BertConfig(**_TEXT)),
     "gpt2": lambda: (tf.GPT2LMHeadModel, tf.GPT2Config(n_embd=32, n_layer=2, n_head=4, vocab_size=VOCAB,
                                                        n_positions=64, pad_token_id=0)),
     # Grouped-query attention: 4 query heads share 2 key/value heads.

@@ -143,7 +143,10 @@ def _token_target(loaded, logits, rows_at: list[int], stack: str, chosen: int | 
     tok = pred.clone() if chosen is None else torch.full_like(pred, chosen)
     rows = torch.zeros(b, logits.shape[1], device=logits.device)
     rows[torch.arange(b), at] = 1.0
-    name = loaded.tokenizer.convert_ids_to_tokens
+
+    def name(token_id: int) -> str:  # a model's vocabulary may be padded past its tokenizer's (ids without a token)
+        found = loaded.tokenizer.convert_ids_to_tokens(token_id)
+        return found if found is not None else f"<id {token_id}>"
 
     def pick(o, ex):
         return o.logits.float()[torch.arange(len(ex)), at[ex]]  # (n, V)
