@@ -13,6 +13,7 @@ from typing import Callable
 import torch
 
 from attnviz.errors import BadInput
+from attnviz.models.loaded import token_names
 from attnviz.registry import Registry
 
 # task -> fn(loaded, ctx_batch, out, options: TargetOptions) -> Target
@@ -144,9 +145,8 @@ def _token_target(loaded, logits, rows_at: list[int], stack: str, chosen: int | 
     rows = torch.zeros(b, logits.shape[1], device=logits.device)
     rows[torch.arange(b), at] = 1.0
 
-    def name(token_id: int) -> str:  # a model's vocabulary may be padded past its tokenizer's (ids without a token)
-        found = loaded.tokenizer.convert_ids_to_tokens(token_id)
-        return found if found is not None else f"<id {token_id}>"
+    def name(token_id: int) -> str:
+        return token_names(loaded.tokenizer, [token_id])[0]
 
     def pick(o, ex):
         return o.logits.float()[torch.arange(len(ex)), at[ex]]  # (n, V)

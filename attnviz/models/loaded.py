@@ -72,7 +72,7 @@ class LoadedModel:
             texts, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt"
         )
         batch = {k: v.to(self.device) for k, v in batch.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
-        tokens = [self.tokenizer.convert_ids_to_tokens(ids.tolist()) for ids in batch["input_ids"]]
+        tokens = [token_names(self.tokenizer, ids.tolist()) for ids in batch["input_ids"]]
         return Encoded(batch, tokens, batch["attention_mask"].cpu(), notes)
 
     def _encode_images(self, images) -> Encoded:
@@ -109,7 +109,13 @@ class LoadedModel:
         enc.batch["decoder_input_ids"] = ids
         enc.batch["decoder_attention_mask"] = dmask
         enc.decoder_mask = dmask.cpu()
-        enc.decoder_tokens = [self.tokenizer.convert_ids_to_tokens(row.tolist()) for row in ids]
+        enc.decoder_tokens = [token_names(self.tokenizer, row.tolist()) for row in ids]
+
+
+
+def token_names(tokenizer, ids: list[int]) -> list[str]:
+    """Token strings of ``ids``; an id past the tokenizer's words (a vocabulary padded for speed) reads <id N>."""
+    return [t if t is not None else f"<id {i}>" for i, t in zip(ids, tokenizer.convert_ids_to_tokens(ids))]
 
 
 def _vision_layout(model, pixels) -> tuple[int, int]:

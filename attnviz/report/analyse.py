@@ -9,6 +9,7 @@ import torch
 
 from attnviz.capture import capture
 from attnviz.errors import AttnvizError, BadInput
+from attnviz.models.loaded import token_names
 from attnviz.report import summary
 from attnviz.report.html import encode_attention, encode_image, thumbnail
 
@@ -130,7 +131,7 @@ def _prediction(loaded, out, maps, e: int) -> dict | None:
     p = row.softmax(-1)
     i = int(p.argmax())
     if loaded.task == "causal-lm":
-        label = loaded.tokenizer.convert_ids_to_tokens([i])[0]
+        label = token_names(loaded.tokenizer, [i])[0]
     else:
         label = loaded.labels[i] if i < len(loaded.labels) else str(i)
     return {"label": str(label), "probability": round(float(p[i]), 4)}
