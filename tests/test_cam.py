@@ -65,6 +65,10 @@ def test_prefix_tokens_and_targets(models):
     assert by_index.target == ["cat"] and set(labels) == {"cat", "dog", "bird"}
     assert list(probs) == sorted(probs, reverse=True) and sum(probs) == pytest.approx(1.0, abs=1e-5)
     assert cam(models["clip-vision"], images(1)).target == ["embedding norm"]
+    assert cam(models["clip-vision"], images(1), target="5").target == ["feature 5"]  # one embedding feature
+    for spec, message in (("999", "this embedding has 32 features"), ("cat", "no class names, so give an index")):
+        with pytest.raises(BadInput, match=message):
+            cam(models["clip-vision"], images(1), target=spec)
     assert cam(models["clip"], images(1), prompts=PROMPTS, target="a dog").target == ["a dog"]
 
 

@@ -116,8 +116,10 @@ def resolve_targets(spec: str | int | None, labels: list[str], predicted: list[i
         if labels and not 0 <= index < len(labels):
             raise BadInput(f"target {index} is out of range; valid: 0-{len(labels) - 1}")
         return [index] * len(predicted)
+    if not labels:
+        raise BadInput(f"unknown target {text!r}; this model has no class names, so give an index")
     shown = ", ".join(labels[:20]) + (", ..." if len(labels) > 20 else "")
-    raise BadInput(f"unknown target {text!r}; give a class index or one of: {shown or 'no class names'}")
+    raise BadInput(f"unknown target {text!r}; give a class index or one of: {shown}")
 
 
 def _score(loaded, out, target_spec, prompts: list[str]) -> tuple[torch.Tensor, Target]:
