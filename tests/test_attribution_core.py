@@ -284,3 +284,22 @@ def test_a_class_index_may_be_given_as_an_int():
     sentiment = load_model("toy-sentiment", device="cpu")
     as_int = attribute(sentiment, "good", method="saliency", target=2)
     assert as_int.target == attribute(sentiment, "good", method="saliency", target="2").target == ["label positive"]
+
+
+def test_eager_fallback_models_give_the_same_rollout_as_their_captured_attention(tmp_path):
+    """BLOOM does not dispatch through the attention interface: attribution reads output_attentions."""
+    from tiny_models import save
+
+    from attnviz.capture import capture
+
+    loaded = load_model(str(save("bloom", tmp_path / "bloom")), device="cpu")
+    assert loaded.backend == "eager"
+    texts = ["the cat sat on the mat", "a dog"]
+    got = attribute(loaded, texts, method="rollout").scores  # (B, S): the next token after the last real one
+    maps = capture(loaded, texts)
+    rel = rollout(maps.weights, maps.mask)  # (B, S, S)
+    last = maps.mask.sum(1) - 1
+    expected = rel[torch.arange(2), last] * maps.mask
+    assert torch.allclose(got, expected, atol=1e-5)
+    grads = attribute(loaded, texts, method="attn-grad").scores
+    assert torch.isfinite(grads).all() and (grads[maps.mask == 0] == 0).all()
