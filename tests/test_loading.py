@@ -73,6 +73,27 @@ def test_a_folder_without_config_is_not_a_model(tmp_path):
         load_model(str(tmp_path), device="cpu")
 
 
+def test_a_broken_folder_is_one_line_and_model_not_found(folder, tmp_path):
+    """A truncated weights file, a config that is not JSON, an unknown architecture, a missing tokenizer."""
+    def broken(name, change):
+        copy = tmp_path / name
+        shutil.copytree(folder, copy)
+        change(copy)
+        return copy
+
+    cases = {
+        "SafetensorError": broken("truncated", lambda d: (d / "model.safetensors").write_bytes(
+            (d / "model.safetensors").read_bytes()[:1000])),
+        "cannot read .*config.json": broken("json", lambda d: (d / "config.json").write_text("{not json")),
+        "does not recognize this architecture": _with_config(folder, tmp_path / "arch", model_type="no-such-arch"),
+        "tokenizer of .* has no vocabulary": broken("tok", lambda d: [(d / n).unlink() for n in ("tokenizer.json", "tokenizer_config.json")]),
+    }
+    for message, path in cases.items():
+        with pytest.raises(ModelNotFound, match=message) as err:
+            load_model(str(path), device="cpu")
+        assert "\n" not in str(err.value), message
+
+
 def test_pickle_weights_are_refused_unless_allowed(tmp_path):
     model = build("bert")
     model.config.save_pretrained(tmp_path)

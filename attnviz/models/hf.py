@@ -68,13 +68,22 @@ def _looks_like_path(spec: str) -> bool:
     return spec.startswith((".", "/", "~")) or len(parts) > 2 or any(p in ("", ".", "..") for p in parts)
 
 
+def _one_line(err: BaseException, limit: int = 300) -> str:
+    """A library's error message as one line: the CLI prints one line per error."""
+    text = " ".join(str(err).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def _check_safety(folder: Path | str, allow_pickle: bool, trust_remote_code: bool, revision: str | None) -> None:
     if isinstance(folder, Path):
         has_safe = any(folder.glob("*.safetensors"))
         pickled = [p.name for pat in _PICKLE for p in folder.glob(pat)]
         if pickled and not has_safe and not allow_pickle:
             raise Unsafe(f"{folder} has only pickle weights ({pickled[0]}); pass --allow-pickle to load them anyway")
-        config = json.loads((folder / "config.json").read_text())
+        try:
+            config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError) as err:
+            raise ModelNotFound(f"cannot read {folder / 'config.json'}: {_one_line(err)}") from None
         if config.get("auto_map") and not trust_remote_code:
             raise Unsafe(f"{folder} needs remote code; pass --trust-remote-code together with --revision")
     if trust_remote_code and not revision:
@@ -129,8 +138,10 @@ def load_hf(spec: str, *, device, dtype, online=False, allow_pickle=False, trust
             str(folder), attn_implementation=backend, use_safetensors=None if allow_pickle else True,
             dtype=dtype, **common,
         )
-    except (OSError, ValueError, KeyError) as err:
-        raise ModelNotFound(f"cannot load {spec}: {str(err).splitlines()[0]}") from None
+    except Exception as err:  # transformers and safetensors raise many types for a broken folder
+        if isinstance(err, (MemoryError, KeyboardInterrupt)):
+            raise
+        raise ModelNotFound(f"cannot load {spec}: {type(err).__name__}: {_one_line(err)}") from None
     model.to(device).eval()
     return _wrap(spec, model, config, task, backend, folder, common)
 
@@ -152,7 +163,11 @@ def _wrap(spec, model, config, task, backend, folder, common) -> LoadedModel:
 
             tokenizer = AutoTokenizer.from_pretrained(str(folder), **common)
     except (OSError, ValueError) as err:
-        raise ModelNotFound(f"cannot load the {'image processor' if kind == 'vision' else 'tokenizer'} of {spec}: {err}") from None
+        what = "image processor" if kind == "vision" else "tokenizer"
+        raise ModelNotFound(f"cannot load the {what} of {spec}: {_one_line(err)}") from None
+    if tokenizer is not None and len(tokenizer) <= len(set(tokenizer.all_special_ids)):
+        # transformers builds an empty tokenizer when the files are missing: every word would be [UNK]
+        raise ModelNotFound(f"the tokenizer of {spec} has no vocabulary; are its tokenizer files missing?")
     text_cfg = getattr(config, "text_config", None) or config
     vis_cfg = getattr(config, "vision_config", None) or config
     cfg = vis_cfg if kind == "vision" else text_cfg
