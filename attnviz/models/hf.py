@@ -139,7 +139,7 @@ def load_hf(spec: str, *, device, dtype, online=False, allow_pickle=False, trust
             dtype=dtype, **common,
         )
     except Exception as err:  # transformers and safetensors raise many types for a broken folder
-        if isinstance(err, (MemoryError, KeyboardInterrupt)):
+        if isinstance(err, MemoryError):
             raise
         raise ModelNotFound(f"cannot load {spec}: {type(err).__name__}: {_one_line(err)}") from None
     model.to(device).eval()

@@ -112,7 +112,6 @@ class LoadedModel:
         enc.decoder_tokens = [token_names(self.tokenizer, row.tolist()) for row in ids]
 
 
-
 def token_names(tokenizer, ids: list[int]) -> list[str]:
     """Token strings of ``ids``; an id past the tokenizer's words (a vocabulary padded for speed) reads <id N>."""
     return [t if t is not None else f"<id {i}>" for i, t in zip(ids, tokenizer.convert_ids_to_tokens(ids))]
