@@ -105,7 +105,7 @@ def test_missing_baselines_and_manifest_exit_3(recorded):
     extra = Path("more.txt")
     extra.write_text("\n".join(INPUTS + ["a new input"]), encoding="utf-8")
     res = invoke("check", "--dir", "snaps", "--inputs", "more.txt")
-    assert res.exit_code == 3 and "1 inputs have no baseline" in one_line(res.output)
+    assert res.exit_code == 3 and "1 input has no baseline" in one_line(res.output)
     (recorded / "manifest.json").unlink()
     res = invoke("check", "--dir", "snaps")
     assert res.exit_code == 3 and "manifest.json" in one_line(res.output)

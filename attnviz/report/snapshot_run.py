@@ -192,7 +192,8 @@ def check(loaded, texts: list[str] | None, folder: Path, *, tolerance: Tolerance
     if missing:
         names = ", ".join(str(baseline_path(folder, k)) for k in missing[:3])
         more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
-        raise BaselineError(f"{len(missing)} inputs have no baseline ({names}{more})"
+        counted = "1 input has" if len(missing) == 1 else f"{len(missing)} inputs have"
+        raise BaselineError(f"{counted} no baseline ({names}{more})"
                             + (f"; regenerate with: {regenerate}" if regenerate else ""))
     bases = [load_baseline(baseline_path(folder, k), regenerate) for k in keys]
     tol = tolerance or Tolerance.for_dtype(settings.store_dtype, **(overrides or {}))
