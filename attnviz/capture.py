@@ -235,9 +235,18 @@ def _expect_layers(stacks: dict, loaded, layers) -> None:
         raise AttnvizError(f"no attention was captured from {loaded.name} ({loaded.backend} backend)")
 
 
+def _forward_module(loaded) -> torch.nn.Module:
+    """What runs the inputs: a full CLIP model's images go through its vision tower (its forward wants text too)."""
+    model = loaded.model
+    if loaded.kind == "vision" and hasattr(model, "vision_model") and hasattr(model, "text_model"):
+        return model.vision_model
+    return model
+
+
 def _run_recorded(loaded, batch, layers, heads, store_dtype) -> dict:
-    with recording(loaded.model, layers=layers, heads=heads, store_dtype=store_dtype) as rec:
-        loaded.model(**batch)
+    module = _forward_module(loaded)
+    with recording(module, layers=layers, heads=heads, store_dtype=store_dtype) as rec:
+        module(**batch)
     stacks = {s: rec.stacked(s) for s in STACKS}
     _expect_layers(stacks, loaded, layers)
     return stacks
@@ -245,7 +254,7 @@ def _run_recorded(loaded, batch, layers, heads, store_dtype) -> dict:
 
 def _run_eager(loaded, batch, layers, heads, store_dtype) -> dict:
     """Fallback for models that do not dispatch through the attention interface."""
-    out = loaded.model(**batch, output_attentions=True)
+    out = _forward_module(loaded)(**batch, output_attentions=True)
     found = {
         "encoder": getattr(out, "encoder_attentions", None) or getattr(out, "attentions", None),
         "decoder": getattr(out, "decoder_attentions", None),

@@ -256,3 +256,24 @@ def test_built_in_toys_report_texts_of_different_lengths(tmp_path, toy):
     assert res.exit_code == 0, res.output
     doc = json.loads((tmp_path / "out" / "summary.json").read_text(encoding="utf-8"))
     assert len(doc["items"]) == 3 and not doc["skipped"]
+
+
+def test_a_full_clip_model_captures_and_reports_images(tmp_path):
+    """Its forward wants text too: images run through its vision tower; a report has no prompts, so no CAM."""
+    from PIL import Image
+    from vision_models import save as save_vision
+
+    from attnviz.capture import capture
+    from attnviz.models import load_model
+
+    folder = save_vision("clip", tmp_path / "clip")
+    loaded = load_model(str(folder), device="cpu")
+    picture = Image.new("RGB", (40, 30), (200, 30, 30))
+    maps = capture(loaded, [picture])
+    assert maps.weights.shape[:3] == (loaded.num_layers, 1, loaded.num_heads) and maps.tokens[0][0] == "[CLS]"
+    (tmp_path / "imgs").mkdir()
+    picture.save(tmp_path / "imgs" / "red.png")
+    res = report(tmp_path / "imgs", "--model", folder, "-o", tmp_path / "out", "--strict")
+    assert res.exit_code == 0, res.output
+    doc = json.loads((tmp_path / "out" / "summary.json").read_text(encoding="utf-8"))
+    assert [item["id"] for item in doc["items"]] == ["red.png"] and "cam" not in doc["items"][0]

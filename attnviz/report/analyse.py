@@ -80,7 +80,7 @@ def _run(loaded, batch: list, cfg) -> list:
     with model_outputs(loaded.model) as seen:
         maps = capture(loaded, inputs, on_long=on_long)
     attributions = _attributions(loaded, inputs, cfg.methods)
-    cams = _cams(loaded, inputs) if loaded.kind == "vision" else [None] * len(inputs)
+    cams = _cams(loaded, inputs) if _explainable_image(loaded) else [None] * len(inputs)
     li = maps.layer_index(cfg.layer)
     hi = maps.head_index(cfg.head)
     results = []
@@ -163,6 +163,13 @@ def _attribution(attr, e: int) -> dict:
         entry["faithfulness"] = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in faith[e].items()
                                  if k in FAITH_KEYS and v is not None}
     return entry
+
+
+def _explainable_image(loaded) -> bool:
+    """A full CLIP model explains an image only against prompts, which a report does not take: no CAM."""
+    from attnviz.attribution.vision import is_full_clip
+
+    return loaded.kind == "vision" and not is_full_clip(loaded)
 
 
 def _cams(loaded, images: list) -> list[dict | None]:
