@@ -19,7 +19,7 @@ import torch
 
 from attnviz.attention.kernel import SINK
 from attnviz.errors import AttnvizError, BadInput
-from attnviz.maps import AttentionMaps
+from attnviz.maps import AttentionMaps, check_indices
 
 STACKS = ("encoder", "decoder", "cross")
 STORE_DTYPES = {"float32": torch.float32, "float16": torch.float16}
@@ -173,8 +173,8 @@ def capture(
     """Run ``inputs`` (texts or images; one alone is a batch of one) through ``loaded`` and keep its attention."""
     if isinstance(inputs, (str, os.PathLike)) or hasattr(inputs, "getpixel"):  # one text, path or PIL image
         inputs = [inputs]
-    _check_indices(heads, loaded.num_heads, "head")
-    _check_indices(layers, loaded.num_layers, "layer")
+    check_indices(heads, loaded.num_heads, "head")
+    check_indices(layers, loaded.num_layers, "layer")
     store_dtype = STORE_DTYPES.get(store_dtype, store_dtype) if isinstance(store_dtype, str) else store_dtype
     if store_dtype not in STORE_DTYPES.values():
         raise BadInput(f"store_dtype must be float32 or float16, not {store_dtype!r}")
@@ -204,17 +204,6 @@ def capture(
         special=list(loaded.special_tokens),
         notes=enc.notes + _backend_note(loaded),
     )
-
-
-def _check_indices(chosen: list[int] | None, size: int, what: str) -> None:
-    """Layers or heads as plain indices into range(size): the saved maps label them with these numbers."""
-    if chosen is None or not size:
-        return
-    if not chosen:
-        raise BadInput(f"no {what}s chosen; give at least one of 0-{size - 1}, or None for all")
-    bad = [v for v in chosen if not 0 <= v < size]
-    if bad:
-        raise BadInput(f"{what} {bad[0]} is out of range; valid {what}s: 0-{size - 1}")
 
 
 def _backend_note(loaded) -> list[str]:

@@ -162,10 +162,19 @@ def parse_ranges(text: str | None, size: int, what: str) -> list[int] | None:
             chosen.extend(range(first, last + 1))
     except ValueError:
         raise BadInput(f"cannot read {what}s {text!r}; write e.g. 0,3-5") from None
-    bad = [v for v in chosen if not 0 <= v < size]
-    if bad:
-        raise BadInput(f"{what} {bad[0]} is out of range; valid {what}s: 0-{size - 1}")
+    check_indices(chosen, size, what)
     return sorted(set(chosen))
 
 
-__all__ = ["AttentionMaps", "AttnvizError", "parse_ranges"]
+def check_indices(chosen: list[int] | None, size: int, what: str) -> None:
+    """Layers or heads as plain indices into range(size): saved maps label them with these numbers."""
+    if chosen is None or not size:
+        return
+    if not chosen:
+        raise BadInput(f"no {what}s chosen; give at least one of 0-{size - 1}, or None for all")
+    bad = [v for v in chosen if not 0 <= v < size]
+    if bad:
+        raise BadInput(f"{what} {bad[0]} is out of range; valid {what}s: 0-{size - 1}")
+
+
+__all__ = ["AttentionMaps", "AttnvizError", "check_indices", "parse_ranges"]

@@ -160,6 +160,7 @@ def test_cli_train_prints_accuracy_and_writes_loadable_weights(tmp_path):
     res = runner.invoke(app, ["heatmap", "abc", "--model", str(out), "--stack", "cross", "--out", str(tmp_path / "h.png")])
     assert res.exit_code == 0 and (tmp_path / "h.png").is_file(), res.output
     res = runner.invoke(app, ["capture", "abc", "--model", "toy-encoder", "--out", str(tmp_path / "m.safetensors")])
+    assert res.exit_code == 0, res.output  # a maps file: .safetensors, but no toy
     res = runner.invoke(app, ["info", str(tmp_path / "m.safetensors")])
     assert res.exit_code == 3 and "not toy weights from `attnviz toy train`" in res.output
 

@@ -58,14 +58,12 @@ def load_model(
     dev, dt = pick_device(device), pick_dtype(dtype)
     if spec == DEFAULT_MODEL:
         return _load_minilm(dev, dt)
-    from attnviz.models.zoo import ZOO
+    from attnviz.models.zoo import ZOO, load_weights_file
 
-    if spec in ZOO or (str(spec).endswith(".safetensors") and Path(spec).is_file()):
-        from attnviz.models.zoo import load_weights_file
-
-        loaded = ZOO.get(spec)() if spec in ZOO else load_weights_file(Path(spec))  # a file from `toy train --out`
-        loaded.model.to(device=dev, dtype=dt) if dt else loaded.model.to(dev)
-        return loaded
+    if spec in ZOO:
+        return _moved(ZOO.get(spec)(), dev, dt)
+    if str(spec).endswith(".safetensors") and Path(spec).is_file():  # a file from `attnviz toy train --out`
+        return _moved(load_weights_file(Path(spec)), dev, dt)
     from attnviz.models.hf import load_hf
 
     try:
@@ -75,6 +73,11 @@ def load_model(
         if "neither built in" in str(err):
             raise ModelNotFound(f"{err}; built-in models: {', '.join(builtin_names())}") from None
         raise
+
+
+def _moved(loaded: LoadedModel, device, dtype) -> LoadedModel:
+    loaded.model.to(device=device, dtype=dtype) if dtype else loaded.model.to(device)
+    return loaded
 
 
 def _load_minilm(device, dtype) -> LoadedModel:
