@@ -83,6 +83,8 @@ def test_png_is_byte_stable(tmp_path):
     [
         (["heatmap", ""], 2, "text is empty"),
         (["heatmap", "   "], 2, "text is empty"),
+        (["heatmap"], 2, "no input: give a TEXT, or --file FILE"),
+        (["capture", "--file", "-"], 2, "standard input has no text"),
         (["heatmap", "hi", "--layer", "9"], 2, "0-5"),
         (["heatmap", "hi", "--head", "12"], 2, "0-11"),
         (["heatmap", "hi", "--view", "sideways"], 2, "head, layer, mean, model"),
@@ -140,6 +142,17 @@ def test_models_and_info():
     assert res.exit_code == 0 and "minilm" in res.output
     res = invoke("info", "minilm")
     assert res.exit_code == 0 and "BertModel" in res.output and "attnviz kernel" in res.output
+    res = invoke("info", "--model", "toy-shapes")  # --model, as every other command takes it
+    assert res.exit_code == 0 and "ToyTransformer (vision" in res.output
+
+
+def test_brackets_in_messages_and_paths_are_text_not_markup(tmp_path):
+    """File names, labels and tokens reach the terminal as they are: rich markup in them is not read."""
+    res = runner.invoke(app, ["heatmap", "--file", str(tmp_path / "a[/b].txt")])
+    assert res.exit_code == 2 and "a[/b].txt" in res.output and "Traceback" not in res.output
+    out = tmp_path / "x[bold]y.png"
+    res = invoke("heatmap", "hi", "--out", str(out))
+    assert res.exit_code == 0 and out.is_file() and str(out) in res.output
 
 
 def test_hide_special_drops_cls_and_sep():
@@ -203,6 +216,27 @@ def test_stacks_of_decoder_and_encoder_decoder_toys(tmp_path):
         out = tmp_path / f"{stack}.png"
         res = invoke("heatmap", "world", "--model", "toy-reverse", "--stack", stack, "--out", str(out))
         assert res.exit_code == 0 and out.is_file(), res.output
+
+
+def test_pyproject_mistakes_are_named(tmp_path, monkeypatch, capsys):
+    from attnviz.cli import default_map, main
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "pyproject.toml").write_text('[tool.attnviz]\nmodle = "x"\n[tool.attnviz.heatmap]\nveiw = "layer"\n'
+                                             'hide-special = true\n[tool.attnviz.hetmap]\nview = "mean"\n'
+                                             '[tool.attnviz.snapshot]\nmax-abs = 1e-3\n')
+    dm = default_map()
+    err = capsys.readouterr().err
+    assert "[tool.attnviz] modle is not an option (did you mean model?)" in err
+    assert "[tool.attnviz.heatmap] veiw is not an option (did you mean view?)" in err
+    assert "[tool.attnviz.hetmap] is not a command" in err
+    assert "hide-special" not in err and "snapshot" not in err.split("commands:")[0]
+    assert dm["heatmap"]["hide_special"] is True  # keys may use - like the options do
+    (tmp_path / "pyproject.toml").write_text("[tool.attnviz\nmodel =")
+    monkeypatch.setattr("sys.argv", ["attnviz", "models"])
+    with pytest.raises(SystemExit) as exit_:
+        main()
+    assert exit_.value.code == 2 and "pyproject.toml is not valid TOML" in capsys.readouterr().err
 
 
 def test_loading_options_reach_the_loader_and_follow_pyproject_defaults():

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import difflib
+import inspect
+
 import typer
 
 from attnviz.cli import attribute, bench, cam, gallery, heatmap, models, report, snapshot, toy
-from attnviz.cli.common import config_defaults, guard
+from attnviz.cli.common import config_defaults, err_console, guard, labelled
+from attnviz.errors import AttnvizError
 
 app = typer.Typer(
     name="attnviz",
@@ -33,11 +37,35 @@ app.add_typer(toy.app, name="toy")  # train, data
 
 
 def default_map() -> dict:
-    """``[tool.attnviz]`` defaults for every command; command-line options override them."""
+    """``[tool.attnviz]`` defaults for every command; command-line options override them.
+
+    A key that no command takes gets a warning, so that a misspelt option is not silently ignored.
+    """
     cfg = config_defaults()
     shared = cfg.pop("shared", {})
+    known = {name: set(inspect.signature(fn).parameters) for name, fn in COMMANDS.items()}
+    known["snapshot"] = set(snapshot.CONFIG_KEYS)
+    for section, keys in [("", shared), *((f".{name}", keys) for name, keys in cfg.items())]:
+        options = set().union(*known.values()) if not section else known.get(section[1:])
+        if options is None:
+            _warn(f"[tool.attnviz{section}] is not a command; commands: {', '.join(known)}")
+            continue
+        for key in keys:
+            if key not in options:
+                close = difflib.get_close_matches(key, options, n=1)
+                hint = f" (did you mean {close[0].replace('_', '-')}?)" if close else ""
+                _warn(f"[tool.attnviz{section}] {key.replace('_', '-')} is not an option{hint}")
     return {name: {**shared, **cfg.get(name, {})} for name in COMMANDS}
 
 
+def _warn(message: str) -> None:
+    err_console.print(labelled("warning:", "yellow", f"pyproject.toml {message}"), soft_wrap=True)
+
+
 def main() -> None:
-    app(default_map=default_map())
+    try:
+        defaults = default_map()
+    except AttnvizError as err:
+        err_console.print(labelled("error:", "red", err), soft_wrap=True)
+        raise SystemExit(err.exit_code) from None
+    app(default_map=defaults)

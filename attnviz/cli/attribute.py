@@ -64,7 +64,7 @@ def attribute_cmd(
     paths, warnings = write_report(attrs, out, model=loaded.name, task=loaded.task, special=loaded.special_tokens)
     _summary(attrs, set(loaded.special_tokens))
     for warning in warnings:
-        c.err_console.print(f"[yellow]warning:[/yellow] {warning}")
+        c.err_console.print(c.labelled("warning:", "yellow", warning), soft_wrap=True)
     for path in paths:
         c.console.print(str(path))
 
@@ -73,8 +73,8 @@ def _summary(attrs, special: set) -> None:
     """Per input: the target and, per method, its three best text tokens and faithfulness."""
     first = attrs[0]
     for e in range(len(first.tokens)):
-        c.console.print(f"[bold]{e + 1}.[/bold] {first.target[e]} · prediction {first.prediction[e]} "
-                        f"· p = {first.probability[e]:.3f}", markup=True, soft_wrap=True)
+        c.console.print(c.labelled(f"{e + 1}.", "bold", f"{first.target[e]} · prediction {first.prediction[e]} "
+                                                     f"· p = {first.probability[e]:.3f}"), soft_wrap=True)
         idx = [i for i, m in enumerate(first.mask[e].tolist()) if m and first.tokens[e][i] not in special]
         for a in attrs:
             best = sorted(idx, key=lambda i: -float(a.scores[e, i]))[:3]
@@ -86,4 +86,4 @@ def _summary(attrs, special: set) -> None:
                     line += f" top-1 {'yes' if f['top1'] else 'no'}"
             if "completeness_gap" in a.extra:
                 line += f"   gap {100 * a.extra['completeness_gap'][e]:.2f}% ({a.extra['steps']} steps)"
-            c.console.print(line, markup=False, soft_wrap=True)
+            c.console.print(line, soft_wrap=True)

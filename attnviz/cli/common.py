@@ -11,6 +11,7 @@ from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
+from rich.text import Text
 
 from attnviz.errors import AttnvizError, BadInput
 
@@ -19,8 +20,14 @@ try:
 except ImportError:  # Python 3.10
     import tomli as tomllib
 
-console = Console(highlight=False)
-err_console = Console(stderr=True, highlight=False)
+# Messages carry file names, labels and tokens: brackets in them are text, never rich markup.
+console = Console(highlight=False, markup=False)
+err_console = Console(stderr=True, highlight=False, markup=False)
+
+
+def labelled(label: str, style: str, message: object = "") -> Text:
+    """``label`` in colour, then the message as plain text."""
+    return Text.assemble((label, style), f" {message}" if message != "" else "")
 
 Model = Annotated[str, typer.Option("--model", "-m", help="built-in name (see `attnviz models`), a model folder, or a cached hub id")]
 Device = Annotated[str, typer.Option(help="auto, cpu, cuda or mps")]
@@ -39,15 +46,15 @@ def guard(fn):
         try:
             return fn(*args, **kwargs)
         except AttnvizError as err:
-            err_console.print(f"[red]error:[/red] {err}", soft_wrap=True)
+            err_console.print(labelled("error:", "red", err), soft_wrap=True)
             raise typer.Exit(err.exit_code) from None
         except (typer.Exit, typer.Abort, SystemExit):
             raise
         except KeyboardInterrupt:
-            err_console.print("[yellow]interrupted[/yellow]")
+            err_console.print(labelled("interrupted", "yellow"))
             raise typer.Exit(130) from None
         except Exception as err:  # an internal error still gets one line, not a traceback
-            err_console.print(f"[red]internal error:[/red] {type(err).__name__}: {err}", soft_wrap=True)
+            err_console.print(labelled("internal error:", "red", f"{type(err).__name__}: {err}"), soft_wrap=True)
             raise typer.Exit(5) from None
 
     return wrapper
@@ -124,7 +131,11 @@ def read_texts(texts: list[str] | None, file: Path | None) -> list[str]:
             except (OSError, UnicodeDecodeError) as err:
                 raise BadInput(f"cannot read {file}: {getattr(err, 'strerror', None) or err}") from None
         texts = [*(texts or []), *(line for line in lines if line.strip())]
-    if not texts or any(not t.strip() for t in texts):
+        if not texts:
+            raise BadInput(f"{'standard input' if str(file) == '-' else file} has no text")
+    if not texts:
+        raise BadInput("no input: give a TEXT, or --file FILE with one text per line")
+    if any(not t.strip() for t in texts):
         raise BadInput("text is empty")
     return texts
 
@@ -137,9 +148,12 @@ def config_defaults(start: Path | None = None) -> dict:
         if path.is_file():
             try:
                 table = tomllib.loads(path.read_text(encoding="utf-8")).get("tool", {}).get("attnviz", {})
-            except (OSError, tomllib.TOMLDecodeError):
+            except OSError:
                 return {}
+            except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
+                raise BadInput(f"{path} is not valid TOML: {err}") from None
             shared = {k.replace("-", "_"): v for k, v in table.items() if not isinstance(v, dict)}
-            per_command = {k: v for k, v in table.items() if isinstance(v, dict)}
+            per_command = {k: {o.replace("-", "_"): v for o, v in sub.items()}
+                           for k, sub in table.items() if isinstance(sub, dict)}
             return {"shared": shared, **per_command}
     return {}

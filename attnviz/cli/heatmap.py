@@ -31,7 +31,7 @@ def _capture(texts, file, model, loader: c.Loader, layers, heads, store_dtype, o
     maps = capture(loaded, inputs, layers=layer_list, heads=head_list, on_long=on_long,
                    store_dtype=getattr(torch, store_dtype))
     for note in maps.notes:
-        c.err_console.print(f"[yellow]note:[/yellow] {note}")
+        c.err_console.print(c.labelled("note:", "yellow", note), soft_wrap=True)
     return maps
 
 
@@ -90,6 +90,6 @@ def heatmap_cmd(
     paths, warnings = write_heatmaps(maps, view=view, layer=layer, head=head, stack=stack,
                                      hide_special=hide_special, fmt=fmt, out=out, texts=inputs)
     for warning in warnings:
-        c.err_console.print(f"[yellow]warning:[/yellow] {warning}")
+        c.err_console.print(c.labelled("warning:", "yellow", warning), soft_wrap=True)
     for path in paths:
         c.console.print(str(path))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 from rich.table import Table
@@ -25,11 +25,12 @@ def models_cmd():
 
 @c.loads_models("device", "online", "allow_pickle", "trust_remote_code", "revision", device="cpu")
 def info_cmd(
-    model: Annotated[str, typer.Argument(help="built-in name, model folder or cached hub id")] = "minilm",
+    name: Annotated[Optional[str], typer.Argument(help="built-in name, model folder or cached hub id")] = None,
+    model: c.Model = "minilm",
     loader: c.Loader = c.Loader(),
 ):
     """Show a model's architecture and whether it runs on the attnviz kernel or the eager fallback."""
-    loaded = loader.load(model)
+    loaded = loader.load(name or model)
     from attnviz.models import describe
 
     table = Table(show_header=False, title=loaded.name)

@@ -77,28 +77,26 @@ def _run_with_progress(loaded, items, cfg, run_report):
             return run_report(loaded, items, cfg, step)
         except KeyboardInterrupt:
             bar.stop()
-            c.err_console.print(f"[yellow]interrupted[/yellow]: finished items are kept in {cfg.out}; "
-                                "run again with --resume to go on")
+            c.err_console.print(c.labelled("interrupted:", "yellow", f"finished items are kept in {cfg.out}; "
+                                           "run again with --resume to go on"), soft_wrap=True)
             raise typer.Exit(130) from None
 
 
 def _print_summary(result, out: Path) -> None:
     from rich.table import Table
-    from rich.text import Text
 
     table = Table(title=f"{len(result.records)} items", show_lines=False)
     for col in ("id", "prediction", "entropy", "most attended"):
         table.add_column(col, overflow="fold")
     for r in result.records[:20]:
         pred = r.get("prediction") or {}
-        # Text(), not str: ids and tokens from the input must not be read as rich markup.
-        table.add_row(Text(str(r["id"])), Text(str(pred.get("label", ""))), f"{r.get('mean_entropy', 0):.2f}",
-                      Text(" ".join(t["token"] for t in r.get("most_attended", [])[:3])))
+        table.add_row(str(r["id"]), str(pred.get("label", "")), f"{r.get('mean_entropy', 0):.2f}",
+                      " ".join(t["token"] for t in r.get("most_attended", [])[:3]))
     if len(result.records) > 20:
         table.add_row("…", "", "", "")
     c.console.print(table)
     for s in result.skipped:
-        c.err_console.print(Text.assemble(("skipped ", "yellow"), f"{s['id']}: {s['error']}"), soft_wrap=True)
+        c.err_console.print(c.labelled("skipped", "yellow", f"{s['id']}: {s['error']}"), soft_wrap=True)
     c.console.print(f"done {len(result.records)} (resumed {result.resumed}), skipped {len(result.skipped)}")
     for path in result.files:
-        c.console.print(Text(str(path)))
+        c.console.print(str(path), soft_wrap=True)

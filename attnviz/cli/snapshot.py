@@ -8,6 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from attnviz.cli import common as c
 
@@ -17,6 +18,10 @@ app = typer.Typer(name="snapshot", no_args_is_help=True, add_completion=False, p
 Dir = Annotated[Optional[Path], typer.Option("--dir", "-d", help="snapshot folder (default: snapshots)")]
 Inputs = Annotated[Optional[Path], typer.Option("--inputs", "-i", help="a file with one input text per line")]
 OptModel = Annotated[Optional[str], typer.Option("--model", "-m", help="model to run (check: default the manifest's)")]
+
+
+THRESHOLDS = ("max_abs", "mean_abs", "jsd", "argmax", "attr_max", "attr_rank")
+CONFIG_KEYS = ("dir", "inputs", "model", *THRESHOLDS)  # what [tool.attnviz.snapshot] may set
 
 
 def _config() -> dict:
@@ -45,7 +50,7 @@ def _record(loaded, texts, folder, settings, update: bool) -> None:
     c.console.print(f"{'updated' if update else 'recorded'} {len(res.written)} baselines in {res.folder} "
                     f"({loaded.name}, {settings.store_dtype})")
     if res.duplicates:
-        c.err_console.print(f"[yellow]note:[/yellow] {res.duplicates} repeated inputs were snapshotted once")
+        c.err_console.print(c.labelled("note:", "yellow", f"{res.duplicates} repeated inputs were snapshotted once"))
     if res.removed:
         c.console.print(f"removed {len(res.removed)} baselines no input uses: {', '.join(res.removed)}")
 
@@ -113,7 +118,7 @@ def check_cmd(
 
     cfg = _config()
     inputs, folder = _path(inputs, cfg, "inputs", None), _path(folder, cfg, "dir", "snapshots")
-    flags = dict(max_abs=max_abs, mean_abs=mean_abs, jsd=jsd, argmax=argmax, attr_max=attr_max, attr_rank=attr_rank)
+    flags = dict(zip(THRESHOLDS, (max_abs, mean_abs, jsd, argmax, attr_max, attr_rank)))
     overrides = {k: (v if v is not None else cfg.get(k)) for k, v in flags.items()}
     for path in (report, junit, markdown):
         if path is not None:
@@ -181,27 +186,21 @@ def _print(result, top: int) -> None:
         c.console.print(table)
     for r in result.failed:
         if r.status in ("tokens", "shape"):
-            c.console.print(f"[red]{r.status}:[/red] {_short(r.text)}: {_esc(r.message)}", soft_wrap=True)
+            c.console.print(c.labelled(f"{r.status}:", "red", f"{_short(r.text)}: {r.message}"), soft_wrap=True)
     for r in result.inputs:
         for a in (a for a in r.attrs if a.severity > 1):
-            c.console.print(f"[red]attribution {_esc(a.method)}[/red] {_short(r.text)}: max |Δ|/max {a.max_rel:.3g}, "
-                            f"rank {a.rank:.3f}", soft_wrap=True)
+            c.console.print(c.labelled(f"attribution {a.method}", "red", f"{_short(r.text)}: max |Δ|/max "
+                                                                       f"{a.max_rel:.3g}, rank {a.rank:.3f}"), soft_wrap=True)
     for key, base, cur in result.context:
-        c.console.print(f"[dim]context: {key} changed: {_esc(base)} -> {_esc(cur)}[/dim]", soft_wrap=True)
+        c.console.print(Text(f"context: {key} changed: {base} -> {cur}", style="dim"), soft_wrap=True)
     if result.unused:
-        c.console.print(f"[yellow]baselines no input uses:[/yellow] {', '.join(result.unused)}")
+        c.console.print(c.labelled("baselines no input uses:", "yellow", ", ".join(result.unused)), soft_wrap=True)
     style = "green" if result.ok else "red"
-    c.console.print(f"[{style}]{result.summary()}[/{style}]", soft_wrap=True)
+    c.console.print(Text(result.summary(), style=style), soft_wrap=True)
 
 
 def _short(text: str, limit: int = 40) -> str:
-    return _esc(text if len(text) <= limit else text[: limit - 1] + "…")
-
-
-def _esc(text: str) -> str:
-    from rich.markup import escape
-
-    return escape(text)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 app.command("record")(c.guard(record_cmd))
