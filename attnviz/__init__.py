@@ -6,7 +6,7 @@ The public API is imported lazily so that ``import attnviz`` stays light.
 from __future__ import annotations
 
 __version__ = "0.1.0"
-__all__ = ["AttentionMaps", "LoadedModel", "attribute", "capture", "load_model", "__version__"]
+__all__ = ["AttentionMaps", "LoadedModel", "attribute", "cam", "capture", "load_model", "__version__"]
 
 _LAZY = {
     "AttentionMaps": ("attnviz.maps", "AttentionMaps"),
@@ -14,6 +14,7 @@ _LAZY = {
     "load_model": ("attnviz.models", "load_model"),
     "capture": ("attnviz.capture", "capture"),
     "attribute": ("attnviz.attribution", "attribute"),
+    "cam": ("attnviz.attribution.cam", "cam"),
 }
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from PIL import Image
 from safetensors import safe_open
 
 from attnviz.attention.hf import register
@@ -286,10 +287,15 @@ def test_the_readme_python_example_runs(tmp_path, monkeypatch):
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
     code = readme.split("## Python API", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
     monkeypatch.chdir(tmp_path)
+    from attnviz.models.data import generate
+
+    Image.fromarray(generate("toy-shapes", 1, 0)[0]["image"]).save("shape.png")
     scope: dict = {}
     exec(compile(code, "README.md", "exec"), scope)
     assert scope["again"].weights.shape == scope["maps"].weights.shape and scope["one"].weights.shape[1] == 1
     assert scope["attr"].scores.shape[0] == 2
+    assert scope["cams"].maps.shape == (1, 8, 8) and scope["cams"].top[0][0][0] in scope["shapes"].labels
+    assert scope["attnviz"].cam(scope["shapes"], "shape.png").maps.shape == (1, 8, 8)  # one path: a batch of one
 
 
 def test_a_view_into_a_larger_tensor_is_saved_alone(tmp_path):

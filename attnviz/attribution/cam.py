@@ -133,7 +133,8 @@ def cam(loaded, images, *, method: str = "attn-grad", target=None, layer: int = 
     if batch_size < 1:
         raise BadInput(f"--batch-size must be at least 1, not {batch_size}")
     layer = check_layer(layer, loaded.num_layers)
-    images = list(images)
+    # One path, file or image is a batch of one (a string is not a list of characters).
+    images = list(images) if isinstance(images, (list, tuple)) else [images]
     if not images:
         raise BadInput("no images given")
     from attnviz.images import load_image, view_box
