@@ -150,9 +150,11 @@ def test_a_hub_id_not_in_the_cache_is_not_found():
         load_model("org/absent", device="cpu")
 
 
-@pytest.mark.parametrize("texts", [[""], ["   \n\t"], ["fine", " "], []])
-def test_empty_text_is_bad_input(bert, texts):
-    with pytest.raises(BadInput, match="text is empty") as err:
+@pytest.mark.parametrize("texts,message", [([""], "text is empty"), (["   \n\t"], "text is empty"),
+                                           (["fine", " "], "text 2 is empty"), ([], "no texts given"),
+                                           (["fine", 3], r"input 2 is not a text \(int\)")])
+def test_empty_text_is_bad_input(bert, texts, message):
+    with pytest.raises(BadInput, match=message) as err:
         bert.encode(texts)
     assert err.value.exit_code == 2
 

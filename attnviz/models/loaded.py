@@ -57,8 +57,13 @@ class LoadedModel:
         return enc
 
     def _encode_texts(self, texts: list[str], on_long: str) -> Encoded:
-        if not texts or any(not isinstance(t, str) or not t.strip() for t in texts):
-            raise BadInput("text is empty")
+        if not texts:
+            raise BadInput("no texts given")
+        for i, t in enumerate(texts):
+            if not isinstance(t, str):
+                raise BadInput(f"input {i + 1} is not a text ({type(t).__name__})")
+            if not t.strip():
+                raise BadInput("text is empty" if len(texts) == 1 else f"text {i + 1} is empty")
         if on_long not in ("truncate", "error"):
             raise BadInput(f"--on-long must be truncate or error, not {on_long!r}")
         lengths = [len(ids) for ids in self.tokenizer(texts, truncation=False, padding=False, return_tensors=None)["input_ids"]]
