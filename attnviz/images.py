@@ -31,20 +31,28 @@ def default_max_pixels() -> int:
     return int(Image.MAX_IMAGE_PIXELS or 89_478_485)
 
 
+def is_mask(path: Path) -> bool:
+    """``<stem>.mask.png``: the ground-truth mask beside an image in a labelled folder, not an input."""
+    return path.stem.lower().endswith(".mask")
+
+
 def find_images(specs: list[str | os.PathLike]) -> list[Path]:
-    """Files, folders (their image files, sorted, not recursive) and globs -> image paths in order."""
+    """Files, folders (their image files, sorted, not recursive) and globs -> image paths in order.
+
+    Folders and globs skip masks (see ``is_mask``); a mask named on its own is read like any image.
+    """
     found: list[Path] = []
     for spec in specs:
         path = Path(spec).expanduser()
         if path.is_dir():
-            inner = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in SUFFIXES)
+            inner = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in SUFFIXES and not is_mask(p))
             if not inner:
                 raise BadInput(f"no images ({', '.join(SUFFIXES)}) in folder {spec}")
             found.extend(inner)
         elif path.is_file():
             found.append(path)
         elif glob.has_magic(str(spec)):
-            matched = sorted(Path(p) for p in glob.glob(str(path)) if Path(p).is_file())
+            matched = sorted(Path(p) for p in glob.glob(str(path)) if Path(p).is_file() and not is_mask(Path(p)))
             if not matched:
                 raise BadInput(f"no files match {spec}")
             found.extend(matched)

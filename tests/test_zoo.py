@@ -137,6 +137,22 @@ def test_cli_data_writes_jsonl_and_images(tmp_path):
     assert res.exit_code == 0, res.output
     labels = json.loads((tmp_path / "img" / "labels.json").read_text("utf-8"))
     assert len(labels) == 3 and all((tmp_path / "img" / row["mask"]).is_file() for row in labels)
+    assert all(row["image"] == f"{row['label_name']}/{i:05d}.png" for i, row in enumerate(labels))
+
+
+def test_toy_shapes_data_is_a_labelled_folder_for_the_benchmark_and_cam(tmp_path):
+    """`toy data toy-shapes` writes what `bench faithfulness --images` reads, masks included; cam skips the masks."""
+    res = runner.invoke(app, ["toy", "data", "toy-shapes", "--n", "6", "--seed", "1", "--out", str(tmp_path / "d")])
+    assert res.exit_code == 0, res.output
+    out = tmp_path / "f.json"
+    res = runner.invoke(app, ["bench", "faithfulness", "--model", "toy-shapes", "--images", str(tmp_path / "d"),
+                              "--methods", "rollout", "--json", str(out)])
+    assert res.exit_code == 0, res.output
+    rows = {r["method"]: r for r in json.loads(out.read_text("utf-8"))["rows"]}
+    assert rows["rollout"]["n"] == 6 and rows["ground-truth"]["pointing"] == 1.0  # every mask was read
+    res = runner.invoke(app, ["cam", str(tmp_path / "d" / "*" / "*.png"), "--out", str(tmp_path / "cam")])
+    assert res.exit_code == 0, res.output
+    assert len(list((tmp_path / "cam").glob("0*-attn-grad.png"))) == 6  # one overlay per image, none per mask
 
 
 def test_cli_bad_input_is_one_line(tmp_path):

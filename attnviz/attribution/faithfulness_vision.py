@@ -22,7 +22,7 @@ from PIL import Image
 
 from attnviz.attribution.cam import CAM_METHODS, cam
 from attnviz.errors import BadInput
-from attnviz.images import SUFFIXES, load_image, to_pixels
+from attnviz.images import SUFFIXES, is_mask, load_image, to_pixels
 
 STEPS = tuple(round(0.1 * i, 1) for i in range(10))  # fraction of pixels removed: 0.0 (none) .. 0.9
 RANDOM = "random"  # a reference row: a uniformly random map
@@ -78,7 +78,7 @@ def folder_examples(root: str | Path, labels: list[str]) -> list[LabelledImage]:
             raise BadInput(f"folder {sub.name!r} is not a class of the model; classes: {', '.join(labels[:20])}")
         label = labels.index(sub.name) if sub.name in labels else int(sub.name)
         for path in sorted(sub.iterdir()):
-            if path.suffix.lower() not in SUFFIXES or path.name.lower().endswith(".mask" + path.suffix.lower()):
+            if path.suffix.lower() not in SUFFIXES or is_mask(path):
                 continue
             image, mask_path = load_image(path), path.with_name(path.stem + ".mask.png")
             mask = np.asarray(load_image(mask_path).convert("L")) > 0 if mask_path.is_file() else None

@@ -1,4 +1,8 @@
-"""Writing a toy's synthetic examples to disk: JSONL for text; PNG images + PNG masks + labels.json for shapes."""
+"""Writing a toy's synthetic examples to disk: JSONL for text; for shapes, a labelled image folder.
+
+The image layout is the one ``attnviz bench faithfulness --images`` reads: ``OUT/<class>/<n>.png`` with its
+ground-truth mask beside it as ``<n>.mask.png``, plus ``labels.json`` (a row per image).
+"""
 
 from __future__ import annotations
 
@@ -26,8 +30,10 @@ def write_examples(name: str, examples: list[dict], out: Path) -> list[Path]:
         lines = "".join(json.dumps(e, ensure_ascii=False) + "\n" for e in examples)
         return [write_atomic(inside(out, f"{name}.jsonl"), lines.encode("utf-8"))]
     written, labels = [], []
+    for name in sorted({e["label_name"] for e in examples}):
+        make_folder(inside(out, name))
     for i, e in enumerate(examples):
-        image, mask = f"{i:05d}.png", f"{i:05d}-mask.png"
+        image, mask = f"{e['label_name']}/{i:05d}.png", f"{e['label_name']}/{i:05d}.mask.png"
         written.append(write_atomic(inside(out, image), _png(e["image"])))
         written.append(write_atomic(inside(out, mask), _png(e["mask"].astype(np.uint8) * 255)))
         labels.append({"image": image, "mask": mask, "label": e["label"], "label_name": e["label_name"],
