@@ -146,6 +146,15 @@ def test_models_and_info():
     assert res.exit_code == 0 and "ToyTransformer (vision" in res.output
 
 
+def test_an_image_path_given_to_a_text_model_gets_a_note(tmp_path):
+    image = tmp_path / "photo.png"
+    Image.new("RGB", (8, 8)).save(image)
+    res = invoke("heatmap", str(image), "--out", str(tmp_path / "h.png"))
+    assert res.exit_code == 0 and f"{image} is an image file, but minilm reads text" in res.output
+    res = invoke("heatmap", "photo.png", "--out", str(tmp_path / "t.png"))  # no such file: just a text
+    assert res.exit_code == 0 and "image file" not in res.output
+
+
 def test_brackets_in_messages_and_paths_are_text_not_markup(tmp_path):
     """File names, labels and tokens reach the terminal as they are: rich markup in them is not read."""
     res = runner.invoke(app, ["heatmap", "--file", str(tmp_path / "a[/b].txt")])

@@ -26,6 +26,8 @@ def _capture(texts, file, model, loader: c.Loader, layers, heads, store_dtype, o
     if store_dtype not in ("float32", "float16"):
         raise BadInput(f"--store-dtype must be float32 or float16, not {store_dtype!r}")
     loaded = loader.load(model)
+    if loaded.kind != "vision":
+        _note_image_files(inputs, loaded.name)
     layer_list = parse_ranges(layers, loaded.num_layers, "layer")
     head_list = parse_ranges(heads, loaded.num_heads, "head")
     maps = capture(loaded, inputs, layers=layer_list, heads=head_list, on_long=on_long,
@@ -33,6 +35,17 @@ def _capture(texts, file, model, loader: c.Loader, layers, heads, store_dtype, o
     for note in maps.notes:
         c.err_console.print(c.labelled("note:", "yellow", note), soft_wrap=True)
     return maps
+
+
+def _note_image_files(inputs: list[str], model: str) -> None:
+    """An image path given to a text model is read as text: say so, in case --model was forgotten."""
+    from attnviz.images import SUFFIXES
+
+    for text in inputs:
+        if Path(text).suffix.lower() in SUFFIXES and Path(text).is_file():
+            c.err_console.print(c.labelled("note:", "yellow", f"{text} is an image file, but {model} reads text, so "
+                                           "its name is drawn; give --model a vision model to draw the image"),
+                                soft_wrap=True)
 
 
 @c.loads_models()
