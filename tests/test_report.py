@@ -200,11 +200,13 @@ def test_image_folder_skips_unreadable_images(tmp_path):
     folder.mkdir()
     Image.fromarray(np.random.default_rng(0).integers(0, 255, (20, 24, 3), dtype=np.uint8)).save(folder / "a.png")
     (folder / "broken.png").write_bytes(b"not an image")
+    Image.new("L", (24, 20)).save(folder / "a.mask.png")  # a ground-truth mask is no input
     out = tmp_path / "out"
     res = report(folder, "--model", model, "-o", out, "--workers", "0")
     assert res.exit_code == 0, res.output
     doc = json.loads((out / "summary.json").read_text(encoding="utf-8"))
     assert [s["id"] for s in doc["skipped"]] == ["broken.png"]
+    assert [i["id"] for i in doc["items"]] == ["a.png"]
     assert doc["items"][0]["prediction"]["label"] in ("circle", "square", "triangle")
     assert 'data:image/jpeg;base64,' in (out / "report.html").read_text(encoding="utf-8")
 

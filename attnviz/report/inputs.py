@@ -13,7 +13,6 @@ from pathlib import Path
 
 from attnviz.errors import BadInput
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 
 
 @dataclass(frozen=True)
@@ -116,9 +115,9 @@ def _csv(path: Path) -> list[Item]:
 
 
 def _images(folder: Path) -> list[Item]:
-    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-    if not files:
-        raise BadInput(f"{folder} has no images ({', '.join(IMAGE_SUFFIXES)})")
+    from attnviz.images import find_images
+
+    files = find_images([folder])  # masks (<stem>.mask.png) are skipped
     return [Item(p.name, image=p) for p in files]
 
 
