@@ -157,7 +157,8 @@ def test_toy_shapes_data_is_a_labelled_folder_for_the_benchmark_and_cam(tmp_path
 
 def test_cli_bad_input_is_one_line(tmp_path):
     for args in (["toy", "data", "toy-nothing", "--out", str(tmp_path)], ["toy", "data", "toy-shapes", "--n", "0",
-                 "--out", str(tmp_path)], ["toy", "train", "toy-sentiment", "--steps", "0"]):
+                 "--out", str(tmp_path)], ["toy", "train", "toy-sentiment", "--steps", "0"],
+                 ["toy", "train", "toy-sentiment", "--steps", "1", "--out", str(tmp_path / "w.txt")]):
         res = runner.invoke(app, args)
         assert res.exit_code == 2 and "Traceback" not in res.output, res.output
     assert not any(tmp_path.iterdir())

@@ -45,6 +45,8 @@ def train_cmd(
     if heldout < 1:
         raise BadInput(f"--heldout must be at least 1, not {heldout}")
     if out is not None:
+        if out.suffix != ".safetensors":  # only that suffix is read back as a --model weights file
+            raise BadInput(f"--out {out} must end in .safetensors")
         check_writable(out)
     result = train_toy(name, seed=seed, steps=steps, out=out, heldout=heldout)
     checks = "".join(f", {k} {v}" for k, v in result["checks"].items())
