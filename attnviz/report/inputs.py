@@ -14,7 +14,6 @@ from pathlib import Path
 from attnviz.errors import BadInput
 
 
-
 @dataclass(frozen=True)
 class Item:
     id: str  # from the input's `id` field, else its line number (or file name for images)

@@ -30,8 +30,8 @@ def write_examples(name: str, examples: list[dict], out: Path) -> list[Path]:
         lines = "".join(json.dumps(e, ensure_ascii=False) + "\n" for e in examples)
         return [write_atomic(inside(out, f"{name}.jsonl"), lines.encode("utf-8"))]
     written, labels = [], []
-    for name in sorted({e["label_name"] for e in examples}):
-        make_folder(inside(out, name))
+    for label in sorted({e["label_name"] for e in examples}):
+        make_folder(inside(out, label))
     for i, e in enumerate(examples):
         image, mask = f"{e['label_name']}/{i:05d}.png", f"{e['label_name']}/{i:05d}.mask.png"
         written.append(write_atomic(inside(out, image), _png(e["image"])))
