@@ -16,7 +16,8 @@ CHECK_EXAMPLES = 200  # held-out examples for the attention checks
 def as_loaded(trained: Trained, name: str | None = None):
     recipe = trained.recipe
     return wrap(name or recipe.name, trained.model, recipe.tokenizer(), task=recipe.task, labels=recipe.labels,
-                source=f"trained here (seed {trained.seed})", meta={"description": recipe.description})
+                source=f"trained here (seed {trained.seed})", meta={"description": recipe.description},
+                multi_label=recipe.multi_label)
 
 
 def train_toy(name: str, *, seed: int = 0, steps: int | None = None, out: Path | None = None, heldout: int = 1000,
@@ -30,7 +31,8 @@ def train_toy(name: str, *, seed: int = 0, steps: int | None = None, out: Path |
     if out is not None:
         tok = trained.recipe.tokenizer()
         meta = {"tokenizer": tok.to_dict() if tok else None, "labels": list(trained.recipe.labels),
-                "task": trained.recipe.task, "description": trained.recipe.description,
+                "task": trained.recipe.task, "multi_label": trained.recipe.multi_label,
+                "description": trained.recipe.description,
                 "accuracy": result["accuracy"], "seed": seed, "steps": trained.steps, "checks": checks}
         save_toy(out, trained.model, meta)
     return result

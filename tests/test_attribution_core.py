@@ -303,3 +303,16 @@ def test_eager_fallback_models_give_the_same_rollout_as_their_captured_attention
     assert torch.allclose(got, expected, atol=1e-5)
     grads = attribute(loaded, texts, method="attn-grad").scores
     assert torch.isfinite(grads).all() and (grads[maps.mask == 0] == 0).all()
+
+
+def test_a_multi_label_text_classifier_reports_its_sigmoid():
+    import dataclasses
+
+    loaded = load_model("toy-sentiment", device="cpu")
+    multi = dataclasses.replace(loaded, multi_label=True)
+    texts = ["not good", "很好"]
+    with torch.no_grad():
+        logits = loaded.model(**loaded.encode(texts).batch).logits.float()  # (2, 3)
+    for model, expected in ((loaded, logits.softmax(-1)), (multi, logits.sigmoid())):
+        a = attribute(model, texts, method="saliency")
+        assert a.probability == pytest.approx(expected.max(-1).values.tolist(), abs=1e-5)

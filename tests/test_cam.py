@@ -72,6 +72,19 @@ def test_prefix_tokens_and_targets(models):
     assert cam(models["clip"], images(1), prompts=PROMPTS, target="a dog").target == ["a dog"]
 
 
+def test_a_multi_label_classifier_scores_each_class_by_its_sigmoid(models, tmp_path):
+    loaded = load_model(str(save("vit-multi", tmp_path / "multi")), device="cpu")
+    assert loaded.multi_label and not models["vit"].multi_label
+    result = cam(loaded, images(2), method="attn-grad", top_k=3)
+    with torch.no_grad():
+        logits = loaded.model(**loaded.encode(images(2)).batch).logits  # (2, 3)
+    for row, top in zip(logits, result.top):
+        probs = [p for _, p in top]
+        assert probs == pytest.approx(sorted(row.sigmoid().tolist(), reverse=True), abs=1e-6)
+        assert sum(probs) != pytest.approx(1.0, abs=1e-3)  # not a softmax
+    assert result.target == [top[0][0] for top in result.top]  # the default target is still the top class
+
+
 def test_targets_change_gradient_maps(models):
     a = cam(models["toy"], images(1), method="attn-grad", target="0").maps
     b = cam(models["toy"], images(1), method="attn-grad", target="1").maps

@@ -203,25 +203,33 @@ def test_bench_refuses_what_it_cannot_measure(folders, tmp_path):
     assert res.exit_code == 2 and "minilm is not an image classifier" in res.stderr
 
 
+def test_a_multi_label_model_keeps_an_image_while_its_class_stays_above_one_half():
+    from types import SimpleNamespace
+
+    from attnviz.attribution.faithfulness_vision import recognised
+
+    logits, labels = torch.tensor([[2.0, 3.0, -1.0], [-0.5, 1.0, 0.2]]), torch.tensor([0, 0])
+    assert recognised(SimpleNamespace(multi_label=False), logits, labels).tolist() == [False, False]  # not the top
+    assert recognised(SimpleNamespace(multi_label=True), logits, labels).tolist() == [True, False]  # present or not
+
+
 def test_toy_shapes_maps_are_faithful():
-    """On the trained toy with ground-truth masks: attn-grad points at the shape; relevance-ordered
-    removal hurts far more than random removal, and removing the least relevant pixels hurts less."""
+    """The issue's criteria on the shipped toy's held-out scenes: attn-grad points at the explained shape
+    (>= 0.9); removing pixels in attn-grad's order loses the class sooner than in rollout's, and rollout's
+    sooner than a random map's (positive-perturbation AUC). Rollout is class-agnostic: in a scene of
+    several shapes it spreads over all of them, so it points at the explained one far less often."""
     from attnviz.attribution import faithfulness_vision as fv
     from attnviz.models import load_model
 
     loaded = load_model("toy-shapes", device="cpu")
-    rows = {r.method: r for r in fv.evaluate(loaded, fv.toy_examples("toy-shapes", 48, seed=0),
+    rows = {r.method: r for r in fv.evaluate(loaded, fv.toy_examples("toy-shapes", 96, seed=0),
                                               ["attn-grad", "rollout"], batch_size=48)}
     assert rows["attn-grad"].pointing >= 0.9
-    assert rows["random"].pointing < 0.5
-    assert rows["attn-grad"].auc_positive < rows["random"].auc_positive - 0.1
-    assert rows["rollout"].auc_positive < rows["random"].auc_positive - 0.1
-    assert rows["attn-grad"].auc_negative > rows["random"].auc_negative + 0.1
+    assert rows["attn-grad"].auc_positive < rows["rollout"].auc_positive < rows["random"].auc_positive - 0.3
+    assert rows["rollout"].pointing < 0.75 and rows["random"].pointing < 0.3
+    assert rows["attn-grad"].auc_negative > rows["random"].auc_negative + 0.3
     assert rows["attn-grad"].curve_positive[0] == rows["random"].curve_positive[0] >= 0.95  # the toy's accuracy
-    truth, random = rows["ground-truth"].auc_positive, rows["random"].auc_positive
-    assert rows["ground-truth"].pointing == 1.0 and truth < random - 0.1
-    for method in ("attn-grad", "rollout"):  # both remove the object about as fast as its own mask does
-        assert rows[method].auc_positive < truth + 0.25 * (random - truth), method
+    assert rows["ground-truth"].pointing == 1.0
 
 
 def _independent_attention(loaded, pixel_values, targets):

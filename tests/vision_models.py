@@ -24,6 +24,11 @@ def _vit():
         size={"height": 32, "width": 32})
 
 
+def _vit_multi():  # a multi-label classifier: classes are scored by independent sigmoids
+    config = tf.ViTConfig(**_VIT, **_LABELS, problem_type="multi_label_classification")
+    return tf.ViTForImageClassification(config), tf.ViTImageProcessorPil(size={"height": 32, "width": 32})
+
+
 def _deit():
     model = tf.DeiTForImageClassificationWithTeacher(tf.DeiTConfig(**_VIT, **_LABELS))
     return model, tf.DeiTImageProcessorPil(size={"height": 40, "width": 40}, crop_size={"height": 32, "width": 32})
@@ -47,7 +52,7 @@ def _swin():
     return tf.SwinForImageClassification(config), tf.ViTImageProcessorPil(size={"height": 32, "width": 32})
 
 
-BUILDERS = {"vit": _vit, "deit": _deit, "clip-vision": _clip_vision, "clip": _clip, "swin": _swin}
+BUILDERS = {"vit": _vit, "vit-multi": _vit_multi, "deit": _deit, "clip-vision": _clip_vision, "clip": _clip, "swin": _swin}
 
 
 def save(name: str, folder: Path, seed: int = 0) -> Path:

@@ -2,9 +2,9 @@
 
 Perturbation follows Chefer et al. 2021 (arXiv:2012.09838, section 4): remove 10% .. 90% of the
 input pixels in order of relevance (most relevant first: "positive", lower AUC is better; least
-relevant first: "negative", higher is better) and record the accuracy at each step. A removed pixel
-turns black, as in their evaluation, which zeroes the [0, 1] image before normalising it; here black
-is whatever the model's own processor makes of a black image.
+relevant first: "negative", higher is better) and record the accuracy at each step (see
+``recognised``). A removed pixel turns black, as in their evaluation, which zeroes the [0, 1] image
+before normalising it; here black is whatever the model's own processor makes of a black image.
 
 Two reference rows frame the methods: a uniformly random map, and, where every image has a mask, the
 ground truth itself (each patch's share of the object), which ranks the object's pixels first.
@@ -144,9 +144,17 @@ def perturbation_curves(loaded, pixel_values: torch.Tensor, maps: torch.Tensor, 
             filled = pixel_values * keep + fill * (1 - keep)
             with torch.inference_mode():
                 logits = loaded.model(pixel_values=filled).logits  # (B, C)
-            acc.append((logits.argmax(-1).cpu() == labels).float().sum().item())
+            acc.append(recognised(loaded, logits.cpu(), labels).float().sum().item())
         curves.append(np.asarray(acc))
     return curves[0], curves[1]
+
+
+def recognised(loaded, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """(B,) bool: the model still gives each image its label: the top class, or for a multi-label model a
+    probability above one half (several classes can be present at once, so the top one need not be it)."""
+    if loaded.multi_label:
+        return logits[torch.arange(len(labels)), labels] > 0
+    return logits.argmax(-1) == labels
 
 
 def auc(curve: list[float] | np.ndarray) -> float:

@@ -84,7 +84,7 @@ def label_target(loaded, batch, mask, out, opts: TargetOptions) -> Target:
     labels = loaded.labels or [str(i) for i in range(logits.shape[-1])]
     pred = logits.argmax(-1)
     cls = pred.clone() if opts.label is None else torch.full_like(pred, _label_index(labels, opts.label))
-    probs = logits.softmax(-1)
+    probs = loaded.class_probs(logits)
     rows = torch.zeros(mask.shape, device=mask.device)
     last = mask.long().sum(1) - 1
     # An encoder classifies from its first token; a causal classifier from its last real one.
@@ -92,7 +92,7 @@ def label_target(loaded, batch, mask, out, opts: TargetOptions) -> Target:
     rows[torch.arange(len(rows)), at] = 1.0
     return Target(
         score=lambda o, ex: o.logits.float()[torch.arange(len(ex)), cls[ex]],
-        prob=lambda o, ex: o.logits.float().softmax(-1)[torch.arange(len(ex)), cls[ex]],
+        prob=lambda o, ex: loaded.class_probs(o.logits)[torch.arange(len(ex)), cls[ex]],
         rows=rows, stack=_self_stack(loaded),
         describe=[f"label {labels[c]}" for c in cls.tolist()],
         prediction=[labels[p] for p in pred.tolist()],

@@ -27,7 +27,7 @@ class Target:
     index: list[int]  # class / prompt / embedding-feature index per example (-1: the embedding norm)
     names: list[str]  # readable target per example
     labels: list[str]  # class names (or prompts); empty for an embedding model
-    probs: torch.Tensor | None  # (B, C) softmax over classes or prompts; None for an embedding model
+    probs: torch.Tensor | None  # (B, C) over classes (sigmoids if multi-label) or prompts; None for an embedding model
 
 
 @dataclass
@@ -139,7 +139,7 @@ def _score(loaded, out, target_spec, prompts: list[str]) -> tuple[torch.Tensor, 
         if not 0 <= index[0] < pooled.shape[-1]:
             raise BadInput(f"target {index[0]} is out of range; this embedding has {pooled.shape[-1]} features")
         return pooled[:, index[0]], Target(index, [f"feature {index[0]}"] * pooled.shape[0], [], None)
-    probs = logits.detach().float().softmax(-1)
+    probs = logits.detach().float().softmax(-1) if prompts else loaded.class_probs(logits.detach())
     index = resolve_targets(target_spec, labels, probs.argmax(-1).tolist())
     score = logits[torch.arange(logits.shape[0], device=logits.device), torch.tensor(index, device=logits.device)]
     return score, Target(index, [labels[i] for i in index], labels, probs.cpu())

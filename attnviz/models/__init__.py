@@ -109,7 +109,8 @@ def describe(loaded: LoadedModel) -> dict:
         "device": str(loaded.device), "weights": loaded.source,
     }
     if loaded.labels:
-        facts["labels"] = ", ".join(loaded.labels)
+        facts["labels"] = ", ".join(loaded.labels) + (" (multi-label: each class scored on its own)"
+                                                      if loaded.multi_label else "")
     facts.update({k: v for k, v in loaded.meta.items() if k in ("description", "accuracy")})
     return facts
 

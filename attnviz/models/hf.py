@@ -186,4 +186,5 @@ def _wrap(spec, model, config, task, backend, folder, common) -> LoadedModel:
         model=model, name=spec, kind=kind, task=task, num_layers=int(layers), num_heads=int(heads), backend=backend,
         tokenizer=tokenizer, processor=processor, labels=labels, max_length=int(max_len),
         source=str(folder), architecture=type(model).__name__, meta=meta,
+        multi_label=bool(labels) and getattr(config, "problem_type", None) == "multi_label_classification",
     )

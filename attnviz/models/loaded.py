@@ -32,6 +32,7 @@ class LoadedModel:
     tokenizer: Any = None
     processor: Any = None  # image processor for vision models
     labels: list[str] = field(default_factory=list)  # class names of a classifier
+    multi_label: bool = False  # a classifier whose classes are independent (sigmoid), not one of them (softmax)
     max_length: int = 512  # longest input in tokens
     source: str = ""  # where the weights come from, for `attnviz models`
     architecture: str = ""  # model class name
@@ -40,6 +41,11 @@ class LoadedModel:
     @property
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
+
+    def class_probs(self, logits: torch.Tensor) -> torch.Tensor:
+        """(..., C) logits -> probabilities: softmax over the classes, or each class's sigmoid if multi-label."""
+        logits = logits.float()
+        return logits.sigmoid() if self.multi_label else logits.softmax(-1)
 
     @property
     def special_tokens(self) -> list[str]:

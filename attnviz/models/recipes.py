@@ -18,6 +18,7 @@ class Recipe:
     chars: tuple[str, ...] = ()  # the char tokenizer's vocabulary; empty for images
     style: str = "cls"  # the char tokenizer's special-token style
     labels: tuple[str, ...] = ()  # class names of a classifier
+    multi_label: bool = False  # classes are independent: examples carry a list "labels", trained with sigmoids
     steps: int = 1000  # optimiser steps of a full training run
     batch: int = 64  # examples per step
     lr: float = 3e-3  # AdamW peak learning rate (linear warm-up, cosine decay)
@@ -54,9 +55,10 @@ RECIPES = {
         Recipe("toy-reverse", "seq2seq", "reverses a sequence (cross-attention on the anti-diagonal)",
                _text("encoder-decoder", sequences.vocabulary(), max_len=24, d_model=64),
                tuple(sequences.vocabulary()), "cls", steps=3000),
-        Recipe("toy-shapes", "image-classification", "which shape is in a noisy 32x32 image (ViT, 4x4 patches)",
-               ToyConfig(kind="vision", d_model=32, n_layers=3, n_heads=4, n_classes=len(shapes.CLASSES),
+        Recipe("toy-shapes", "image-classification",
+               "which shapes are in a noisy 32x32 image, one to three of four (multi-label ViT, 4x4 patches)",
+               ToyConfig(kind="vision", d_model=48, n_layers=3, n_heads=4, n_classes=len(shapes.CLASSES),
                          image_size=shapes.SIZE, patch_size=shapes.PATCH),
-               labels=shapes.CLASSES, steps=1500),
+               labels=shapes.CLASSES, multi_label=True, steps=5000, pool=40000),
     )
 }

@@ -61,8 +61,13 @@ def init(model: ToyTransformer) -> ToyTransformer:
 def tensors(recipe: Recipe, examples: list[dict]) -> dict:
     """Examples -> padded tensors for training or evaluation (right padding, PAD_ID = 0)."""
     if recipe.config.kind == "vision":
-        return {"pixel_values": to_pixels(np.stack([e["image"] for e in examples])),
-                "labels": torch.tensor([e["label"] for e in examples])}
+        pixels = to_pixels(np.stack([e["image"] for e in examples]))
+        if recipe.multi_label:  # (B, C) multi-hot
+            hot = torch.zeros(len(examples), len(recipe.labels))
+            for row, e in enumerate(examples):
+                hot[row, e["labels"]] = 1.0
+            return {"pixel_values": pixels, "labels": hot}
+        return {"pixel_values": pixels, "labels": torch.tensor([e["label"] for e in examples])}
     tok = recipe.tokenizer()
     enc = tok([e["text"] for e in examples], max_length=recipe.config.max_len)
     out = {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
@@ -127,6 +132,8 @@ def loss_of(recipe: Recipe, model: ToyTransformer, batch: dict) -> torch.Tensor:
         return F.cross_entropy(pred, batch["input_ids"][:, 1:][batch["target"][:, 1:]])
     if recipe.task == "seq2seq":
         return F.cross_entropy(logits.flatten(0, 1), batch["labels"].flatten(), ignore_index=-100)
+    if recipe.multi_label:
+        return F.binary_cross_entropy_with_logits(logits, batch["labels"])
     return F.cross_entropy(logits, batch["labels"], label_smoothing=recipe.smoothing)
 
 
@@ -186,7 +193,8 @@ def train(name: str, seed: int = 0, steps: int | None = None, heldout: int = 100
 
 @torch.inference_mode()
 def accuracy(name: str, model: ToyTransformer, examples: list[dict], chunk: int = 250) -> float:
-    """Held-out accuracy: classes; copied tokens (induction); whole reversed sequences (greedy)."""
+    """Held-out accuracy: classes (multi-label: the whole set of classes); copied tokens (induction); whole
+    reversed sequences (greedy)."""
     recipe, right, total = RECIPES[name], 0, 0
     model.eval()
     for i in range(0, len(examples), chunk):
@@ -194,6 +202,11 @@ def accuracy(name: str, model: ToyTransformer, examples: list[dict], chunk: int 
         if recipe.task == "seq2seq":
             hit = greedy(model, batch["input_ids"], batch["attention_mask"], batch["labels"].shape[1])
             ok = ((hit == batch["labels"]) | (batch["labels"] == -100)).all(1)
+            right, total = right + int(ok.sum()), total + len(ok)
+            continue
+        if recipe.multi_label:
+            logits = model(pixel_values=batch["pixel_values"]).logits
+            ok = ((logits > 0).float() == batch["labels"]).all(1)
             right, total = right + int(ok.sum()), total + len(ok)
             continue
         logits = model(**{k: v for k, v in batch.items() if k not in ("labels", "target")}).logits

@@ -32,7 +32,7 @@ def weights_path(name: str):
 
 
 def wrap(name: str, model: ToyTransformer, tokenizer: CharTokenizer | None, *, task: str, labels=(),
-         source: str, meta: dict | None = None) -> LoadedModel:
+         source: str, meta: dict | None = None, multi_label: bool = False) -> LoadedModel:
     """A toy as a LoadedModel: what encode(), capture() and greedy decoding need to know."""
     cfg = model.config
     meta = dict(meta or {})
@@ -44,6 +44,7 @@ def wrap(name: str, model: ToyTransformer, tokenizer: CharTokenizer | None, *, t
         processor=ToyImageProcessor(cfg.image_size) if cfg.kind == "vision" else None,
         labels=list(labels), max_length=cfg.n_positions if cfg.kind == "vision" else cfg.max_len,
         source=source, architecture=f"ToyTransformer ({cfg.kind}, {cfg.score}, {cfg.mask} attention)", meta=meta,
+        multi_label=multi_label,
     )
 
 
@@ -64,7 +65,8 @@ def _trained(name: str, path: Path, origin: str) -> LoadedModel:
     facts = {k: meta[k] for k in ("description", "accuracy", "checks") if k in meta}
     facts["description"] = facts.get("description", "") + _check_line(meta.get("checks") or {})
     return wrap(name, model, tok, task=meta["task"], labels=meta.get("labels", ()),
-                source=f"{origin} (trained, seed {meta.get('seed', 0)})", meta=facts)
+                source=f"{origin} (trained, seed {meta.get('seed', 0)})", meta=facts,
+                multi_label=bool(meta.get("multi_label", False)))
 
 
 def _check_line(checks: dict) -> str:

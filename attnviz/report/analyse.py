@@ -128,7 +128,7 @@ def _prediction(loaded, out, maps, e: int) -> dict | None:
     row = logits[e].float()
     if loaded.task == "causal-lm":
         row = row[int(maps.valid(e)[-1])]  # the next token after the last real one
-    p = row.softmax(-1)
+    p = row.softmax(-1) if loaded.task == "causal-lm" else loaded.class_probs(row)
     i = int(p.argmax())
     if loaded.task == "causal-lm":
         label = token_names(loaded.tokenizer, [i])[0]

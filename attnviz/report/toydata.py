@@ -36,8 +36,11 @@ def write_examples(name: str, examples: list[dict], out: Path) -> list[Path]:
         image, mask = f"{e['label_name']}/{i:05d}.png", f"{e['label_name']}/{i:05d}.mask.png"
         written.append(write_atomic(inside(out, image), _png(e["image"])))
         written.append(write_atomic(inside(out, mask), _png(e["mask"].astype(np.uint8) * 255)))
-        labels.append({"image": image, "mask": mask, "label": e["label"], "label_name": e["label_name"],
-                       "box": e["box"], "patch_mask": np.round(e["patch_mask"], 4).tolist()})
+        row = {"image": image, "mask": mask, "label": e["label"], "label_name": e["label_name"], "box": e["box"],
+               "patch_mask": np.round(e["patch_mask"], 4).tolist()}
+        if "labels" in e:  # a multi-label task: every class present; the folder and the mask are the first shape's
+            row.update(labels=e["labels"], label_names=e["label_names"])
+        labels.append(row)
     text = "[\n" + ",\n".join(json.dumps(row, ensure_ascii=False) for row in labels) + "\n]\n"  # a row per image
     written.append(write_atomic(inside(out, "labels.json"), text.encode("utf-8")))
     return written

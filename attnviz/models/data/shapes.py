@@ -1,10 +1,11 @@
-"""toy-shapes: one target shape on a noisy background with small distractor strokes.
+"""toy-shapes: one to three shapes of different classes on a noisy background with small distractor strokes.
 
-An example: ``{"image" (uint8 array (H, W, 3)), "mask" (bool array (H, W): the target shape's
-pixels), "label" (index into CLASSES), "label_name", "box" ([top, left, bottom, right] of the
-shape, inclusive), "patch_mask" (float array (G, G): the fraction of each patch covered by the
-shape, for CAM checks)}``. Distractors are 1-pixel strokes of at most 4 pixels and never overlap
-the shape, so they cannot look like any class.
+The task is multi-label: name every class present. An example: ``{"image" (uint8 array (H, W, 3)),
+"labels" (sorted indices into CLASSES of the shapes present), "label_names", and for the first shape
+placed, the one a benchmark explains: "label", "label_name", "mask" (bool array (H, W): its pixels),
+"box" ([top, left, bottom, right], inclusive), "patch_mask" (float array (G, G): the fraction of each
+patch it covers)}``. Shapes never touch; distractors are 1-pixel strokes of at most 4 pixels that keep
+a pixel away from every shape, so they cannot look like any class.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from attnviz.models.data import GENERATORS
 CLASSES = ("circle", "square", "triangle", "cross")
 SIZE = 32  # image side in pixels
 PATCH = 4  # the toy's patch side: patch_mask is on this grid
-RADIUS = (5, 8)  # half-size of a shape, inclusive
+RADIUS = (4, 6)  # half-size of a shape, inclusive
+COUNT = (1, 3)  # shapes per image, inclusive
 
 
 def _shape(kind: str, yy, xx, cy: int, cx: int, r: int) -> np.ndarray:
@@ -46,26 +48,52 @@ def _distractors(rng, image: np.ndarray, keep_out: np.ndarray) -> None:
                 image[py, px] = colour
 
 
+def _place(rng, r: int, taken: list[tuple[int, int, int]]) -> tuple[int, int] | None:
+    """A centre for a shape of half-size r whose box keeps a pixel away from the boxes taken."""
+    for _ in range(200):
+        cy, cx = (int(v) for v in rng.integers(r + 1, SIZE - r - 1, size=2))
+        if all(abs(cy - y) > r + q + 1 or abs(cx - x) > r + q + 1 for y, x, q in taken):
+            return cy, cx
+    return None
+
+
+def _layout(rng) -> tuple[list[int], list[tuple[int, int, int]]]:
+    """Classes and (cy, cx, r) of the shapes of one image; a crowded draw is drawn again."""
+    k = int(rng.integers(COUNT[0], COUNT[1] + 1))
+    while True:
+        classes = [int(c) for c in rng.choice(len(CLASSES), size=k, replace=False)]
+        taken = []
+        for r in rng.integers(RADIUS[0], RADIUS[1] + 1, size=k):
+            centre = _place(rng, int(r), taken)
+            if centre is None:
+                break
+            taken.append((*centre, int(r)))
+        if len(taken) == k:
+            return classes, taken
+
+
 def _one(rng: np.random.Generator) -> dict:
     yy, xx = np.mgrid[0:SIZE, 0:SIZE]
-    label = int(rng.integers(0, len(CLASSES)))
-    r = int(rng.integers(RADIUS[0], RADIUS[1] + 1))
-    cy, cx = (int(v) for v in rng.integers(r + 1, SIZE - r - 1, size=2))
-    mask = _shape(CLASSES[label], yy, xx, cy, cx, r)
+    classes, places = _layout(rng)
+    masks = [_shape(CLASSES[c], yy, xx, cy, cx, r) for c, (cy, cx, r) in zip(classes, places)]
     background = rng.integers(0, 70, size=3).astype(np.float32)
     image = background + rng.normal(0, 18, size=(SIZE, SIZE, 3)).astype(np.float32)
-    # Distractors keep one pixel away from the shape so that they never change its outline.
-    near = np.zeros_like(mask)
-    ys, xs = np.nonzero(mask)
-    for oy, ox in ((0, 0), (-1, 0), (1, 0), (0, -1), (0, 1)):
-        near[np.clip(ys + oy, 0, SIZE - 1), np.clip(xs + ox, 0, SIZE - 1)] = True
+    # Distractors keep one pixel away from the shapes so that they never change an outline.
+    near = np.zeros((SIZE, SIZE), dtype=bool)
+    for mask in masks:
+        ys, xs = np.nonzero(mask)
+        for oy, ox in ((0, 0), (-1, 0), (1, 0), (0, -1), (0, 1)):
+            near[np.clip(ys + oy, 0, SIZE - 1), np.clip(xs + ox, 0, SIZE - 1)] = True
     _distractors(rng, image, near)
-    image[mask] = _colour(rng, 140)
+    for mask in masks:
+        image[mask] = _colour(rng, 140)
+    label, mask = classes[0], masks[0]
     ys, xs = np.nonzero(mask)
     grid = SIZE // PATCH
     patch = mask.reshape(grid, PATCH, grid, PATCH).mean(axis=(1, 3))  # (G, G)
-    return {"image": np.clip(image, 0, 255).astype(np.uint8), "mask": mask, "label": label,
-            "label_name": CLASSES[label], "box": [int(ys.min()), int(xs.min()), int(ys.max()), int(xs.max())],
+    return {"image": np.clip(image, 0, 255).astype(np.uint8), "labels": sorted(classes),
+            "label_names": [CLASSES[c] for c in sorted(classes)], "label": label, "label_name": CLASSES[label],
+            "mask": mask, "box": [int(ys.min()), int(xs.min()), int(ys.max()), int(xs.max())],
             "patch_mask": patch.astype(np.float32)}
 
 
