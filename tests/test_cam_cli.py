@@ -171,7 +171,7 @@ def test_removed_pixels_turn_black_as_the_processor_sees_black(folders):
                                            with_kwargs=True)
     try:
         pixels = loaded.encode([picture(32, 32, seed=4)]).batch["pixel_values"]
-        fv.perturbation_curves(loaded, pixels, torch.rand(1, 2, 2), torch.tensor([0]))
+        fv.perturbation_hits(loaded, pixels, torch.rand(1, 2, 2), torch.tensor([0]))
     finally:
         hook.remove()
     removed = seen[-1] != pixels  # the last step (negative order): 90% of the pixels gone
@@ -230,6 +230,10 @@ def test_toy_shapes_maps_are_faithful():
     assert rows["attn-grad"].auc_negative > rows["random"].auc_negative + 0.3
     assert rows["attn-grad"].curve_positive[0] == rows["random"].curve_positive[0] >= 0.95  # the toy's accuracy
     assert rows["ground-truth"].pointing == 1.0
+    each = rows["attn-grad"]  # per-scene figures, for paired comparisons; not in the JSON
+    assert len(each.positive_each) == len(each.pointing_each) == 96
+    assert np.mean(each.positive_each) == pytest.approx(each.auc_positive, abs=1e-9)
+    assert np.mean(each.pointing_each) == each.pointing and "positive_each" not in each.to_dict()
 
 
 def _independent_attention(loaded, pixel_values, targets):

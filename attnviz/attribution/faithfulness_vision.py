@@ -47,9 +47,11 @@ class FaithRow:
     auc_negative: float  # higher is better
     curve_positive: list[float] = field(default_factory=list)  # accuracy at each of STEPS
     curve_negative: list[float] = field(default_factory=list)
+    positive_each: list[float] = field(default_factory=list)  # per image: its positive AUC (0 to 1), for paired tests
+    pointing_each: list[bool] = field(default_factory=list)  # per image with a mask: the pointing hit
 
     def to_dict(self) -> dict:
-        return dict(self.__dict__)
+        return {k: v for k, v in self.__dict__.items() if not k.endswith("_each")}
 
 
 def toy_examples(name: str, n: int, seed: int = 0) -> list[LabelledImage]:
@@ -123,11 +125,11 @@ def mask_map(mask: np.ndarray, box, grid: tuple[int, int]) -> torch.Tensor:
     return F.adaptive_avg_pool2d(inside[None, None], grid)[0, 0]  # (gh, gw)
 
 
-def perturbation_curves(loaded, pixel_values: torch.Tensor, maps: torch.Tensor, labels: torch.Tensor,
-                        seed: int = 0, fill: torch.Tensor | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Accuracy (positive, negative) at each of STEPS for one batch; maps (B, gh, gw).
-
-    ``fill`` (1, C, 1, 1) replaces removed pixels; black (see ``black``) unless given.
+def perturbation_hits(loaded, pixel_values: torch.Tensor, maps: torch.Tensor, labels: torch.Tensor,
+                      seed: int = 0, fill: torch.Tensor | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Whether each image keeps its label (positive, negative order): two (B, len(STEPS)) bool arrays for
+    one batch; maps (B, gh, gw). ``fill`` (1, C, 1, 1) replaces removed pixels; black (see ``black``)
+    unless given.
     """
     b, _, h, w = pixel_values.shape
     relevance = F.interpolate(maps[:, None].float(), size=(h, w), mode="bilinear", align_corners=False)[:, 0]  # (B, H, W)
@@ -135,18 +137,18 @@ def perturbation_curves(loaded, pixel_values: torch.Tensor, maps: torch.Tensor, 
     jitter = torch.rand(b, h * w, generator=gen) * 1e-6  # ties (flat regions) in random order, not raster order
     flat = relevance.reshape(b, h * w).cpu() + jitter  # (B, H*W)
     fill = (black(loaded) if fill is None else fill).to(pixel_values)  # (1, C, 1, 1)
-    curves = []
+    hits = []
     for descending in (True, False):
         rank = flat.argsort(dim=1, descending=descending).argsort(dim=1)  # (B, H*W) position in removal order
-        acc = []
+        steps = []
         for frac in STEPS:
             keep = (rank >= round(frac * h * w)).reshape(b, 1, h, w).to(pixel_values)  # (B, 1, H, W)
             filled = pixel_values * keep + fill * (1 - keep)
             with torch.inference_mode():
                 logits = loaded.model(pixel_values=filled).logits  # (B, C)
-            acc.append(recognised(loaded, logits.cpu(), labels).float().sum().item())
-        curves.append(np.asarray(acc))
-    return curves[0], curves[1]
+            steps.append(recognised(loaded, logits.cpu(), labels).numpy())
+        hits.append(np.stack(steps, axis=1))  # (B, len(STEPS))
+    return hits[0], hits[1]
 
 
 def recognised(loaded, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -181,7 +183,7 @@ def evaluate(loaded, data: list[LabelledImage], methods: list[str] | None = None
 
 def _evaluate_one(loaded, data: list[LabelledImage], method: str, batch_size: int, seed: int,
                   fill: torch.Tensor) -> FaithRow:
-    hits, ious, pos, neg = [], [], np.zeros(len(STEPS)), np.zeros(len(STEPS))
+    hits, ious, each, pos, neg = [], [], [], np.zeros(len(STEPS)), np.zeros(len(STEPS))
     for start in range(0, len(data), batch_size):
         chunk = data[start:start + batch_size]
         images, labels = [d.image for d in chunk], [d.label for d in chunk]
@@ -192,11 +194,12 @@ def _evaluate_one(loaded, data: list[LabelledImage], method: str, batch_size: in
                 hit, iou = pointing_and_iou(grid_map, d.mask, box)
                 hits.append(hit)
                 ious.append(iou)
-        p, n = perturbation_curves(loaded, pixel_values, maps, torch.tensor(labels), seed + start, fill)
-        pos, neg = pos + p, neg + n
+        p, n = perturbation_hits(loaded, pixel_values, maps, torch.tensor(labels), seed + start, fill)
+        pos, neg = pos + p.sum(0), neg + n.sum(0)
+        each.extend(auc(row) for row in p.astype(np.float64))
     pos, neg = pos / len(data), neg / len(data)
     return FaithRow(method, len(data), float(np.mean(hits)) if hits else None, float(np.mean(ious)) if ious else None,
-                    auc(pos), auc(neg), pos.round(4).tolist(), neg.round(4).tolist())
+                    auc(pos), auc(neg), pos.round(4).tolist(), neg.round(4).tolist(), each, hits)
 
 
 def _maps(loaded, chunk: list[LabelledImage], method, seed, batch_size):
