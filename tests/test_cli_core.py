@@ -144,6 +144,10 @@ def test_models_and_info():
     assert res.exit_code == 0 and "BertModel" in res.output and "attnviz kernel" in res.output
     res = invoke("info", "--model", "toy-shapes")  # --model, as every other command takes it
     assert res.exit_code == 0 and "ToyTransformer (vision" in res.output
+    from attnviz.models import describe, load_model
+
+    assert describe(load_model("toy-shapes", device="cpu"))["labels"].endswith("(multi-label: each class scored on its own)")
+    assert "multi-label" not in describe(load_model("toy-sentiment", device="cpu"))["labels"]
 
 
 def test_an_image_path_given_to_a_text_model_gets_a_note(tmp_path):
