@@ -122,6 +122,21 @@ def test_a_short_training_run_learns_and_repeats_exactly():
     assert all(torch.equal(a.model.state_dict()[k], v) for k, v in b.model.state_dict().items())
 
 
+def test_a_multi_label_toy_trains_on_every_shape_and_loads_as_multi_label(tmp_path):
+    from attnviz.models.train import loss_of, tensors
+    from attnviz.toys import train_toy
+
+    recipe, examples = RECIPES["toy-shapes"], generate("toy-shapes", 4, 0)
+    batch = tensors(recipe, examples)
+    assert batch["labels"].shape == (4, 4) and batch["labels"].sum(1).tolist() == [len(e["labels"]) for e in examples]
+    model = load_model("toy-shapes", device="cpu").model
+    expected = torch.nn.functional.binary_cross_entropy_with_logits(model(pixel_values=batch["pixel_values"]).logits,
+                                                                     batch["labels"])
+    assert torch.allclose(loss_of(recipe, model, batch), expected)
+    train_toy("toy-shapes", steps=2, heldout=10, out=tmp_path / "s.safetensors")
+    assert load_model(str(tmp_path / "s.safetensors"), device="cpu").multi_label
+
+
 @pytest.mark.parametrize("name", [*TRAINED, *RANDOM])
 def test_every_toy_captures(name):
     loaded = load_model(name, device="cpu")
