@@ -142,3 +142,20 @@ def test_a_thousand_items_render_lazily(browser, tmp_path):
     page.page.click(".card >> nth=999")
     page.page.wait_for_selector("#tokens-to .tok")
     page.clean()
+
+
+def test_a_multi_label_item_shows_every_class_present(browser, tmp_path):
+    from attnviz.models import load_model
+    from attnviz.report.batch import ReportConfig, run_report
+    from attnviz.report.inputs import read_items
+
+    shapes = Path(__file__).resolve().parent.parent / "sample_inputs" / "shapes"
+    run_report(load_model("toy-shapes", device="cpu"), read_items(shapes / "circle-square-cross.png"),
+               ReportConfig(out=tmp_path / "out", views=("head",)))
+    w = Watched(browser)
+    w.page.goto((tmp_path / "out" / "report.html").as_uri())
+    w.page.click(".card >> nth=0")
+    facts = w.page.text_content("#detail .info")
+    shown = facts.split("prediction ")[1].split(" · ")[0]  # "circle (1.0), cross (1.0), square (0.9931)"
+    assert sorted(part.split(" (")[0] for part in shown.split(", ")) == ["circle", "cross", "square"]
+    w.clean()

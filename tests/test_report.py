@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import csv
+import io
 import json
 import zlib
 from pathlib import Path
@@ -209,6 +210,30 @@ def test_image_folder_skips_unreadable_images(tmp_path):
     assert [i["id"] for i in doc["items"]] == ["a.png"]
     assert doc["items"][0]["prediction"]["label"] in ("circle", "square", "triangle")
     assert 'data:image/jpeg;base64,' in (out / "report.html").read_text(encoding="utf-8")
+
+
+SAMPLES = Path(__file__).resolve().parent.parent / "sample_inputs"
+
+
+def test_a_multi_label_model_reports_every_class_present(tmp_path):
+    out = tmp_path / "out"
+    res = report(SAMPLES / "shapes", "--model", "toy-shapes", "-o", out, "--workers", "0")
+    assert res.exit_code == 0, res.output
+    items = json.loads((out / "summary.json").read_text(encoding="utf-8"))["items"]
+    rows = {r["id"]: r for r in csv.DictReader(io.StringIO((out / "summary.csv").read_text(encoding="utf-8")))}
+    for item in items:  # the sample images are named after the shapes they hold
+        present = item["prediction"]["present"]
+        assert sorted(c["label"] for c in present) == sorted(Path(item["id"]).stem.split("-"))
+        assert present[0]["label"] == item["prediction"]["label"] and all(c["probability"] > 0.5 for c in present)
+        assert rows[item["id"]]["prediction"] == ", ".join(c["label"] for c in present)
+    res = report(SAMPLES / "shapes" / "circle.png", "--model", "toy-shapes", "-o", tmp_path / "one", "--workers", "0")
+    assert res.exit_code == 0, res.output  # one image file is one item, not a text file to decode
+    one = json.loads((tmp_path / "one" / "summary.json").read_text(encoding="utf-8"))["items"]
+    assert [i["id"] for i in one] == ["circle.png"] and one[0]["prediction"]["present"][0]["label"] == "circle"
+    res = report(SAMPLES / "sentiment.txt", "--model", "toy-sentiment", "-o", tmp_path / "s", "--workers", "0")
+    assert res.exit_code == 0, res.output
+    single = json.loads((tmp_path / "s" / "summary.json").read_text(encoding="utf-8"))["items"]
+    assert single and all("present" not in i["prediction"] for i in single)  # one class per text
 
 
 @pytest.mark.parametrize("args, code", [

@@ -131,10 +131,13 @@ def _prediction(loaded, out, maps, e: int) -> dict | None:
     p = row.softmax(-1) if loaded.task == "causal-lm" else loaded.class_probs(row)
     i = int(p.argmax())
     if loaded.task == "causal-lm":
-        label = token_names(loaded.tokenizer, [i])[0]
-    else:
-        label = loaded.labels[i] if i < len(loaded.labels) else str(i)
-    return {"label": str(label), "probability": round(float(p[i]), 4)}
+        return {"label": str(token_names(loaded.tokenizer, [i])[0]), "probability": round(float(p[i]), 4)}
+    names = [loaded.labels[j] if j < len(loaded.labels) else str(j) for j in range(len(p))]
+    out = {"label": names[i], "probability": round(float(p[i]), 4)}
+    if loaded.multi_label:  # every class above one half, most probable first: "label" is only the top one
+        out["present"] = [{"label": names[j], "probability": round(float(p[j]), 4)}
+                          for j in p.argsort(descending=True).tolist() if p[j] > 0.5]
+    return out
 
 
 def _attributions(loaded, inputs, methods) -> dict:

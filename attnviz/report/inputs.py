@@ -55,6 +55,8 @@ def read_items(source: Path, *, limit: int | None = None, shard: Shard = Shard(1
         items = _images(source)
     elif not source.is_file():
         raise BadInput(f"no such file or folder: {source}")
+    elif source.suffix.lower() in _image_suffixes():  # one image file, as `cam` takes it
+        items = [Item(source.name, image=source)]
     elif source.suffix.lower() == ".jsonl":
         items = _jsonl(_lines(source))
     elif source.suffix.lower() == ".csv":
@@ -111,6 +113,12 @@ def _csv(path: Path) -> list[Item]:
         raise BadInput(f"{path} has no `text` column; columns: {', '.join(rows[0])}")
     return [_text_item(str(n), row.get("text"), id=row.get("id"), target=row.get("label") or row.get("target"),
                        reference=row.get("reference")) for n, row in enumerate(rows, 1)]
+
+
+def _image_suffixes() -> tuple[str, ...]:
+    from attnviz.images import SUFFIXES
+
+    return tuple(SUFFIXES)
 
 
 def _images(folder: Path) -> list[Item]:

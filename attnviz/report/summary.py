@@ -61,7 +61,9 @@ def _csv(records: list[dict], skipped: list[dict]) -> str:
     for r in records:
         pred = r.get("prediction") or {}
         attr = r.get("attribution", {})
-        row = [r["id"], "ok", r.get("text") or r.get("image") or "", len(r["tokens"]), pred.get("label", ""),
+        present = pred.get("present")  # a multi-label model: every class above one half
+        label = ", ".join(c["label"] for c in present) if present else pred.get("label", "")
+        row = [r["id"], "ok", r.get("text") or r.get("image") or "", len(r["tokens"]), label,
                pred.get("probability", ""), r.get("target") or "", r.get("mean_entropy", ""),
                " ".join(t["token"] for t in r.get("most_attended", []))]
         row += [" ".join(t["token"] for t in attr.get(m, {}).get("top", [])) for m in methods]

@@ -130,8 +130,10 @@ async function openItem(i) {
   d.replaceChildren();
   d.append(el("h2", null, item.text || item.image || item.id));
   const facts = el("div", "info");
-  facts.textContent = "id " + item.id + (predLabel(item) ? " · prediction " + predLabel(item) +
-    (item.prediction.probability != null ? " (" + item.prediction.probability + ")" : "") : "") +
+  const present = item.prediction && item.prediction.present;  // a multi-label model: every class above one half
+  const predicted = present && present.length ? present.map(c => c.label + " (" + c.probability + ")").join(", ")
+    : predLabel(item) ? predLabel(item) + (item.prediction.probability != null ? " (" + item.prediction.probability + ")" : "") : "";
+  facts.textContent = "id " + item.id + (predicted ? " · prediction " + predicted : "") +
     (item.target ? " · target " + item.target : "") + " · mean head entropy " + item.mean_entropy;
   d.append(facts);
   (item.notes || []).forEach(n => d.append(el("div", "note", n)));
