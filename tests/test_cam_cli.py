@@ -77,6 +77,7 @@ def test_heads_and_formats(folders, tmp_path, fmt):
     (["--method", "nope"], "unknown cam method 'nope'"), (["--colormap", "rainbowz"], "unknown colormap"),
     (["--alpha", "2"], "--alpha"), (["--format", "gif"], "unknown format"), (["--max-pixels", "100"], "over the limit"),
     (["--target", "zebra"], "unknown target"), (["--layer", "9"], "out of range"),
+    (["--top-k", "0"], "--top-k must be at least 1"),
 ])
 def test_bad_options_exit_2_with_one_line(folders, pictures, tmp_path, args, message):
     out = tmp_path / "o"

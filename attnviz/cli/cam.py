@@ -44,13 +44,15 @@ def cam_cmd(
         raise BadInput(f"unknown format {fmt!r}; choose {', '.join(FORMATS)}")
     if not 0.0 <= alpha <= 1.0:
         raise BadInput(f"--alpha must be in [0, 1], not {alpha}")
+    if top_k < 1:
+        raise BadInput(f"--top-k must be at least 1, not {top_k}")
     if max_pixels is not None and max_pixels < 1:
         raise BadInput(f"--max-pixels must be positive, not {max_pixels}")
     paths = find_images(images)
     pil = [load_image(p, max_pixels=max_pixels) for p in paths]  # a bad file stops the run before any output
     loaded = loader.load(model)
     result = cam(loaded, pil, method=method, target=target, layer=layer, prompts=prompt, fusion=fusion,
-                 discard_ratio=discard_ratio, batch_size=batch_size, top_k=max(top_k, 1))
+                 discard_ratio=discard_ratio, batch_size=batch_size, top_k=top_k)
     files = render_cam(result, pil, [str(p) for p in paths], model=loaded.name, fmt=fmt, colormap=colormap,
                        alpha=alpha, save_map=save_map)
     for path in write_files(files, out):
