@@ -104,7 +104,7 @@ def test_bad_options(models, kwargs, message):
 def test_unsupported_models_are_refused(models, minilm):
     with pytest.raises(BadInput, match="windowed attention"):
         cam(models["swin"], images(1))
-    with pytest.raises(BadInput, match="needs a vision Transformer"):
+    with pytest.raises(BadInput, match="is an encoder model; attnviz cam needs a vision Transformer"):
         cam(minilm, images(1))
     with pytest.raises(BadInput, match="--prompt"):
         cam(models["clip"], images(1))

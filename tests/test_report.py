@@ -256,7 +256,7 @@ def test_bad_usage_is_one_line_and_an_exit_code(tmp_path, model, args, code):
         args += ["--model", model]
     res = report(*args, "-o", tmp_path / "out")
     assert res.exit_code == code, res.output
-    assert "Traceback" not in res.output
+    assert "Traceback" not in res.output and len(res.stderr.strip().splitlines()) == 1  # the error alone
     assert not (tmp_path / "out").exists()  # refused before anything is written
 
 
@@ -271,6 +271,7 @@ def test_inputs_of_the_wrong_kind_for_the_model_are_refused_up_front(tmp_path, m
     (tmp_path / "in.txt").write_text("the cat\n", encoding="utf-8")
     res = report(tmp_path / "in.txt", "--model", "toy-shapes", "-o", tmp_path / "out")
     assert res.exit_code == 2 and "the inputs are texts, but toy-shapes reads images" in res.output
+    assert res.stderr.strip().splitlines() == [res.stderr.strip()] and "report" not in res.stderr  # no progress bar
     assert not (tmp_path / "out").exists()
 
 

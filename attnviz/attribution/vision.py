@@ -46,7 +46,8 @@ class VisionPass:
 
 def check_explainable(loaded) -> None:
     if loaded.kind != "vision":
-        raise BadInput(f"{loaded.name} is a {loaded.kind} model; attnviz cam needs a vision Transformer")
+        raise BadInput(f"{loaded.name} is {'an' if loaded.kind[0] in 'aeiou' else 'a'} {loaded.kind} model; "
+                       "attnviz cam needs a vision Transformer")
     model_type = getattr(getattr(loaded.model, "config", None), "model_type", "")
     if model_type in UNSUPPORTED:
         raise BadInput(f"{loaded.architecture or model_type} uses windowed attention, which attnviz cam cannot "

@@ -43,7 +43,7 @@ def report_cmd(
     from attnviz.attribution import METHODS
     from attnviz.errors import BadInput
     from attnviz.render import VIEWS
-    from attnviz.report.batch import ReportConfig, run_report
+    from attnviz.report.batch import ReportConfig, check_settings, run_report
     from attnviz.report.inputs import Shard, read_items
 
     chosen_views = c.names(views, VIEWS)
@@ -54,6 +54,7 @@ def report_cmd(
                        workers=_workers(workers, len(items)), methods=c.names(methods, METHODS), resume=resume,
                        on_long=on_long, dpi=dpi, html=html)
     loaded = loader.load(model)
+    check_settings(loaded, items, cfg)  # before the progress bar: a refusal is then the only line printed
     result = _run_with_progress(loaded, items, cfg, run_report)
     _print_summary(result, out)
     if strict and result.skipped:

@@ -58,7 +58,7 @@ def item_folder(out: Path, item_id: str) -> Path:
 def run_report(loaded, items: list[Item], cfg: ReportConfig, progress: Progress | None = None) -> ReportResult:
     """Run every item; write per-item files, summary.json/csv and report.html. Ctrl-C keeps finished items."""
     out = Path(cfg.out)
-    _check(loaded, items, cfg)
+    check_settings(loaded, items, cfg)
     _prepare(out)
     result = ReportResult()
     todo, done_ids = _triage(loaded, items, cfg, out, result)
@@ -97,7 +97,7 @@ def _torch_threads(n: int | None):
         torch.set_num_threads(before)
 
 
-def _check(loaded, items: list[Item], cfg: ReportConfig) -> None:
+def check_settings(loaded, items: list[Item], cfg: ReportConfig) -> None:
     """Settings that would fail every item are refused before anything is written."""
     images = loaded.kind == "vision"
     if items and all((it.image is not None) != images for it in items):
