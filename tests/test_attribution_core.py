@@ -316,3 +316,8 @@ def test_a_multi_label_text_classifier_reports_its_sigmoid():
     for model, expected in ((loaded, logits.softmax(-1)), (multi, logits.sigmoid())):
         a = attribute(model, texts, method="saliency")
         assert a.probability == pytest.approx(expected.max(-1).values.tolist(), abs=1e-5)
+
+
+def test_an_image_model_is_sent_to_cam():
+    with pytest.raises(BadInput, match="toy-vit reads images: use `attnviz cam`"):
+        attribute(load_model("toy-vit", device="cpu"), ["a circle"], method="saliency")

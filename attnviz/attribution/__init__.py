@@ -21,7 +21,7 @@ def prepare(loaded, inputs, *, target: str | None = None, target_token: int | No
             reference: str | None = None, chunk: int = 32, on_long: str = "truncate") -> Context:
     """Encode ``inputs`` as one batch, run the model once and fix the target for every method."""
     if loaded.kind == "vision":
-        raise BadInput("attribute explains text models; for images use the CAM views")
+        raise BadInput(f"attribute explains text models; {loaded.name} reads images: use `attnviz cam`")
     if chunk < 1:
         raise BadInput(f"chunk must be >= 1, not {chunk}")
     label = None if target is None else str(target)  # a class or token index may come as an int
