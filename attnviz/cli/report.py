@@ -21,7 +21,7 @@ def _workers(workers: int | None, n_items: int) -> int:
 
 @c.loads_models()
 def report_cmd(
-    source: Annotated[Path, typer.Argument(help="a text file (one input per line), .jsonl, .csv (column text), or a folder of images")],
+    source: Annotated[Path, typer.Argument(help="a text file (one input per line), .jsonl, .csv (column text), a folder of images, or an image")],
     out: Annotated[Path, typer.Option("--out", "-o", help="output folder")] = Path("outputs/report"),
     views: Annotated[str, typer.Option(help="PNG views per item, comma-separated: head, layer, model, mean")] = "head",
     layer: Annotated[int, typer.Option(help="layer of the head view (negative counts from the end)")] = -1,

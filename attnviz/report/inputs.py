@@ -48,6 +48,8 @@ class Shard:
 
 def read_items(source: Path, *, limit: int | None = None, shard: Shard = Shard(1, 1)) -> list[Item]:
     """All inputs of ``source`` that belong to ``shard``, at most ``limit`` of them."""
+    from attnviz.images import SUFFIXES
+
     source = Path(source)
     if limit is not None and limit < 1:
         raise BadInput("--limit must be at least 1")
@@ -55,7 +57,7 @@ def read_items(source: Path, *, limit: int | None = None, shard: Shard = Shard(1
         items = _images(source)
     elif not source.is_file():
         raise BadInput(f"no such file or folder: {source}")
-    elif source.suffix.lower() in _image_suffixes():  # one image file, as `cam` takes it
+    elif source.suffix.lower() in SUFFIXES:  # one image file, as `cam` takes it
         items = [Item(source.name, image=source)]
     elif source.suffix.lower() == ".jsonl":
         items = _jsonl(_lines(source))
@@ -113,12 +115,6 @@ def _csv(path: Path) -> list[Item]:
         raise BadInput(f"{path} has no `text` column; columns: {', '.join(rows[0])}")
     return [_text_item(str(n), row.get("text"), id=row.get("id"), target=row.get("label") or row.get("target"),
                        reference=row.get("reference")) for n, row in enumerate(rows, 1)]
-
-
-def _image_suffixes() -> tuple[str, ...]:
-    from attnviz.images import SUFFIXES
-
-    return tuple(SUFFIXES)
 
 
 def _images(folder: Path) -> list[Item]:
