@@ -12,7 +12,7 @@ _LAZY = {
     "AttentionMaps": ("attnviz.maps", "AttentionMaps"),
     "LoadedModel": ("attnviz.models", "LoadedModel"),
     "load_model": ("attnviz.models", "load_model"),
-    "capture": ("attnviz.capture", "capture"),
+    "capture": ("attnviz.recording", "capture"),
     "attribute": ("attnviz.attribution", "attribute"),
     "cam": ("attnviz.attribution.cam", "cam"),
 }

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from attnviz.capture import capture
+from attnviz.recording import capture
 
 
 def induction_scores(loaded, examples: list[dict], chunk: int = 100) -> torch.Tensor:

@@ -14,7 +14,7 @@ import time
 
 import torch
 
-from attnviz.capture import recording
+from attnviz.recording import recording
 from attnviz.models import load_model
 
 

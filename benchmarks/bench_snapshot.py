@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from attnviz.capture import capture
+from attnviz.recording import capture
 from attnviz.models import load_model
 from attnviz.report.snapshot_html import render_html
 from attnviz.report.snapshot_run import SnapshotSettings, check, current, manifest, record

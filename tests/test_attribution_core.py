@@ -290,7 +290,7 @@ def test_eager_fallback_models_give_the_same_rollout_as_their_captured_attention
     """BLOOM does not dispatch through the attention interface: attribution reads output_attentions."""
     from tiny_models import save
 
-    from attnviz.capture import capture
+    from attnviz.recording import capture
 
     loaded = load_model(str(save("bloom", tmp_path / "bloom")), device="cpu")
     assert loaded.backend == "eager"

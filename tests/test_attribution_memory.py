@@ -10,7 +10,7 @@ import torch
 import tiny_models
 from attnviz.attribution import attribute, integrated, prepare
 from attnviz.attribution.base import baseline, recomputed_layers
-from attnviz.capture import attention_sites, layer_path
+from attnviz.attention.sites import attention_sites, layer_path
 from attnviz.models import load_model
 
 TEXTS = ["the cat sat on the mat and the dog ran far", "猫", "a big red dog"]

@@ -8,7 +8,7 @@ from vision_models import picture, save
 
 from attnviz.attribution.cam import CAM_METHODS, cam, normalise
 from attnviz.attribution.vision import blocks, block_input, tower
-from attnviz.capture import capture
+from attnviz.recording import capture
 from attnviz.errors import BadInput
 from attnviz.models import load_model
 from attnviz.models.loaded import LoadedModel

@@ -171,7 +171,7 @@ def test_brackets_in_messages_and_paths_are_text_not_markup(tmp_path):
 def test_hide_special_drops_cls_and_sep():
     from attnviz.render.heatmap import select
 
-    from attnviz.capture import capture
+    from attnviz.recording import capture
     from attnviz.models import load_model
 
     loaded = load_model("minilm", device="cpu")
@@ -197,7 +197,7 @@ def test_cjk_font_is_used_when_installed():
 
 
 def test_long_inputs_thin_their_labels(minilm):
-    from attnviz.capture import capture
+    from attnviz.recording import capture
     from attnviz.render.heatmap import MAX_INCHES, render_view
 
     maps = capture(minilm, [" ".join(f"w{i}" for i in range(200))], layers=[0])

@@ -13,7 +13,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "attnviz"
 CONTRACT = {"attnviz.maps", "attnviz.images", "attnviz.errors", "attnviz.registry"}
 # Lower layers never import higher ones (DESIGN.md section 1); render and snapshot are checked apart.
 LAYERS = {"attnviz.maps": 0, "attnviz.errors": 0, "attnviz.registry": 0, "attnviz.images": 0,
-          "attnviz.attention": 1, "attnviz.capture": 2, "attnviz.models": 2, "attnviz.attribution": 3,
+          "attnviz.attention": 1, "attnviz.recording": 2, "attnviz.models": 2, "attnviz.attribution": 3,
           "attnviz.report": 4, "attnviz.cli": 5}
 
 
@@ -58,8 +58,8 @@ def _users(prefix: str) -> set[str]:
 
 def test_the_parser_sees_the_package():
     found = imports()
-    assert {"attnviz", "attnviz.capture", "attnviz.models.hf", "attnviz.attention.kernel"} <= set(found)
-    assert "attnviz.attention.kernel" in found["attnviz.capture"]
+    assert {"attnviz", "attnviz.recording", "attnviz.models.hf", "attnviz.attention.kernel"} <= set(found)
+    assert "attnviz.attention.kernel" in found["attnviz.recording"]
 
 
 def test_transformers_only_in_the_two_hf_modules():
@@ -80,8 +80,8 @@ def test_matplotlib_only_in_render_and_report_and_never_pyplot():
 
 
 def test_capture_and_models_do_not_import_each_other():
-    assert {m for m in _users("attnviz.models") if _under(m, "attnviz.capture")} == set()
-    assert {m for m in _users("attnviz.capture") if _under(m, "attnviz.models")} == set()
+    assert {m for m in _users("attnviz.models") if _under(m, "attnviz.recording")} == set()
+    assert {m for m in _users("attnviz.recording") if _under(m, "attnviz.models")} == set()
 
 
 def test_render_and_snapshot_import_only_the_data_contract():
@@ -111,7 +111,7 @@ def test_lower_layers_never_import_higher_ones():
 def test_import_attnviz_loads_nothing_heavy():
     heavy = ["matplotlib", "transformers", "huggingface_hub", "typer", "rich"]
     code = (
-        "import json, sys; import attnviz, attnviz.maps, attnviz.capture; "
+        "import json, sys; import attnviz, attnviz.maps, attnviz.recording; "
         f"print(json.dumps(sorted(m for m in {heavy!r} if m in sys.modules)))"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=PACKAGE.parent,

@@ -11,9 +11,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from attnviz.attention.hf import register, supports_kernel
+from attnviz.attention.hf import dispatches, preflight, register
 from attnviz.attention.kernel import SINK, attention
-from attnviz.capture import STACKS, recording
+from attnviz.recording import STACKS, recording
 from attnviz.errors import AttnvizError
 from tiny_models import BUILDERS, VOCAB, build, load
 
@@ -264,7 +264,19 @@ def test_score_changes_the_kernel_does_not_know_are_refused():
         attention(_module(), q, k, v, None, scaling=0.3, softcap=30.0)
 
 
-@pytest.mark.parametrize("name", ["bert", "gpt2", "llama", "t5", "bart", "vit", "clip", "bloom", "gptj", "deberta-v2"])
-def test_preflight_picks_the_kernel_only_where_the_model_dispatches_to_it(name):
-    model_class, _ = BUILDERS[name]()
-    assert supports_kernel(model_class) == (name not in ("bloom", "gptj", "deberta-v2"))
+def test_preflight_keeps_the_kernel_only_when_every_attention_module_calls_it():
+    """Decided from behaviour: a model loaded with transformers' own attention never calls the kernel."""
+    from transformers import AutoModel, BertConfig
+
+    config = BertConfig(hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=32,
+                        vocab_size=50)
+    torch.manual_seed(0)
+    ids = torch.tensor([[1, 2, 3]])
+    own = AutoModel.from_config(config, attn_implementation="sdpa").eval()
+    assert not dispatches(own, lambda: own(input_ids=ids))
+    assert preflight(own, lambda: own(input_ids=ids)) == "eager"
+    assert len(own(input_ids=ids, output_attentions=True).attentions) == 2  # eager now returns the weights
+    kernel = AutoModel.from_config(config, attn_implementation=register()).eval()
+    assert dispatches(kernel, lambda: kernel(input_ids=ids))
+    assert preflight(kernel, lambda: kernel(input_ids=ids)) == "attnviz"
+    assert not any(hasattr(m, SINK) for m in kernel.modules())  # the counting sinks are gone

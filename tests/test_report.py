@@ -291,7 +291,7 @@ def test_a_full_clip_model_captures_and_reports_images(tmp_path):
     from PIL import Image
     from vision_models import save as save_vision
 
-    from attnviz.capture import capture
+    from attnviz.recording import capture
     from attnviz.models import load_model
 
     folder = save_vision("clip", tmp_path / "clip")

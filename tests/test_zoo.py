@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 from typer.testing import CliRunner
 
-from attnviz.capture import capture
+from attnviz.recording import capture
 from attnviz.cli import app
 from attnviz.models import load_model
 from attnviz.models.data import generate

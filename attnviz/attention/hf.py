@@ -3,13 +3,21 @@
 A custom attention function gets ``attention_mask=None`` unless a mask function is registered
 under the same name, so the kernel is registered together with transformers' eager mask (a full
 float mask, never skipped for causal models).
+
+Which families dispatch through the attention interface changes between transformers releases
+(GPT-J fell back to eager on 5.23 and dispatches on 5.24), so the choice is made from behaviour: a
+model is loaded with the kernel, runs one short probe input, and keeps the kernel only if every one
+of its attention modules called it (DESIGN.md section 3).
 """
 
 from __future__ import annotations
 
-import sys
+from typing import Callable
 
-from attnviz.attention.kernel import attention
+import torch
+
+from attnviz.attention.kernel import SINK, attention
+from attnviz.attention.sites import attention_sites
 
 NAME = "attnviz"
 
@@ -24,19 +32,38 @@ def register() -> str:
     return NAME
 
 
-def supports_kernel(model_class) -> bool:
-    """Whether ``model_class`` dispatches attention through the interface (GPT-J, BLOOM, DeBERTa-v2 do not)."""
-    flag = "_supports_attention_backend"  # what is_backend_compatible() returns
-    owner = next((c for c in getattr(model_class, "__mro__", ()) if flag in vars(c)), None)
-    if owner is not None and owner.__name__ != "PreTrainedModel":
-        return bool(getattr(model_class, flag))
-    # T5, BART and Whisper keep the default (False) although they dispatch through the interface;
-    # their modeling module imports the interface's table, which BLOOM's, GPT-J's and DeBERTa's do not.
-    return hasattr(sys.modules.get(getattr(model_class, "__module__", "")), "ALL_ATTENTION_FUNCTIONS")
+class _Count:
+    """A sink that only counts the kernel's calls on its module."""
+
+    def __init__(self):
+        self.calls = 0
+
+    def __call__(self, weights: torch.Tensor) -> None:  # (B, H, Q, K)
+        self.calls += 1
 
 
-def backend_for(model_class) -> str:
-    """The attn_implementation to load ``model_class`` with: ``attnviz``, or ``eager`` as the fallback."""
-    if supports_kernel(model_class):
-        return register()
+def dispatches(model: torch.nn.Module, run: Callable[[], object]) -> bool:
+    """Whether every attention module of ``model`` computes its attention in the kernel when ``run()``
+    runs a forward pass; the counting sinks are always removed."""
+    sites = attention_sites(model)
+    counters = {site.name: _Count() for site in sites}
+    try:
+        for site in sites:
+            setattr(site.module, SINK, counters[site.name])
+        with torch.inference_mode():
+            run()
+    finally:
+        for site in sites:
+            if hasattr(site.module, SINK):
+                delattr(site.module, SINK)
+    return bool(sites) and all(c.calls > 0 for c in counters.values())
+
+
+def preflight(model: torch.nn.Module, run: Callable[[], object]) -> str:
+    """The backend ``model`` (loaded with ``attn_implementation="attnviz"``) runs on: ``attnviz`` when every
+    attention module calls the kernel, else ``eager`` (switched to transformers' eager attention, whose
+    ``output_attentions`` gives the weights)."""
+    if dispatches(model, run):
+        return NAME
+    model.set_attn_implementation("eager")
     return "eager"

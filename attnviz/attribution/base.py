@@ -10,7 +10,7 @@ from typing import Any, Callable, Iterator
 import torch
 
 from attnviz.attribution.recompute import recomputed
-from attnviz.capture import attention_sites, layer_path
+from attnviz.attention.sites import attention_sites, layer_path
 from attnviz.errors import BadInput
 from attnviz.registry import Registry
 

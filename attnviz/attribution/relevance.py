@@ -11,7 +11,7 @@ import torch
 
 from attnviz.attribution import attention as A
 from attnviz.attribution.base import METHODS, Context, frozen_params, zero_special
-from attnviz.capture import STACKS, recording
+from attnviz.recording import STACKS, recording
 from attnviz.errors import AttnvizError, BadInput
 
 MAX_FLOW_TOKENS = 48  # attention flow solves one max-flow problem per token on an L*S^2-edge graph

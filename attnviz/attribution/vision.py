@@ -13,7 +13,8 @@ from typing import Iterator
 
 import torch
 
-from attnviz.capture import attention_sites, layer_path, recording
+from attnviz.attention.sites import attention_sites, layer_path
+from attnviz.recording import recording
 from attnviz.errors import BadInput
 
 # Windowed or hierarchical attention: no single token sequence whose CLS row covers the image.

@@ -18,7 +18,7 @@ Heads = Annotated[Optional[str], typer.Option(help="heads to keep, e.g. 0-3 (def
 def _capture(texts, file, model, loader: c.Loader, layers, heads, store_dtype, on_long):
     import torch
 
-    from attnviz.capture import capture
+    from attnviz.recording import capture
     from attnviz.errors import BadInput
     from attnviz.maps import parse_ranges
 

@@ -124,18 +124,14 @@ def load_hf(spec: str, *, device, dtype, online=False, allow_pickle=False, trust
 
     hf_logging.disable_progress_bar()  # the CLI prints only its own lines
 
-    from attnviz.attention.hf import backend_for
+    from attnviz.attention.hf import preflight, register
 
     common = {"revision": revision, "trust_remote_code": trust_remote_code, "local_files_only": not online}
     try:
         config = AutoConfig.from_pretrained(str(folder), **common)
         auto, task = _auto_class(config)
-        model_class = auto._model_mapping[type(config)] if hasattr(auto, "_model_mapping") else auto
-        if isinstance(model_class, tuple):  # one config, several classes (DeiT with and without teacher)
-            model_class = model_class[0]
-        backend = backend_for(model_class)
         model = auto.from_pretrained(
-            str(folder), attn_implementation=backend, use_safetensors=None if allow_pickle else True,
+            str(folder), attn_implementation=register(), use_safetensors=None if allow_pickle else True,
             dtype=dtype, **common,
         )
     except Exception as err:  # transformers and safetensors raise many types for a broken folder
@@ -143,10 +139,12 @@ def load_hf(spec: str, *, device, dtype, online=False, allow_pickle=False, trust
             raise
         raise ModelNotFound(f"cannot load {spec}: {type(err).__name__}: {_one_line(err)}") from None
     model.to(device).eval()
-    return _wrap(spec, model, config, task, backend, folder, common)
+    loaded = _wrap(spec, model, config, task, folder, common)
+    loaded.backend = preflight(loaded.forward_module, lambda: loaded.forward_module(**loaded.probe_batch()))
+    return loaded
 
 
-def _wrap(spec, model, config, task, backend, folder, common) -> LoadedModel:
+def _wrap(spec, model, config, task, folder, common) -> LoadedModel:
     kind = _kind(config, task)
     tokenizer = processor = None
     try:
@@ -183,7 +181,7 @@ def _wrap(spec, model, config, task, backend, folder, common) -> LoadedModel:
         "eos": getattr(config, "eos_token_id", None), "pad": getattr(config, "pad_token_id", 0) or 0,
     }
     return LoadedModel(
-        model=model, name=spec, kind=kind, task=task, num_layers=int(layers), num_heads=int(heads), backend=backend,
+        model=model, name=spec, kind=kind, task=task, num_layers=int(layers), num_heads=int(heads), backend="attnviz",
         tokenizer=tokenizer, processor=processor, labels=labels, max_length=int(max_len),
         source=str(folder), architecture=type(model).__name__, meta=meta,
         multi_label=bool(labels) and getattr(config, "problem_type", None) == "multi_label_classification",

@@ -53,6 +53,25 @@ class LoadedModel:
             return ["[CLS]", "[DIST]"]
         return list(getattr(self.tokenizer, "all_special_tokens", []))
 
+    @property
+    def forward_module(self) -> torch.nn.Module:
+        """What runs the inputs: a full CLIP model's images go through its vision tower (its forward wants text too)."""
+        if self.kind == "vision" and hasattr(self.model, "vision_model") and hasattr(self.model, "text_model"):
+            return self.model.vision_model
+        return self.model
+
+    def probe_batch(self) -> dict:
+        """A one-example batch as short as the model takes: enough to see how it computes attention."""
+        if self.kind == "vision":
+            from PIL import Image
+
+            return self._encode_images([Image.new("RGB", (32, 32))]).batch
+        batch = self._encode_texts(["a b"], "truncate").batch
+        if self.kind == "encoder-decoder":
+            start = self.meta.get("decoder_start") or 0
+            batch["decoder_input_ids"] = torch.full((1, 2), start, dtype=torch.long, device=self.device)
+        return batch
+
     def encode(self, inputs, *, on_long: str = "truncate") -> Encoded:
         """Texts (or images, for vision models) -> one padded batch on the model's device."""
         if self.kind == "vision":

@@ -7,7 +7,7 @@ from contextlib import contextmanager
 
 import torch
 
-from attnviz.capture import capture
+from attnviz.recording import capture
 from attnviz.errors import AttnvizError, BadInput
 from attnviz.models.loaded import token_names
 from attnviz.report import summary

@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from attnviz.capture import capture
+from attnviz.recording import capture
 from attnviz.errors import BadInput
 from attnviz.models import load_model
 from attnviz.models.data import generate

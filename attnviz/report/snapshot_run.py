@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from attnviz.capture import capture
+from attnviz.recording import capture
 from attnviz.errors import BadInput
 from attnviz.report.files import make_folder
 from attnviz.snapshot import (Baseline, BaselineError, Tolerance, baseline_path, file_hash, input_key, load_baseline,

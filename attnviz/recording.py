@@ -1,69 +1,23 @@
 """Recording attention weights from the kernel, and ``capture()`` -> AttentionMaps.
 
-Attention modules are found once from ``named_modules()`` (never from call order): the leaf-most
-modules whose class name contains "Attention". Their layer number is their rank among the distinct
-layer paths of their stack; encoder self-, decoder self- and cross-attention are separate stacks.
+``recording(model)`` installs a sink on each chosen attention module (found by ``attention.sites``) that
+the kernel reports its weights into, and always removes them; ``capture()`` runs inputs under it.
 """
 
 from __future__ import annotations
 
 import os
-import re
-import sys
-import types
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Iterator
 
 import torch
 
 from attnviz.attention.kernel import SINK
+from attnviz.attention.sites import STACKS, AttentionSite, attention_sites
 from attnviz.errors import AttnvizError, BadInput
 from attnviz.maps import AttentionMaps, check_indices
 
-STACKS = ("encoder", "decoder", "cross")
 STORE_DTYPES = {"float32": torch.float32, "float16": torch.float16}
-_CROSS_NAMES = ("encoder_attn", "crossattention", "encdecattention", "cross_attn")
-
-
-@dataclass(frozen=True)
-class AttentionSite:
-    name: str  # dotted module path from named_modules()
-    module: torch.nn.Module
-    stack: str  # encoder | decoder | cross
-    layer: int  # layer number within its stack
-
-
-def _stack_of(name: str, module: torch.nn.Module) -> str:
-    fixed = getattr(module, "attnviz_stack", None)
-    if fixed:
-        return fixed
-    lowered = name.lower()
-    if getattr(module, "is_cross_attention", False) or any(c in lowered for c in _CROSS_NAMES):
-        return "cross"
-    return "decoder" if "decoder" in lowered.split(".") else "encoder"
-
-
-def layer_path(name: str) -> str:
-    """The layer a module belongs to: its path up to the first numbered part ("encoder.layer.3"), or ""."""
-    match = re.match(r"(.*?\.\d+)(\.|$)", name)
-    return match.group(1) if match else ""
-
-
-def attention_sites(model: torch.nn.Module) -> list[AttentionSite]:
-    """Every attention module of ``model`` with its stack and layer number."""
-    named = [(n, m) for n, m in model.named_modules() if "Attention" in type(m).__name__]
-    names = [n for n, _ in named]
-    leaves = [(n, m) for n, m in named if not any(o.startswith(n + ".") for o in names if o != n)]
-    layer_paths: dict[str, list[str]] = {s: [] for s in STACKS}
-    sites = []
-    for name, module in leaves:
-        stack = _stack_of(name, module)
-        path = layer_path(name)
-        if path not in layer_paths[stack]:
-            layer_paths[stack].append(path)
-        sites.append(AttentionSite(name, module, stack, layer_paths[stack].index(path)))
-    return sites
 
 
 class Recording:
@@ -224,16 +178,8 @@ def _expect_layers(stacks: dict, loaded, layers) -> None:
         raise AttnvizError(f"no attention was captured from {loaded.name} ({loaded.backend} backend)")
 
 
-def _forward_module(loaded) -> torch.nn.Module:
-    """What runs the inputs: a full CLIP model's images go through its vision tower (its forward wants text too)."""
-    model = loaded.model
-    if loaded.kind == "vision" and hasattr(model, "vision_model") and hasattr(model, "text_model"):
-        return model.vision_model
-    return model
-
-
 def _run_recorded(loaded, batch, layers, heads, store_dtype) -> dict:
-    module = _forward_module(loaded)
+    module = loaded.forward_module
     with recording(module, layers=layers, heads=heads, store_dtype=store_dtype) as rec:
         module(**batch)
     stacks = {s: rec.stacked(s) for s in STACKS}
@@ -243,7 +189,7 @@ def _run_recorded(loaded, batch, layers, heads, store_dtype) -> dict:
 
 def _run_eager(loaded, batch, layers, heads, store_dtype) -> dict:
     """Fallback for models that do not dispatch through the attention interface."""
-    out = _forward_module(loaded)(**batch, output_attentions=True)
+    out = loaded.forward_module(**batch, output_attentions=True)
     found = {
         "encoder": getattr(out, "encoder_attentions", None) or getattr(out, "attentions", None),
         "decoder": getattr(out, "decoder_attentions", None),
@@ -264,14 +210,3 @@ def _run_eager(loaded, batch, layers, heads, store_dtype) -> dict:
         raise AttnvizError(f"eager fallback returned {got} layers of attention but the model has {loaded.num_layers}")
     _expect_layers(stacks, loaded, layers)
     return stacks
-
-
-class _CallableModule(types.ModuleType):
-    """``attnviz.capture(...)`` is the public function, but importing this module (as attribution and the
-    CLI do) sets the package attribute ``attnviz.capture`` to the module; so the module calls ``capture``."""
-
-    def __call__(self, *args, **kwargs) -> AttentionMaps:
-        return capture(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule
