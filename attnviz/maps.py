@@ -11,11 +11,11 @@ import json
 import os
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Callable
 
 import torch
 
 from attnviz.errors import AttnvizError, BadInput
+from attnviz.io import write_atomically
 
 FORMAT_VERSION = 1
 _TENSORS = ("weights", "mask", "decoder", "cross", "decoder_mask")
@@ -111,29 +111,6 @@ def _own(t: torch.Tensor) -> torch.Tensor:
     """Contiguous on the CPU and owning its storage: a view into a larger batch would be written whole."""
     t = t.detach().cpu().contiguous()
     return t if t.untyped_storage().nbytes() == t.nbytes else t.clone()
-
-
-def write_atomically(path: Path, write: Callable[[Path], object]) -> Path:
-    """``write(tmp)`` beside ``path``, then a rename onto it: a failed write leaves no partial file.
-
-    Every writer of the package (maps, snapshots, toy weights, reports) goes through this.
-    """
-    path = Path(path)
-    if not path.name or path.is_dir():
-        raise BadInput(f"cannot write {path}: it is a folder; give a file name")
-    if not path.parent.is_dir():
-        raise BadInput(f"cannot write {path}: the folder {path.parent} does not exist")
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except OSError as err:
-        tmp.unlink(missing_ok=True)
-        raise BadInput(f"cannot write {path}: {err.strerror or err}") from None
-    except BaseException:  # a writer's own error type, or Ctrl-C: still no partial file
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
 
 
 def _ranges(values: list[int]) -> str:

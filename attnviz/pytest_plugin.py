@@ -44,7 +44,7 @@ class AttnSnapshot:
         ``attnviz.snapshot.Tolerance`` (max_abs=..., jsd=...) override the stored dtype's defaults.
         """
         from attnviz.errors import AttnvizError
-        from attnviz.report.snapshot_run import SnapshotSettings, check, record
+        from attnviz.snapshot.run import SnapshotSettings, check, record
 
         self.calls += 1
         folder = self.folder / _safe(name) if name else self.folder
@@ -89,7 +89,7 @@ def _safe(name: str) -> str:
 
 
 def _describe(result, folder: Path) -> str:
-    from attnviz.report.snapshot_ci import render_markdown
+    from attnviz.snapshot.ci import render_markdown
 
     return (f"attnviz snapshot drift against {folder}\n{render_markdown(result)}"
             f"If the change is intended, rewrite the baselines with: pytest {UPDATE}")

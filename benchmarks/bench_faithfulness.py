@@ -16,7 +16,7 @@ import numpy as np
 
 from attnviz.attribution import faithfulness_vision as fv
 from attnviz.models import load_model
-from attnviz.models.data import generate, heldout_seed
+from attnviz.models.toys.data import generate, heldout_seed
 
 METHODS = ["attn-grad", "rollout"]
 

@@ -29,7 +29,7 @@ def sentences(n: int, seed: int = 0) -> list[str]:
 def baseline(loaded, texts: list[str], out: Path) -> float:
     from attnviz.recording import capture
     from attnviz.render import figure_bytes, render_view
-    from attnviz.report.files import write_atomic
+    from attnviz.io import write_atomic
     from attnviz.report.html import write_html
 
     start = time.perf_counter()

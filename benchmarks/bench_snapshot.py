@@ -19,10 +19,10 @@ import torch
 
 from attnviz.recording import capture
 from attnviz.models import load_model
-from attnviz.report.snapshot_html import render_html
-from attnviz.report.snapshot_run import SnapshotSettings, check, current, manifest, record
-from attnviz.snapshot import Tolerance, load_baseline
-from attnviz.snapshot_diff import compare
+from attnviz.snapshot.html import render_html
+from attnviz.snapshot.run import SnapshotSettings, check, current, manifest, record
+from attnviz.snapshot.store import Tolerance, load_baseline
+from attnviz.snapshot.compare import compare
 
 SUBJECTS = ["The movie", "This book", "The music", "Our trip to the coast", "The new phone", "Her last album",
             "The service at the restaurant", "That lecture on compilers", "The hotel room", "His argument"]

@@ -12,10 +12,10 @@ import time
 
 import torch
 
-from attnviz.models.data import generate
-from attnviz.models.recipes import RECIPES
-from attnviz.models.toy import build_toy
-from attnviz.models.train import _take, loss_of, tensors
+from attnviz.models.toys.data import generate
+from attnviz.models.toys.recipes import RECIPES
+from attnviz.models.toys.toy import build_toy
+from attnviz.models.toys.train import _take, loss_of, tensors
 
 
 def per_step(name: str, threads: int, steps: int) -> tuple[float, float]:

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import torch
 
-from attnviz.models.chars import BOS_ID, EOS_ID, PAD_ID, CharTokenizer
+from attnviz.models.toys.chars import BOS_ID, EOS_ID, PAD_ID, CharTokenizer
 from attnviz.models.loaded import LoadedModel
-from attnviz.models.toy import ToyConfig, build_toy
+from attnviz.models.toys.toy import ToyConfig, build_toy
 
 TEXTS = ["the cat sat on the mat", "a dog ran far", "我喜欢这部电影", "hello world, hello"]
 CHARS = sorted(set("".join(TEXTS)) | set("abcdefghijklmnopqrstuvwxyz ,.!?<>&\"'/"))

@@ -18,8 +18,8 @@ PROMPTS = ["a cat", "a dog"]
 
 
 def toy_loaded() -> LoadedModel:
-    from attnviz.models.toy import ToyConfig, build_toy
-    from attnviz.models.vision import ToyImageProcessor
+    from attnviz.models.toys.toy import ToyConfig, build_toy
+    from attnviz.models.toys.vision import ToyImageProcessor
 
     torch.manual_seed(0)
     model = build_toy(ToyConfig(kind="vision", n_classes=4, image_size=32, patch_size=8, d_model=32)).eval()

@@ -16,7 +16,8 @@ from attnviz.attention.kernel import SINK, attention
 from attnviz.attention.sites import attention_sites
 from attnviz.recording import capture, recording
 from attnviz.errors import AttnvizError, BadInput
-from attnviz.maps import AttentionMaps, write_atomically
+from attnviz.io import write_atomically
+from attnviz.maps import AttentionMaps
 from attnviz.models import load_model
 from tiny_models import build, load, save
 
@@ -294,7 +295,7 @@ def test_the_readme_python_example_runs(tmp_path, monkeypatch):
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
     code = readme.split("## Python API", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
     monkeypatch.chdir(tmp_path)
-    from attnviz.models.data import generate
+    from attnviz.models.toys.data import generate
 
     Image.fromarray(generate("toy-shapes", 1, 0)[0]["image"]).save("shape.png")
     scope: dict = {}

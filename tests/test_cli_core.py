@@ -274,7 +274,7 @@ def test_loading_options_reach_the_loader_and_follow_pyproject_defaults():
 
 
 def test_out_may_name_a_folder_and_a_wrong_suffix_is_refused(tmp_path):
-    from attnviz.report.files import slug
+    from attnviz.io import slug
 
     res = invoke("heatmap", "hello world", "--out", str(tmp_path / "figs"))  # no suffix: a folder
     assert res.exit_code == 0, res.output

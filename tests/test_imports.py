@@ -10,11 +10,18 @@ from functools import lru_cache
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "attnviz"
-CONTRACT = {"attnviz.maps", "attnviz.images", "attnviz.errors", "attnviz.registry"}
-# Lower layers never import higher ones (DESIGN.md section 1); render and snapshot are checked apart.
-LAYERS = {"attnviz.maps": 0, "attnviz.errors": 0, "attnviz.registry": 0, "attnviz.images": 0,
+CONTRACT = {"attnviz.maps", "attnviz.images", "attnviz.errors", "attnviz.registry", "attnviz.io"}
+# Every module of the package has a layer (DESIGN.md section 1); a module imports only its own layer's or
+# lower layers' modules. The package's own __init__ imports lazily and stands apart.
+LAYERS = {"attnviz.maps": 0, "attnviz.errors": 0, "attnviz.registry": 0, "attnviz.images": 0, "attnviz.io": 0,
           "attnviz.attention": 1, "attnviz.recording": 2, "attnviz.models": 2, "attnviz.attribution": 3,
-          "attnviz.report": 4, "attnviz.cli": 5}
+          "attnviz.render": 4, "attnviz.report": 4, "attnviz.snapshot": 4, "attnviz.notebook": 4,
+          "attnviz.cli": 5, "attnviz.__main__": 5, "attnviz.pytest_plugin": 5}
+# Where each outside library may be imported.
+LIBRARIES = {"transformers": ("attnviz.models.hf", "attnviz.attention.hf"),
+             "huggingface_hub": ("attnviz.models.hf", "attnviz.attention.hf"),
+             "accelerate": ("attnviz.models.hf",), "ray": ("attnviz.report.engines",),
+             "typer": ("attnviz.cli",), "rich": ("attnviz.cli",), "matplotlib": ("attnviz.render",)}
 
 
 def _module_name(path: Path) -> str:
@@ -62,20 +69,13 @@ def test_the_parser_sees_the_package():
     assert "attnviz.attention.kernel" in found["attnviz.recording"]
 
 
-def test_transformers_only_in_the_two_hf_modules():
-    allowed = {"attnviz.models.hf", "attnviz.attention.hf"}
-    for lib in ("transformers", "huggingface_hub"):
-        assert _users(lib) <= allowed, lib
+def test_every_module_has_a_layer():
+    assert {m for m in imports() if m != "attnviz" and _layer(m) is None} == set()
 
 
-def test_typer_and_rich_only_in_cli():
-    for lib in ("typer", "rich"):
-        assert {m for m in _users(lib) if not _under(m, "attnviz.cli")} == set(), lib
-
-
-def test_matplotlib_only_in_render_and_report_and_never_pyplot():
-    outside = {m for m in _users("matplotlib") if not (_under(m, "attnviz.render") or _under(m, "attnviz.report"))}
-    assert outside == set()
+def test_outside_libraries_only_where_design_allows_and_never_pyplot():
+    for lib, allowed in LIBRARIES.items():
+        assert {m for m in _users(lib) if not any(_under(m, a) for a in allowed)} == set(), lib
     assert _users("matplotlib.pyplot") == set() and _users("pylab") == set()
 
 
@@ -84,15 +84,26 @@ def test_capture_and_models_do_not_import_each_other():
     assert {m for m in _users("attnviz.recording") if _under(m, "attnviz.models")} == set()
 
 
-def test_render_and_snapshot_import_only_the_data_contract():
+def test_render_and_snapshot_storage_import_only_the_data_contract():
+    """render is pure (data in, figures or bytes out); snapshot's store and compare run no model."""
     for module, names in imports().items():
-        own = "attnviz.render" if _under(module, "attnviz.render") else "attnviz.snapshot"
-        if not (_under(module, "attnviz.render") or module in ("attnviz.snapshot", "attnviz.snapshot_diff")):
+        pure = _under(module, "attnviz.render") or module in ("attnviz.snapshot.store", "attnviz.snapshot.compare")
+        if not pure:
             continue
+        own = "attnviz.render" if _under(module, "attnviz.render") else "attnviz.snapshot"
         ours = {n for n in names if _under(n, "attnviz") and n != "attnviz"}
-        foreign = {n for n in ours if not _under(n, own) and n != "attnviz.snapshot"
-                   and not any(_under(n, c) for c in CONTRACT)}
+        foreign = {n for n in ours if not _under(n, own) and not any(_under(n, c) for c in CONTRACT)}
         assert foreign == set(), module
+
+
+def test_report_snapshot_and_notebook_do_not_import_each_other():
+    """Writers sit side by side above attribution; only the CLI and the pytest plugin combine them."""
+    peers = ("attnviz.report", "attnviz.snapshot", "attnviz.notebook")
+    for module, names in imports().items():
+        own = next((p for p in peers if _under(module, p)), None)
+        if own is None:
+            continue
+        assert {n for n in names if any(_under(n, p) for p in peers if p != own)} == set(), module
 
 
 def _layer(name: str) -> int | None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from attnviz.report.labels import sprite, stamp
+from attnviz.render.labels import sprite, stamp
 from attnviz.report.paint import _painter, _side
 
 

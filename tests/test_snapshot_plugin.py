@@ -8,9 +8,9 @@ import sys
 
 # Imported here, so pytester's in-process runs find them loaded: it drops the modules a run imports,
 # and importing torch-backed modules afresh in one process is not safe.
-import attnviz.models.toy  # noqa: F401
-import attnviz.report.snapshot_ci  # noqa: F401
-import attnviz.report.snapshot_run  # noqa: F401
+import attnviz.models.toys.toy  # noqa: F401
+import attnviz.snapshot.ci  # noqa: F401
+import attnviz.snapshot.run  # noqa: F401
 
 pytest_plugins = ["pytester"]
 
@@ -22,9 +22,9 @@ from pathlib import Path
 
 import torch
 
-from attnviz.models.chars import CharTokenizer
+from attnviz.models.toys.chars import CharTokenizer
 from attnviz.models.loaded import LoadedModel
-from attnviz.models.toy import ToyConfig, build_toy
+from attnviz.models.toys.toy import ToyConfig, build_toy
 
 TEXTS = ["the cat sat on the mat", "a dog ran far"]
 

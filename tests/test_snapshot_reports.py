@@ -7,10 +7,10 @@ import xml.etree.ElementTree as ET
 import torch
 
 from attnviz.maps import AttentionMaps
-from attnviz.report.snapshot_ci import md, render_junit, render_markdown
-from attnviz.report.snapshot_html import render_html
-from attnviz.snapshot import Baseline, Tolerance, input_key
-from attnviz.snapshot_diff import CheckResult, compare
+from attnviz.snapshot.ci import md, render_junit, render_markdown
+from attnviz.snapshot.html import render_html
+from attnviz.snapshot.store import Baseline, Tolerance, input_key
+from attnviz.snapshot.compare import CheckResult, compare
 
 EVIL = "<img src=x onerror=alert(1)> | `code` *bold* \x00\x1b[31m 猫"
 

@@ -7,8 +7,8 @@ import torch
 
 from attnviz.attention.kernel import MASKS, SCORES, SINK
 from attnviz.errors import BadInput
-from attnviz.models.chars import CharTokenizer
-from attnviz.models.toy import CrossAttention, SelfAttention, ToyConfig, ToyOutput, build_toy
+from attnviz.models.toys.chars import CharTokenizer
+from attnviz.models.toys.toy import CrossAttention, SelfAttention, ToyConfig, ToyOutput, build_toy
 
 PATTERNS = ["global", "causal", "local", "strided", "axial"]
 TEXT_KINDS = ["encoder", "decoder", "encoder-decoder"]

@@ -13,13 +13,13 @@ from typer.testing import CliRunner
 from attnviz.recording import capture
 from attnviz.cli import app
 from attnviz.models import load_model
-from attnviz.models.data import generate
-from attnviz.models.data.shapes import CLASSES
-from attnviz.models.recipes import RECIPES
-from attnviz.models.store import load_toy
-from attnviz.models.train import accuracy, train
-from attnviz.models.zoo import RANDOM, TRAINED, weights_path
-from attnviz.probes import antidiagonal_scores, induction_scores
+from attnviz.models.toys.data import generate
+from attnviz.models.toys.data.shapes import CLASSES
+from attnviz.models.toys.recipes import RECIPES
+from attnviz.models.toys.store import load_toy
+from attnviz.models.toys.train import accuracy, train
+from attnviz.models.toys.zoo import RANDOM, TRAINED, weights_path
+from attnviz.attribution.probes import antidiagonal_scores, induction_scores
 
 FRESH = 4242  # a seed neither training nor the shipped held-out measurement used
 runner = CliRunner()
@@ -123,8 +123,8 @@ def test_a_short_training_run_learns_and_repeats_exactly():
 
 
 def test_a_multi_label_toy_trains_on_every_shape_and_loads_as_multi_label(tmp_path):
-    from attnviz.models.train import loss_of, tensors
-    from attnviz.toys import train_toy
+    from attnviz.models.toys.train import loss_of, tensors
+    from attnviz.attribution.toy_training import train_toy
 
     recipe, examples = RECIPES["toy-shapes"], generate("toy-shapes", 4, 0)
     batch = tensors(recipe, examples)

@@ -56,7 +56,7 @@ class FaithRow:
 
 def toy_examples(name: str, n: int, seed: int = 0) -> list[LabelledImage]:
     """Held-out examples of a trained toy's task, with its ground-truth masks."""
-    from attnviz.models.data import GENERATORS, generate, heldout_seed
+    from attnviz.models.toys.data import GENERATORS, generate, heldout_seed
 
     if name not in GENERATORS:
         raise BadInput(f"{name} has no built-in data; give --images FOLDER (one subfolder per class)")

@@ -1,6 +1,6 @@
 """Fresh examples of a trained toy with the token positions that decide its output (ground truth).
 
-Each entry turns a generator example (``attnviz.models.data``) into the text to explain and the
+Each entry turns a generator example (``attnviz.models.toys.data``) into the text to explain and the
 deciding token positions, counted as the toy's tokenizer counts them.
 """
 
@@ -40,7 +40,7 @@ def generated(model: str, n: int, seed: int = 0) -> tuple[list[str], list[list[i
         raise BadInput(f"--generated needs a toy with ground truth: {', '.join(TRUTH.names())}, not {model!r}")
     if n < 1:
         raise BadInput(f"--generated must be at least 1, not {n}")
-    from attnviz.models.data import generate
+    from attnviz.models.toys.data import generate
 
     pairs = [TRUTH.get(model)(ex) for ex in generate(model, n, seed)]
     return [t for t, _ in pairs], [d for _, d in pairs]

@@ -40,7 +40,7 @@ def attribute_cmd(
     from attnviz.attribution.truth import generated as make_examples
     from attnviz.errors import BadInput
     from attnviz.report.attribution import pick_format, write_report
-    from attnviz.report.files import DEFAULT_DIR, check_writable, slug
+    from attnviz.io import DEFAULT_DIR, check_writable, slug
 
     from attnviz.attribution import METHODS
 

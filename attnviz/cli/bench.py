@@ -28,7 +28,7 @@ def bench_cmd(
     """Pointing game, mask IoU and perturbation AUC of every CAM method, one row each."""
     from attnviz.attribution import faithfulness_vision as fv
     from attnviz.errors import BadInput
-    from attnviz.report.files import check_writable, write_atomic
+    from attnviz.io import check_writable, write_atomic
 
     if suite not in SUITES:
         raise BadInput(f"unknown bench suite {suite!r}; known: {', '.join(SUITES)}")

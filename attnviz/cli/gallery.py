@@ -22,7 +22,7 @@ def gallery_cmd(
 
     if not text.strip():
         raise BadInput("text is empty")
-    from attnviz.models.recipes import RECIPES
+    from attnviz.models.toys.recipes import RECIPES
 
     layers = min(RECIPES["toy-sentiment"].config.n_layers, RECIPES["toy-shapes"].config.n_layers)
     if not 0 <= layer < layers:

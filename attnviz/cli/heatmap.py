@@ -61,7 +61,7 @@ def capture_cmd(
     loader: c.Loader = c.Loader(),
 ):
     """Capture every layer's and head's attention to one .safetensors file."""
-    from attnviz.report.files import check_writable
+    from attnviz.io import check_writable
 
     if out == Path("outputs/maps.safetensors"):
         out.parent.mkdir(exist_ok=True)

@@ -44,7 +44,7 @@ def _regenerate(folder: Path, inputs: Path | None, model: str | None) -> str:
 
 
 def _record(loaded, texts, folder, settings, update: bool) -> None:
-    from attnviz.report.snapshot_run import record
+    from attnviz.snapshot.run import record
 
     res = record(loaded, texts, folder, settings, update=update)
     c.console.print(f"{'updated' if update else 'recorded'} {len(res.written)} baselines in {res.folder} "
@@ -73,7 +73,7 @@ def record_cmd(
     """Record each input's attention (and attribution scores) as baselines, plus manifest.json."""
     from attnviz.errors import BadInput
     from attnviz.maps import parse_ranges
-    from attnviz.report.snapshot_run import SnapshotSettings
+    from attnviz.snapshot.run import SnapshotSettings
 
     cfg = _config()
     inputs, folder = _path(inputs, cfg, "inputs", None), _path(folder, cfg, "dir", "snapshots")
@@ -113,8 +113,8 @@ def check_cmd(
     loader: c.Loader = c.Loader(),
 ):
     """Recompute and compare with the baselines: exit 1 on drift, 3 when a baseline is missing or corrupt."""
-    from attnviz.report.files import check_writable
-    from attnviz.report.snapshot_run import check
+    from attnviz.io import check_writable
+    from attnviz.snapshot.run import check
 
     cfg = _config()
     inputs, folder = _path(inputs, cfg, "inputs", None), _path(folder, cfg, "dir", "snapshots")
@@ -137,7 +137,7 @@ def check_cmd(
 
 
 def _manifest_model(folder: Path, regenerate: str, update: bool) -> str | None:
-    from attnviz.snapshot import BaselineError, read_manifest
+    from attnviz.snapshot.store import BaselineError, read_manifest
 
     try:
         return read_manifest(folder, regenerate).get("model")
@@ -149,8 +149,8 @@ def _manifest_model(folder: Path, regenerate: str, update: bool) -> str | None:
 
 def _update(loaded, texts, folder: Path) -> None:
     from attnviz.errors import BadInput
-    from attnviz.report.snapshot_run import SnapshotSettings
-    from attnviz.snapshot import BaselineError, read_manifest
+    from attnviz.snapshot.run import SnapshotSettings
+    from attnviz.snapshot.store import BaselineError, read_manifest
 
     try:
         saved = read_manifest(folder)
@@ -164,8 +164,8 @@ def _update(loaded, texts, folder: Path) -> None:
 
 
 def _write_reports(result, report, junit, markdown) -> None:
-    from attnviz.report.snapshot_ci import write_junit, write_markdown
-    from attnviz.report.snapshot_html import write_html
+    from attnviz.snapshot.ci import write_junit, write_markdown
+    from attnviz.snapshot.html import write_html
 
     for path, write in ((report, write_html), (junit, write_junit), (markdown, write_markdown)):
         if path is not None:

@@ -18,7 +18,7 @@ Seed = Annotated[int, typer.Option(help="random seed: the same seed gives the sa
 
 def _recipe(name: str):
     from attnviz.errors import BadInput
-    from attnviz.models.recipes import RECIPES
+    from attnviz.models.toys.recipes import RECIPES
 
     if name not in RECIPES:
         raise BadInput(f"unknown toy {name!r}; trainable toys: {', '.join(RECIPES)}")
@@ -36,8 +36,8 @@ def train_cmd(
 ):
     """Train a toy from scratch and print its accuracy on freshly generated held-out data."""
     from attnviz.errors import BadInput
-    from attnviz.report.files import check_writable
-    from attnviz.toys import train_toy
+    from attnviz.io import check_writable
+    from attnviz.attribution.toy_training import train_toy
 
     _recipe(name)
     if steps is not None and steps < 1:
@@ -66,8 +66,8 @@ def data_cmd(
 ):
     """Write examples with labels and ground truth: JSONL for text, PNG images and masks for shapes."""
     from attnviz.errors import BadInput
-    from attnviz.models.data import generate
-    from attnviz.report.toydata import write_examples
+    from attnviz.models.toys.data import generate
+    from attnviz.models.toys.export import write_examples
 
     _recipe(name)
     if n > 100_000:

@@ -15,7 +15,7 @@ _DTYPES = {"float32": torch.float32, "fp32": torch.float32, "float16": torch.flo
 
 
 def builtin_names() -> list[str]:
-    from attnviz.models.zoo import ZOO
+    from attnviz.models.toys.zoo import ZOO
 
     return [DEFAULT_MODEL, *ZOO.names()]
 
@@ -58,7 +58,7 @@ def load_model(
     dev, dt = pick_device(device), pick_dtype(dtype)
     if spec == DEFAULT_MODEL:
         return _load_minilm(dev, dt)
-    from attnviz.models.zoo import ZOO, load_weights_file
+    from attnviz.models.toys.zoo import ZOO, load_weights_file
 
     if spec in ZOO:
         return _moved(ZOO.get(spec)(), dev, dt)

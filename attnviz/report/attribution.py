@@ -17,7 +17,7 @@ from attnviz.attribution.base import Attribution
 from attnviz.errors import BadInput
 from attnviz.render.attribution import CMAP, AttributionView, attribution_figure, bars_figure, normalised
 from attnviz.render.output import figure_bytes
-from attnviz.report.files import check_writable, inside, write_atomic
+from attnviz.io import check_writable, inside, write_atomic
 
 FORMATS = ("html", "png", "svg", "pdf", "json")
 COLUMNS = ["method", "deletion AUC", "insertion AUC", "top-1", "top-k"]

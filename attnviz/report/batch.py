@@ -18,7 +18,7 @@ from typing import Callable
 
 from attnviz.errors import BadInput
 from attnviz.report import analyse
-from attnviz.report.files import inside, make_folder, slug, write_atomic
+from attnviz.io import inside, make_folder, slug, write_atomic
 from attnviz.report.inputs import Item
 from attnviz.report.paint import PaintJob, init_worker, paint
 

@@ -16,7 +16,7 @@ from attnviz.errors import BadInput
 from attnviz.render import figure_bytes
 from attnviz.render.output import FORMATS
 from attnviz.render.overlay import check_colormap, contact_sheet, heads_figure, overlay, panel, title_lines
-from attnviz.report.files import inside, make_folder, write_atomic
+from attnviz.io import inside, make_folder, write_atomic
 
 
 def stems(names: list[str]) -> list[str]:

@@ -8,7 +8,7 @@ from attnviz.errors import BadInput
 from attnviz.maps import AttentionMaps
 from attnviz.render import figure_bytes, render_view
 from attnviz.render.output import FORMATS
-from attnviz.report.files import DEFAULT_DIR, check_writable, make_folder, slug, write_atomic
+from attnviz.io import DEFAULT_DIR, check_writable, make_folder, slug, write_atomic
 
 
 def output_paths(maps: AttentionMaps, view: str, fmt: str, out: Path | None, texts: list[str] | None = None) -> list[Path]:

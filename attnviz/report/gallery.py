@@ -16,12 +16,12 @@ from PIL import Image
 from attnviz.recording import capture
 from attnviz.errors import BadInput
 from attnviz.models import load_model
-from attnviz.models.data import generate
-from attnviz.models.toy import build_toy
-from attnviz.models.zoo import wrap
+from attnviz.models.toys.data import generate
+from attnviz.models.toys.toy import build_toy
+from attnviz.models.toys.zoo import wrap
 from attnviz.render.gallery import Panel, overview_figure, panel_figure
 from attnviz.render.output import figure_bytes
-from attnviz.report.files import inside, make_folder, slug, write_atomic
+from attnviz.io import inside, make_folder, slug, write_atomic
 
 EXAMPLE = "the movie was not good today"
 MASKS = [  # (name, config changes, caption)

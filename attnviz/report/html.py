@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from attnviz.report.files import write_atomic
+from attnviz.io import write_atomic
 
 MAX_VALUES = 2_000_000  # attention values kept per item; long inputs keep their last layers only
 _PLACEHOLDER = re.compile(r"__(TITLE|META|CSS|JS|DATA)__")

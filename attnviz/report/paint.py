@@ -19,7 +19,7 @@ from matplotlib.figure import Figure
 
 from attnviz.render.fonts import families_for
 from attnviz.render.style import CMAP, MAX_LABELS
-from attnviz.report.files import write_atomic
+from attnviz.io import write_atomic
 
 LABEL_CHARS = 14  # longer token labels are cut with an ellipsis so that fixed margins hold them
 
@@ -94,7 +94,7 @@ class HeadPainter:
 
         from PIL import Image
 
-        from attnviz.report.labels import draw_labels, draw_scale
+        from attnviz.render.labels import draw_labels, draw_scale
 
         n_q, n_k = matrix.shape
         top = nice_ceiling(float(matrix.max()))

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from attnviz.report.files import write_atomic
+from attnviz.io import write_atomic
 
 TOP_K = 5  # most-attended tokens and attribution tokens kept per item
 # Tokens that absorb attention in almost every head (arXiv:1906.04341); excluded from "most attended".

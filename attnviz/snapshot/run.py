@@ -1,7 +1,7 @@
 """Running a model for snapshots: record baselines, and check a model against them.
 
 The thin driver between a loaded model (capture, attribution) and the pure snapshot files and
-comparison in ``attnviz.snapshot`` and ``attnviz.snapshot_diff``.
+comparison in ``attnviz.snapshot`` and ``attnviz.snapshot.compare``.
 """
 
 from __future__ import annotations
@@ -15,10 +15,10 @@ import torch
 
 from attnviz.recording import capture
 from attnviz.errors import BadInput
-from attnviz.report.files import make_folder
-from attnviz.snapshot import (Baseline, BaselineError, Tolerance, baseline_path, file_hash, input_key, load_baseline,
+from attnviz.io import make_folder
+from attnviz.snapshot.store import (Baseline, BaselineError, Tolerance, baseline_path, file_hash, input_key, load_baseline,
                               read_manifest, save_baseline, stored_keys, tensor_hash, trim, write_manifest)
-from attnviz.snapshot_diff import CheckResult, compare, context_changes
+from attnviz.snapshot.compare import CheckResult, compare, context_changes
 
 WEIGHT_FILES = ("*.safetensors", "*.bin", "*.pt", "*.pth")
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from attnviz.report.files import inside, make_folder, write_atomic
+from attnviz.io import inside, make_folder, write_atomic
 
 
 def _png(array: np.ndarray) -> bytes:

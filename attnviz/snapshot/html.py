@@ -16,8 +16,8 @@ from matplotlib.figure import Figure
 
 from attnviz.render.fonts import families_for
 from attnviz.render.output import figure_bytes
-from attnviz.report.files import write_atomic
-from attnviz.snapshot_diff import CheckResult, HeadDiff
+from attnviz.io import write_atomic
+from attnviz.snapshot.compare import CheckResult, HeadDiff
 
 MAX_PANELS = 8  # heads drawn; the tables list every drifting one
 MAX_LABELS = 40  # above this many tokens the axes carry no labels

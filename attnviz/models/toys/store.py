@@ -13,9 +13,9 @@ import struct
 from pathlib import Path
 
 from attnviz.errors import ModelNotFound
-from attnviz.maps import write_atomically
-from attnviz.models.chars import CharTokenizer
-from attnviz.models.toy import ToyConfig, ToyTransformer, build_toy
+from attnviz.io import write_atomically
+from attnviz.models.toys.chars import CharTokenizer
+from attnviz.models.toys.toy import ToyConfig, ToyTransformer, build_toy
 
 WEIGHTS = Path(__file__).parent / "weights"
 

@@ -31,6 +31,6 @@ def generate(name: str, n: int, seed: int = 0) -> list[dict]:
 
 
 # Registration happens on import of the task modules.
-from attnviz.models.data import sentiment, sequences, shapes  # noqa: E402,F401
+from attnviz.models.toys.data import sentiment, sequences, shapes  # noqa: E402,F401
 
 __all__ = ["GENERATORS", "generate", "heldout_seed"]

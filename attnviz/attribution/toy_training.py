@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from attnviz.models.data import generate, heldout_seed
-from attnviz.models.store import percent, save_toy
-from attnviz.models.train import Trained, train
-from attnviz.models.zoo import wrap
-from attnviz.probes import measure
+from attnviz.models.toys.data import generate, heldout_seed
+from attnviz.models.toys.store import percent, save_toy
+from attnviz.models.toys.train import Trained, train
+from attnviz.models.toys.zoo import wrap
+from attnviz.attribution.probes import measure
 
 CHECK_EXAMPLES = 200  # held-out examples for the attention checks
 

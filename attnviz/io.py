@@ -1,14 +1,17 @@
-"""Safe file writing: atomic (never half-written), and always inside the chosen output folder."""
+"""Every file the package writes goes through here: atomic (never half-written), created exclusively
+(never through a planted link), and inside the chosen output folder."""
 
 from __future__ import annotations
 
 import hashlib
 import os
 import re
+import stat
+import tempfile
 from pathlib import Path
+from typing import Callable
 
 from attnviz.errors import BadInput
-from attnviz.maps import write_atomically
 
 DEFAULT_DIR = Path("outputs")
 
@@ -27,6 +30,37 @@ def inside(root: Path, name: str) -> Path:
     if target != root and root not in target.parents:
         raise BadInput(f"refusing to write outside {root}: {name}")
     return target
+
+
+def write_atomically(path: Path, write: Callable[[Path], object]) -> Path:
+    """``write(tmp)`` beside ``path``, then a rename onto it: a failed write leaves no partial file.
+
+    The temporary file is created exclusively with an unpredictable name (``mkstemp``), so a link planted
+    in the folder is never written through; an existing special file (FIFO, device) at ``path`` is refused.
+    """
+    path = Path(path)
+    if not path.name or path.is_dir():
+        raise BadInput(f"cannot write {path}: it is a folder; give a file name")
+    if not path.parent.is_dir():
+        raise BadInput(f"cannot write {path}: the folder {path.parent} does not exist")
+    if path.exists() and not path.is_symlink() and not stat.S_ISREG(path.stat().st_mode):
+        raise BadInput(f"cannot write {path}: it is not a regular file")
+    try:
+        fd, name = tempfile.mkstemp(prefix=f".{path.name[:100]}.", suffix=".part", dir=path.parent)
+    except OSError as err:
+        raise BadInput(f"cannot write {path}: {err.strerror or err}") from None
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except OSError as err:
+        tmp.unlink(missing_ok=True)
+        raise BadInput(f"cannot write {path}: {err.strerror or err}") from None
+    except BaseException:  # a writer's own error type, or Ctrl-C: still no partial file
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
 
 
 def write_atomic(path: Path, data: bytes) -> Path:

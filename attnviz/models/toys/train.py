@@ -15,11 +15,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from attnviz.models.chars import BOS_ID, CLS_ID, EOS_ID, PAD_ID, SEP_ID
-from attnviz.models.data import generate, heldout_seed
-from attnviz.models.recipes import RECIPES, Recipe
-from attnviz.models.toy import ToyTransformer, build_toy
-from attnviz.models.vision import to_pixels
+from attnviz.models.toys.chars import BOS_ID, CLS_ID, EOS_ID, PAD_ID, SEP_ID
+from attnviz.models.toys.data import generate, heldout_seed
+from attnviz.models.toys.recipes import RECIPES, Recipe
+from attnviz.models.toys.toy import ToyTransformer, build_toy
+from attnviz.models.toys.vision import to_pixels
 
 THREADS = 1  # fixed so that the weights repeat exactly; more gain little at this size and stall on a busy machine
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from attnviz.models.data import GENERATORS
+from attnviz.models.toys.data import GENERATORS
 
 LABELS = ("negative", "neutral", "positive")
 NEUTRAL = 1 / 3  # share of filler-only texts

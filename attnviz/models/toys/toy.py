@@ -14,7 +14,7 @@ from torch import nn
 
 from attnviz.attention.kernel import MASKS, attention
 from attnviz.errors import BadInput
-from attnviz.models.toy_config import ToyConfig
+from attnviz.models.toys.config import ToyConfig
 
 
 @dataclass

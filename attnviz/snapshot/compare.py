@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from attnviz.snapshot import Baseline, Tolerance
+from attnviz.snapshot.store import Baseline, Tolerance
 
 STACKS = ("encoder", "decoder", "cross")
 CONTEXT = ("model", "weights_hash", "tokenizer_hash", "kind", "backend", "device", "dtype", "store_dtype",

@@ -3,7 +3,7 @@
 A baseline is one ``.safetensors`` file holding that input's attention, cut to its real (unpadded)
 positions, as an AttentionMaps of batch 1 (tensors ``weights``, ``mask``, and for encoder-decoder
 models ``decoder``, ``cross``, ``decoder_mask``), plus one tensor ``attr.<method>`` (S,) per
-attribution method. Pure storage: nothing here runs a model (see ``attnviz.report.snapshot_run``).
+attribution method. Pure storage: nothing here runs a model (see ``attnviz.snapshot.run``).
 """
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ from pathlib import Path
 import torch
 
 from attnviz.errors import BadInput, BaselineError  # noqa: F401  (BaselineError: re-exported)
-from attnviz.maps import AttentionMaps, write_atomically
+from attnviz.io import write_atomically
+from attnviz.maps import AttentionMaps
 
 SNAPSHOT_VERSION = 1
 MANIFEST = "manifest.json"

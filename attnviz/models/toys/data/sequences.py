@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from attnviz.models.data import GENERATORS
+from attnviz.models.toys.data import GENERATORS
 
 ALPHABET = list("abcdefghijklmnopqrstuvwxyz") + list("猫狗鱼鸟山水火木日月人口手心天地")
 INDUCTION_LENGTHS = (6, 16)  # segment length range, inclusive

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from attnviz.models.chars import CharTokenizer
-from attnviz.models.data import sentiment, sequences, shapes
-from attnviz.models.toy import ToyConfig
+from attnviz.models.toys.chars import CharTokenizer
+from attnviz.models.toys.data import sentiment, sequences, shapes
+from attnviz.models.toys.toy import ToyConfig
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """The built-in toys: name -> a function that builds a LoadedModel.
 
-Four are trained on synthetic tasks with known ground truth (``attnviz.models.data``) and ship their
+Four are trained on synthetic tasks with known ground truth (``attnviz.models.toys.data``) and ship their
 weights in ``weights/``; four more are seeded random toys of each kind, for quick use and tests.
 """
 
@@ -13,13 +13,13 @@ from typing import Callable
 import torch
 
 from attnviz.errors import ModelNotFound
-from attnviz.models.chars import BOS_ID, EOS_ID, PAD_ID, CharTokenizer
-from attnviz.models.data import sentiment, sequences
+from attnviz.models.toys.chars import BOS_ID, EOS_ID, PAD_ID, CharTokenizer
+from attnviz.models.toys.data import sentiment, sequences
 from attnviz.models.loaded import LoadedModel
-from attnviz.models.recipes import RECIPES
-from attnviz.models.store import WEIGHTS, load_toy, read_meta
-from attnviz.models.toy import ToyConfig, ToyTransformer, build_toy
-from attnviz.models.vision import ToyImageProcessor
+from attnviz.models.toys.recipes import RECIPES
+from attnviz.models.toys.store import WEIGHTS, load_toy, read_meta
+from attnviz.models.toys.toy import ToyConfig, ToyTransformer, build_toy
+from attnviz.models.toys.vision import ToyImageProcessor
 from attnviz.registry import Registry
 
 ZOO: Registry[Callable] = Registry("built-in model")

@@ -6,8 +6,8 @@ import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from attnviz.report.files import write_atomic
-from attnviz.snapshot_diff import CheckResult, InputResult
+from attnviz.io import write_atomic
+from attnviz.snapshot.compare import CheckResult, InputResult
 
 
 _NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")

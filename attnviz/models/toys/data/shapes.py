@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from attnviz.models.data import GENERATORS
+from attnviz.models.toys.data import GENERATORS
 
 CLASSES = ("circle", "square", "triangle", "cross")
 SIZE = 32  # image side in pixels
