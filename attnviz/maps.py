@@ -18,6 +18,7 @@ from attnviz.errors import AttnvizError, BadInput
 from attnviz.io import write_atomically
 
 FORMAT_VERSION = 1
+MAX_RANGE = 100_000  # the most layers or heads one range may name when the model's count is not known
 _TENSORS = ("weights", "mask", "decoder", "cross", "decoder_mask")
 
 
@@ -102,9 +103,45 @@ class AttentionMaps:
             with safe_open(str(path), framework="pt") as f:
                 meta = (f.metadata() or {})["attnviz"]
                 tensors = {k: f.get_tensor(k) for k in f.keys() if k in _TENSORS}  # snapshots add more
-            return cls.from_parts(tensors, meta)
+            maps = cls.from_parts(tensors, meta)
         except Exception as err:  # safetensors raises its own SafetensorError; JSON and fields fail too
             raise BadInput(f"{path} is not an attnviz maps file ({type(err).__name__})") from None
+        problem = contract_problem(maps)
+        if problem:
+            raise BadInput(f"{path} is not a valid attnviz maps file: {problem}")
+        return maps
+
+
+def contract_problem(maps: AttentionMaps) -> str | None:
+    """What breaks the data contract (module docstring) in ``maps``, or None: every shape, list and label agrees."""
+    problem = _stack_problem("weights", maps.weights, maps.mask, maps.tokens, maps)
+    if problem or maps.decoder is None:
+        return problem
+    problem = _stack_problem("decoder", maps.decoder, maps.decoder_mask, maps.decoder_tokens, maps)
+    if problem is None and maps.cross is not None:
+        want = (*maps.decoder.shape[:4], maps.weights.shape[-1])
+        if tuple(maps.cross.shape) != want:
+            problem = f"cross is shaped {tuple(maps.cross.shape)}, not {want}"
+    return problem
+
+
+def _stack_problem(name: str, weights, mask, tokens, maps: AttentionMaps) -> str | None:
+    """One stack (layer, batch, head, query, key) against its mask (batch, seq) and tokens."""
+    if not isinstance(weights, torch.Tensor) or weights.dim() != 5 or 0 in weights.shape:
+        return f"{name} must be a non-empty (layer, batch, head, query, key) tensor"
+    if not weights.is_floating_point() or bool((weights < 0).any()):
+        return f"{name} must hold attention weights (non-negative floats)"
+    n_layers, batch, n_heads, _, keys = weights.shape
+    if not isinstance(mask, torch.Tensor) or tuple(mask.shape) != (batch, keys):
+        return f"the mask of {name} must be shaped (batch, seq) = ({batch}, {keys})"
+    if not (isinstance(tokens, list) and len(tokens) == batch
+            and all(isinstance(t, list) and len(t) == keys and all(isinstance(x, str) for x in t) for t in tokens)):
+        return f"the tokens of {name} must be {batch} lists of {keys} strings"
+    for label, values, size in (("layers", maps.layers, n_layers), ("heads", maps.heads, n_heads)):
+        if not (isinstance(values, list) and len(values) == size and len(set(values)) == size
+                and all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in values)):
+            return f"{label} must list {size} distinct non-negative layer or head numbers"
+    return None
 
 
 def _own(t: torch.Tensor) -> torch.Tensor:
@@ -136,6 +173,9 @@ def parse_ranges(text: str | None, size: int, what: str) -> list[int] | None:
             first, last = int(lo), int(hi) if hi else int(lo)
             if first > last:
                 raise BadInput(f"{what}s {part.strip()} run backwards; write {last}-{first}")
+            check_indices([first, last], size, what)  # bounds first: a range is never built past the model
+            if last - first >= MAX_RANGE:
+                raise BadInput(f"{what}s {part.strip()} name more than {MAX_RANGE:,} {what}s")
             chosen.extend(range(first, last + 1))
     except ValueError:
         raise BadInput(f"cannot read {what}s {text!r}; write e.g. 0,3-5") from None
