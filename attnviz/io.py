@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import hashlib
+import json
+import math
 import os
 import re
 import stat
@@ -92,3 +94,22 @@ def check_writable(path: Path) -> None:
         raise BadInput(f"cannot write {path}: folder {parent} is not writable")
     if Path(path).is_dir():
         raise BadInput(f"cannot write {path}: it is a folder")
+
+
+def finite(value, path: str = "") -> tuple[object, list[str]]:
+    """``value`` with every NaN or infinity replaced by None, and where each was (``a.b[2]``): JSON has no NaN,
+    and a bare ``NaN`` token makes the whole file unreadable."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None, [path or "value"]
+    if isinstance(value, dict):
+        pairs = [(k, finite(v, f"{path}.{k}" if path else str(k))) for k, v in value.items()]
+        return {k: v for k, (v, _) in pairs}, [b for _, (_, bad) in pairs for b in bad]
+    if isinstance(value, (list, tuple)):
+        parts = [finite(v, f"{path}[{i}]") for i, v in enumerate(value)]
+        return [v for v, _ in parts], [b for _, bad in parts for b in bad]
+    return value, []
+
+
+def json_bytes(doc, **options) -> bytes:
+    """Strict JSON (never a bare NaN) as UTF-8; ``doc`` must already be finite (see ``finite``)."""
+    return json.dumps(doc, ensure_ascii=False, allow_nan=False, **options).encode("utf-8")

@@ -5,6 +5,8 @@ Every case must end in a clean refusal with the documented exit code, a valid fi
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
 
@@ -97,3 +99,97 @@ def test_9_a_special_file_as_output_is_refused(tmp_path):
     assert fifo.is_fifo()
     res = runner.invoke(app, ["heatmap", "hi", "--model", "toy-sentiment", "--out", str(fifo)])
     assert res.exit_code == 2 and fifo.is_fifo(), res.output
+
+
+# ---- batch reports ----
+
+def _strict_json(path):
+    """json.loads that refuses NaN/Infinity tokens, as every JSON parser but Python's does."""
+    def refuse(token):
+        raise ValueError(f"bare {token} in {path.name}")
+    return json.loads(path.read_text(encoding="utf-8"), parse_constant=refuse)
+
+
+def test_4_a_model_that_gives_nan_writes_valid_json_and_flags_the_item(tmp_path):
+    from attnviz.models import load_model
+    from attnviz.report.batch import ReportConfig, run_report
+    from attnviz.report.inputs import read_items
+
+    loaded = load_model("toy-sentiment", device="cpu")
+    with torch.no_grad():
+        next(loaded.model.parameters()).fill_(float("nan"))  # the embedding: every number after it is NaN
+    src = tmp_path / "in.txt"
+    src.write_text("the food was good\n", encoding="utf-8")
+    run_report(loaded, read_items(src), ReportConfig(out=tmp_path / "out"))
+    summary = _strict_json(tmp_path / "out" / "summary.json")
+    item = summary["items"][0]
+    assert item["non_finite"] and summary["counts"]["non_finite"] == 1
+    assert item["mean_entropy"] is None
+    item_json = next((tmp_path / "out" / "items").glob("*/item.json"))
+    assert _strict_json(item_json)["non_finite"] == item["non_finite"]
+    row = list(csv.DictReader(io.StringIO((tmp_path / "out" / "summary.csv").read_text(encoding="utf-8"))))[0]
+    assert row["error"].startswith("non-finite values:")
+    page = (tmp_path / "out" / "report.html").read_text(encoding="utf-8")
+    assert "NaN" not in page.split('id="data"', 1)[-1].split("</script>", 1)[0]
+
+
+def test_5_records_split_at_newlines_only_and_text_passes_through(tmp_path):
+    from attnviz.report.inputs import read_items
+
+    (tmp_path / "a.jsonl").write_text('{"text": "one\u2028two\u2029three"}\n{"text": "four\x85five"}\n', encoding="utf-8")
+    assert [i.text for i in read_items(tmp_path / "a.jsonl")] == ["one\u2028two\u2029three", "four\x85five"]
+    (tmp_path / "b.txt").write_text("a\x0bb\x0cc\r\nd\n", encoding="utf-8", newline="")
+    assert [i.text for i in read_items(tmp_path / "b.txt")] == ["a\x0bb\x0cc", "d"]
+    (tmp_path / "c.csv").write_text('text\n"x\u2028y"\nplain\x0cform\n', encoding="utf-8")
+    assert [i.text for i in read_items(tmp_path / "c.csv")] == ["x\u2028y", "plain\x0cform"]
+
+
+def _report(tmp_path, *extra):
+    src = tmp_path / "in.txt"
+    if not src.exists():
+        src.write_text("the food was good\nthe film was bad\n", encoding="utf-8")
+    return runner.invoke(app, ["report", str(src), "--model", "toy-sentiment", "--out", str(tmp_path / "out"), *extra])
+
+
+def test_6_resume_redoes_a_damaged_item_and_writes_all_three_summaries(tmp_path):
+    assert _report(tmp_path).exit_code == 0
+    damaged = sorted((tmp_path / "out" / "items").glob("*/item.json"))[0]
+    damaged.write_text('{"id": "1"}', encoding="utf-8")  # valid JSON, but not a whole record
+    res = _report(tmp_path, "--resume")
+    assert res.exit_code == 0, res.output
+    summary = _strict_json(tmp_path / "out" / "summary.json")
+    assert [i["id"] for i in summary["items"]] == ["1", "2"] and all(i["tokens"] for i in summary["items"])
+    assert "tokens" in _strict_json(damaged)  # redone
+    rows = list(csv.DictReader(io.StringIO((tmp_path / "out" / "summary.csv").read_text(encoding="utf-8"))))
+    assert [r["id"] for r in rows] == ["1", "2"]
+
+
+def test_8_resume_never_reads_an_item_json_that_links_outside(tmp_path):
+    assert _report(tmp_path).exit_code == 0
+    target = sorted((tmp_path / "out" / "items").glob("*/item.json"))[0]
+    secret = tmp_path / "secret.json"
+    record = _strict_json(target)
+    secret.write_text(json.dumps({**record, "text": "SECRET CONTENT"}), encoding="utf-8")
+    target.unlink()
+    target.symlink_to(secret)
+    res = _report(tmp_path, "--resume")
+    assert res.exit_code == 0, res.output
+    assert "SECRET CONTENT" not in (tmp_path / "out" / "summary.json").read_text(encoding="utf-8")
+    assert json.loads(secret.read_text(encoding="utf-8"))["text"] == "SECRET CONTENT"  # untouched
+    assert not target.is_symlink()
+
+
+def test_16_a_lone_surrogate_skips_that_item_only(tmp_path):
+    src = tmp_path / "in.jsonl"
+    src.write_text('{"text": "good \\ud800 food"}\n{"text": "the film was bad"}\n', encoding="utf-8")
+    res = runner.invoke(app, ["report", str(src), "--model", "toy-sentiment", "--out", str(tmp_path / "out")])
+    assert res.exit_code == 0, res.output
+    summary = _strict_json(tmp_path / "out" / "summary.json")
+    assert [i["id"] for i in summary["items"]] == ["2"]
+    assert "lone surrogate" in summary["skipped"][0]["error"]
+
+
+def test_18_a_csv_cell_with_spaces_before_a_formula_is_quoted():
+    from attnviz.report.summary import _cell
+
+    assert _cell("  =HYPERLINK(1)") == "'  =HYPERLINK(1)" and _cell("  plain") == "  plain"

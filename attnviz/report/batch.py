@@ -61,7 +61,7 @@ def run_report(loaded, items: list[Item], cfg: ReportConfig, progress: Progress 
     check_settings(loaded, items, cfg)
     _prepare(out)
     result = ReportResult()
-    todo, done_ids = _triage(loaded, items, cfg, out, result)
+    todo, done = _triage(loaded, items, cfg, out, result)
     counter = {"n": 0}
 
     def finished(item_id: str) -> None:
@@ -73,10 +73,10 @@ def run_report(loaded, items: list[Item], cfg: ReportConfig, progress: Progress 
         finished("")
     try:
         with _torch_threads(1 if cfg.workers > 0 else None):
-            _render_all(loaded, todo, cfg, out, result, done_ids, finished)
+            _render_all(loaded, todo, cfg, out, result, done, finished)
     except KeyboardInterrupt:
         result.interrupted = True
-    result.records = _collect(out, items, done_ids)
+    result.records = [done[item.id] for item in items if item.id in done]
     result.files = _write_outputs(out, loaded, result, cfg)
     if result.interrupted:
         raise KeyboardInterrupt
@@ -118,15 +118,16 @@ def _prepare(out: Path) -> None:
     make_folder(make_folder(out) / "items")
 
 
-def _triage(loaded, items, cfg, out, result) -> tuple[list[tuple[Item, object, int]], set[str]]:
-    """Split into bad (skipped), already done (resume) and to-do items with their prepared input."""
-    done: set[str] = set()
+def _triage(loaded, items, cfg, out, result) -> tuple[list[tuple[Item, object, int]], dict[str, dict]]:
+    """Split into bad (skipped), already done (resume: id -> its record) and to-do items with their prepared input."""
+    done: dict[str, dict] = {}
     todo = []
     for item in items:
+        record = _finished_record(out, item.id) if cfg.resume and not item.error else None
         if item.error:
             result.skipped.append(_skip(item, item.error))
-        elif cfg.resume and _valid_record(item_folder(out, item.id) / "item.json"):
-            done.add(item.id)
+        elif record is not None:
+            done[item.id] = record
             result.resumed += 1
         else:
             todo.append(item)
@@ -143,11 +144,21 @@ def _skip(item: Item, error: str) -> dict:
     return {"id": item.id, "error": error, "text": item.text if item.text is not None else str(item.image or "")}
 
 
-def _valid_record(path: Path) -> bool:
+RECORD_TYPES = {"id": str, "tokens": list, "files": dict, "notes": list}  # what every reader of a record needs
+
+
+def _finished_record(out: Path, item_id: str) -> dict | None:
+    """An earlier run's record of this item if it is whole, and it and its files resolve inside ``out``; a damaged
+    or outside one is None, so the item is redone (and its item.json replaced, never followed)."""
     try:
-        return "id" in json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False
+        path = inside(out, f"items/{slug(item_id)}/item.json")
+        record = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+        whole = (isinstance(record, dict) and record.get("id") == item_id
+                 and all(isinstance(record.get(k), t) for k, t in RECORD_TYPES.items())
+                 and all(isinstance(f, str) and inside(out, f).is_file() for f in record["files"].values()))
+    except (BadInput, OSError, ValueError):
+        return None
+    return record if whole else None
 
 
 def buckets(prepared: list, size: int) -> list[list]:
@@ -198,34 +209,26 @@ def _pool(workers: int) -> ProcessPoolExecutor | None:
     return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=init_worker)
 
 
-def _finish(entry, out: Path, done_ids: set[str], finished) -> None:
+def _finish(entry, out: Path, done_ids: dict[str, dict], finished) -> None:
     result, folder, record = entry
     written = result.result() if isinstance(result, Future) else result
     rel = folder.relative_to(out.resolve()).as_posix()
     record["files"] = {view: f"{rel}/{name}" for view, name in written.items()}
     # item.json is written last: its presence is what marks the item finished for --resume.
-    write_atomic(folder / "item.json", json.dumps(record, ensure_ascii=False).encode("utf-8"))
-    done_ids.add(record["id"])
+    record = flag_non_finite(record)
+    write_atomic(folder / "item.json", json_bytes(record))
+    done_ids[record["id"]] = record
     finished(record["id"])
 
 
-def _collect(out: Path, items: list[Item], done_ids: set[str]) -> list[dict]:
-    records = []
-    for item in items:
-        if item.id in done_ids:
-            path = item_folder(out, item.id) / "item.json"
-            records.append(json.loads(path.read_text(encoding="utf-8")))
-    return records
-
-
 def _write_outputs(out: Path, loaded, result: ReportResult, cfg: ReportConfig) -> list[Path]:
-    from attnviz.report.summary import write_summary
+    """summary.json, summary.csv and report.html, all rendered before any is written: they always agree."""
+    from attnviz.report.html import render_html
 
     meta = {"model": loaded.name, "kind": loaded.kind, "task": loaded.task, "labels": list(loaded.labels),
             "methods": list(cfg.methods), "interrupted": result.interrupted, "skipped": len(result.skipped)}
-    files = list(write_summary(out, result.records, result.skipped, meta))
+    records = [flag_non_finite(r) for r in result.records]
+    contents = summary_files(records, result.skipped, meta)
     if cfg.html:
-        from attnviz.report.html import write_html
-
-        files.append(write_html(out / "report.html", result.records, meta))
-    return files
+        contents["report.html"] = render_html(records, meta).encode("utf-8")
+    return [write_atomic(out / name, data) for name, data in contents.items()]

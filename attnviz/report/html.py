@@ -32,7 +32,8 @@ def encode_attention(weights: np.ndarray, layers: list[int]) -> dict:
     weights = weights[n_l - keep:]  # (l, H, n, n)
     scale = weights.reshape(keep * n_h, -1).max(axis=1)  # (l*H,)
     safe = np.where(scale > 0, scale, 1.0)
-    q = np.rint(weights / safe[:, None, None].reshape(keep, n_h, 1, 1) * 255).astype(np.uint8)
+    scaled = np.nan_to_num(weights / safe[:, None, None].reshape(keep, n_h, 1, 1), nan=0.0)  # NaN is flagged, drawn 0
+    q = np.rint(np.clip(scaled, 0, 1) * 255).astype(np.uint8)
     return {"layers": list(layers[n_l - keep:]), "heads": n_h, "n": n,
             "scale": [float(f"{s:.5g}") for s in scale.tolist()],
             "data": base64.b64encode(zlib.compress(q.tobytes(), 6)).decode("ascii")}
@@ -47,7 +48,7 @@ def thumbnail(matrix: np.ndarray, size: int = 32) -> dict:
     padded[:rows, :cols] = matrix
     small = padded.reshape(r, step, c, step).mean(axis=(1, 3))  # (r, c)
     top = small.max() or 1.0
-    q = np.rint(np.clip(small / top, 0, 1) * 255).astype(np.uint8)
+    q = np.rint(np.clip(np.nan_to_num(small / top, nan=0.0), 0, 1) * 255).astype(np.uint8)
     return {"rows": r, "cols": c, "data": base64.b64encode(q.tobytes()).decode("ascii")}
 
 
@@ -83,7 +84,7 @@ def _asset(name: str) -> str:
 def render_html(records: list[dict], meta: dict) -> str:
     """The whole report as one string."""
     keep = ("id", "text", "image", "tokens", "prediction", "target", "mean_entropy", "most_attended", "notes",
-            "view", "thumb", "attribution", "image_data", "cam", "files")
+            "view", "thumb", "attribution", "image_data", "cam", "files", "non_finite")
     data = {"cmap": _colormap_hex(), "meta": meta, "items": [{k: r.get(k) for k in keep} for r in records]}
     model = str(meta.get("model", ""))
     parts = {

@@ -7,6 +7,7 @@ aborting the run, so that the batch reports and skips it.
 from __future__ import annotations
 
 import csv
+import io
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -71,15 +72,25 @@ def read_items(source: Path, *, limit: int | None = None, shard: Shard = Shard(1
     return items[:limit] if limit else items
 
 
-def _lines(path: Path) -> list[str]:
+def _read(path: Path) -> str:
     try:
-        text = path.read_text(encoding="utf-8-sig")
+        with open(path, encoding="utf-8-sig", newline="") as f:  # newline="": line ends reach us as written
+            return f.read()
     except (OSError, UnicodeDecodeError) as err:
         raise BadInput(f"cannot read {path}: {getattr(err, 'strerror', None) or err}") from None
-    lines = text.splitlines()
-    while lines and not lines[-1].strip():  # a trailing blank line is not an input
+
+
+def split_records(text: str) -> list[str]:
+    """One record per line, split at \\n (and \\r\\n) only: U+2028, U+0085, form feeds and the other breaks
+    that ``str.splitlines`` also splits at are text inside a record. Trailing blank lines are no inputs."""
+    lines = [line[:-1] if line.endswith("\r") else line for line in text.split("\n")]
+    while lines and not lines[-1].strip():
         lines.pop()
     return lines
+
+
+def _lines(path: Path) -> list[str]:
+    return split_records(_read(path))
 
 
 def _text_item(default_id: str, text, *, id=None, target=None, reference=None) -> Item:
@@ -87,6 +98,10 @@ def _text_item(default_id: str, text, *, id=None, target=None, reference=None) -
     extra = {"target": _opt(target), "reference": _opt(reference)}
     if not isinstance(text, str) or not text.strip():
         return Item(ident, text if isinstance(text, str) else None, error="empty text", **extra)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # JSON's \\ud800 escapes decode to a lone surrogate: no text can hold it
+        return Item(ident, None, error="the text holds a lone surrogate (not valid Unicode)", **extra)
     return Item(ident, text, **extra)
 
 
@@ -110,7 +125,7 @@ def _jsonl(lines: list[str]) -> list[Item]:
 
 
 def _csv(path: Path) -> list[Item]:
-    rows = list(csv.DictReader(_lines(path)))
+    rows = list(csv.DictReader(io.StringIO(_read(path), newline="")))  # the csv module splits records itself
     if rows and "text" not in rows[0]:
         raise BadInput(f"{path} has no `text` column; columns: {', '.join(rows[0])}")
     return [_text_item(str(n), row.get("text"), id=row.get("id"), target=row.get("label") or row.get("target"),

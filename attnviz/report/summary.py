@@ -5,11 +5,10 @@ from __future__ import annotations
 import csv
 import io
 import json
-from pathlib import Path
 
 import numpy as np
 
-from attnviz.io import write_atomic
+from attnviz.io import finite, json_bytes
 
 TOP_K = 5  # most-attended tokens and attribution tokens kept per item
 # Tokens that absorb attention in almost every head (arXiv:1906.04341); excluded from "most attended".
@@ -42,13 +41,20 @@ def public(record: dict) -> dict:
     return {k: v for k, v in record.items() if k not in ("view", "thumb", "image_data", "cam")}
 
 
-def write_summary(folder: Path, records: list[dict], skipped: list[dict], meta: dict) -> tuple[Path, Path]:
-    """summary.json (everything) and summary.csv (one flat row per item)."""
+def flag_non_finite(record: dict) -> dict:
+    """The record with NaN and infinities as null, and ``non_finite`` naming where they were (the item is flagged)."""
+    clean, bad = finite({k: v for k, v in record.items() if k != "non_finite"})
+    bad = [*(record.get("non_finite") or []), *bad]  # a record read back keeps the flag it was written with
+    return {**clean, "non_finite": bad} if bad else clean
+
+
+def summary_files(records: list[dict], skipped: list[dict], meta: dict) -> dict[str, bytes]:
+    """summary.json (everything) and summary.csv (one flat row per item), rendered before either is written."""
+    counts = {"done": len(records), "skipped": len(skipped)}
+    flagged = sum(1 for r in records if r.get("non_finite"))
     doc = {**meta, "items": [public(r) for r in records], "skipped": skipped,
-           "counts": {"done": len(records), "skipped": len(skipped)}}
-    json_path = write_atomic(folder / "summary.json", json.dumps(doc, ensure_ascii=False, indent=1).encode("utf-8"))
-    csv_path = write_atomic(folder / "summary.csv", _csv(records, skipped).encode("utf-8"))
-    return json_path, csv_path
+           "counts": {**counts, "non_finite": flagged} if flagged else counts}
+    return {"summary.json": json_bytes(doc, indent=1), "summary.csv": _csv(records, skipped).encode("utf-8")}
 
 
 def _csv(records: list[dict], skipped: list[dict]) -> str:
@@ -67,7 +73,8 @@ def _csv(records: list[dict], skipped: list[dict]) -> str:
                pred.get("probability", ""), r.get("target") or "", r.get("mean_entropy", ""),
                " ".join(t["token"] for t in r.get("most_attended", []))]
         row += [" ".join(t["token"] for t in attr.get(m, {}).get("top", [])) for m in methods]
-        row += [_number(attr.get(m, {}).get("faithfulness")) for m in methods] + [""]
+        note = f"non-finite values: {', '.join(r['non_finite'])}" if r.get("non_finite") else ""
+        row += [_number(attr.get(m, {}).get("faithfulness")) for m in methods] + [note]
         out.writerow([_cell(v) for v in row])
     for s in skipped:
         blank = [""] * (len(head) - 4)
@@ -84,4 +91,5 @@ def _number(value) -> str:
 def _cell(value) -> str:
     """Spreadsheets run cells that start with = + - @ as formulas; a leading quote keeps them text."""
     text = str(value)
-    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+    # Spreadsheets skip leading spaces before they look for a formula.
+    return "'" + text if text.lstrip(" ")[:1] in ("=", "+", "-", "@", "\t", "\r") else text
