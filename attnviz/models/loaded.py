@@ -82,13 +82,7 @@ class LoadedModel:
         return enc
 
     def _encode_texts(self, texts: list[str], on_long: str) -> Encoded:
-        if not texts:
-            raise BadInput("no texts given")
-        for i, t in enumerate(texts):
-            if not isinstance(t, str):
-                raise BadInput(f"input {i + 1} is not a text ({type(t).__name__})")
-            if not t.strip():
-                raise BadInput("text is empty" if len(texts) == 1 else f"text {i + 1} is empty")
+        check_texts(texts)
         if on_long not in ("truncate", "error"):
             raise BadInput(f"--on-long must be truncate or error, not {on_long!r}")
         lengths = [len(ids) for ids in self.tokenizer(texts, truncation=False, padding=False, return_tensors=None)["input_ids"]]
@@ -140,6 +134,17 @@ class LoadedModel:
         enc.batch["decoder_attention_mask"] = dmask
         enc.decoder_mask = dmask.cpu()
         enc.decoder_tokens = [token_names(self.tokenizer, row.tolist()) for row in ids]
+
+
+def check_texts(texts) -> None:
+    """At least one text, and every input a text that is not blank."""
+    if not texts:
+        raise BadInput("no texts given")
+    for i, t in enumerate(texts):
+        if not isinstance(t, str):
+            raise BadInput(f"input {i + 1} is not a text ({type(t).__name__})")
+        if not t.strip():
+            raise BadInput("text is empty" if len(texts) == 1 else f"text {i + 1} is empty")
 
 
 def token_names(tokenizer, ids: list[int]) -> list[str]:

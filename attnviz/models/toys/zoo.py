@@ -86,6 +86,7 @@ def any_text_chars() -> list[str]:
                   | set(sentiment.vocabulary()) | set(sequences.vocabulary()))
 
 
+RANDOM_SIZE = dict(d_model=32, n_layers=2, n_heads=4, max_len=32)  # every random toy's size
 RANDOM = {  # name -> (config overrides, task, tokenizer style, labels)
     "toy-encoder": (dict(kind="encoder", n_classes=2), "classification", "cls", ("class 0", "class 1")),
     "toy-decoder": (dict(kind="decoder"), "causal-lm", "bos", ()),
@@ -99,7 +100,7 @@ def load_random(name: str) -> LoadedModel:
     overrides, task, style, labels = RANDOM[name]
     chars = any_text_chars()
     tok = None if overrides["kind"] == "vision" else CharTokenizer(chars, style=style, model_max_length=32)
-    cfg = ToyConfig(vocab_size=len(CharTokenizer(chars)), d_model=32, n_layers=2, n_heads=4, max_len=32, **overrides)
+    cfg = ToyConfig(vocab_size=len(CharTokenizer(chars)), **RANDOM_SIZE, **overrides)
     state = torch.random.get_rng_state()
     try:
         torch.manual_seed(RANDOM_SEED)
