@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 
 import pytest
 import typer
@@ -208,16 +209,64 @@ def test_long_inputs_thin_their_labels(minilm):
 
 
 def test_pyproject_defaults_apply_and_options_override(tmp_path, monkeypatch):
-    (tmp_path / "pyproject.toml").write_text('[tool.attnviz]\nview = "mean"\n[tool.attnviz.heatmap]\nlayer = 1\n')
+    (tmp_path / "pyproject.toml").write_text('[tool.attnviz]\nview = "mean"\nmodel = "toy-sentiment"\n'
+                                             '[tool.attnviz.heatmap]\nlayer = 1\nhide-special = true\n'
+                                             '[tool.attnviz.capture]\nlayers = "1-2"\nstore-dtype = "float16"\n')
     monkeypatch.chdir(tmp_path)
+    import attnviz.report.capture as library
     from attnviz.cli import default_map
 
     dm = default_map()
-    assert dm["heatmap"]["view"] == "mean" and dm["heatmap"]["layer"] == 1
-    res = runner.invoke(app, ["heatmap", "hi", "--out", "a.png"], default_map=dm)
-    assert res.exit_code == 0
-    res = runner.invoke(app, ["heatmap", "hi", "--layer", "9", "--out", "b.png"], default_map=dm)
-    assert res.exit_code == 2
+    seen = []
+    nothing = library.Heatmaps([], [], SimpleNamespace(kind="encoder", model="toy-sentiment", notes=[]))
+    monkeypatch.setattr(library, "write_heatmap_files", lambda config: seen.append(config) or nothing)
+    assert runner.invoke(app, ["heatmap", "hi"], default_map=dm).exit_code == 0
+    assert runner.invoke(app, ["heatmap", "hi", "--layer", "0", "--view", "head"], default_map=dm).exit_code == 0
+    used, overridden = seen
+    assert (used.view, used.layer, used.hide_special, used.source.model) == ("mean", 1, True, "toy-sentiment")
+    assert (overridden.view, overridden.layer, overridden.hide_special) == ("head", 0, True)
+    res = runner.invoke(app, ["capture", "hi", "--out", "m.safetensors"], default_map=dm)
+    assert res.exit_code == 0, res.output
+    maps = AttentionMaps.load(tmp_path / "m.safetensors")
+    assert (maps.model, maps.layers, maps.dtype) == ("toy-sentiment", [1, 2], "float16")
+    res = runner.invoke(app, ["capture", "hi", "--layers", "0", "--out", "n.safetensors"], default_map=dm)
+    assert res.exit_code == 0 and AttentionMaps.load(tmp_path / "n.safetensors").layers == [0]
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["heatmap", "x", "--layer", "99"], "layer 99 is out of range; valid layers: 0-5"),
+    (["heatmap", "x", "--layer", "-7"], "valid layers: 0-5 (or -6 to -1 from the end)"),
+    (["heatmap", "x", "--head", "99"], "head 99 is out of range; valid heads: 0-11"),
+    (["capture", "x", "--layers", "0-99"], "layer 99 is out of range; valid layers: 0-5"),
+    (["capture", "x", "--heads", "12"], "valid heads: 0-11"),
+    (["heatmap", "x", "--model", "toy-sentiment", "--layer", "3"], "valid layers: 0-2"),
+    (["capture", "x", "--model", "toy-encoder", "--heads", "4"], "valid heads: 0-3"),
+])
+def test_a_layer_or_head_the_model_lacks_is_refused_before_it_loads(args, needle, monkeypatch):
+    import attnviz.models
+    from attnviz.errors import ModelNotFound
+
+    def loader_reached(*args, **kwargs):
+        raise ModelNotFound("the loader was reached")
+
+    monkeypatch.setattr(attnviz.models, "load_model", loader_reached)
+    res = runner.invoke(app, args)
+    assert res.exit_code == 2 and needle in res.output and "loader" not in res.output, res.output
+    ok = [a if a not in ("99", "-7", "0-99", "12", "3", "4") else "0" for a in args]
+    assert "the loader was reached" in runner.invoke(app, ok).output  # in range: the model would load
+
+
+def test_a_folder_model_is_checked_from_its_config_json(tmp_path, monkeypatch):
+    from tiny_models import save
+
+    import attnviz.models
+
+    folder = save("gpt2", tmp_path / "gpt2")  # 2 layers x 4 heads, read from config.json (n_layer, n_head)
+    monkeypatch.setattr(attnviz.models, "load_model", lambda *a, **k: pytest.fail("model loaded"))
+    res = runner.invoke(app, ["heatmap", "the cat", "--model", str(folder), "--layer", "2"])
+    assert res.exit_code == 2 and "valid layers: 0-1" in res.output, res.output
+    res = runner.invoke(app, ["capture", "the cat", "--model", str(folder), "--heads", "0,4"])
+    assert res.exit_code == 2 and "valid heads: 0-3" in res.output, res.output
 
 
 def test_stacks_of_decoder_and_encoder_decoder_toys(tmp_path):
@@ -289,3 +338,14 @@ def test_out_may_name_a_folder_and_a_wrong_suffix_is_refused(tmp_path):
         res = runner.invoke(app, ["heatmap", "hi", *args])
         assert res.exit_code == 2 and needle in res.output, res.output
     assert not (tmp_path / "x.txt").exists() and not (tmp_path / "x.svg").exists()
+
+
+def test_standard_input_is_read_once(tmp_path):
+    out = tmp_path / "s.png"
+    res = runner.invoke(app, ["heatmap", "--file", "-", "--out", str(out)], input="the cat sat\n")
+    assert res.exit_code == 0, res.output
+    assert out.is_file()
+    maps_file = tmp_path / "s.safetensors"
+    res = runner.invoke(app, ["capture", "--file", "-", "--out", str(maps_file)], input="the cat sat\nhello\n")
+    assert res.exit_code == 0, res.output
+    assert AttentionMaps.load(maps_file).tokens[1][:2] == ["[CLS]", "hello"]

@@ -82,12 +82,14 @@ class Loader:
     trust_remote_code: bool = False
     revision: str | None = None
 
-    def load(self, model: str):
-        from attnviz.models import load_model
+    def options(self):
+        """The same options as the library's LoadOptions, for a command's config."""
+        from attnviz.models import LoadOptions
 
-        return load_model(model, device=self.device, dtype=self.dtype, online=self.online,
-                          allow_pickle=self.allow_pickle, trust_remote_code=self.trust_remote_code,
-                          revision=self.revision)
+        return LoadOptions(**{f.name: getattr(self, f.name) for f in fields(self)})
+
+    def load(self, model: str):
+        return self.options().load(model)
 
 
 LOADING_OPTIONS = {"device": Device, "dtype": Dtype, "online": Online, "allow_pickle": AllowPickle,

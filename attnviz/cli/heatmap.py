@@ -15,26 +15,18 @@ Layers = Annotated[Optional[str], typer.Option(help="layers to keep, e.g. 0,3-5 
 Heads = Annotated[Optional[str], typer.Option(help="heads to keep, e.g. 0-3 (default: all)")]
 
 
-def _capture(texts, file, model, loader: c.Loader, layers, heads, store_dtype, on_long):
-    import torch
+def _capture_config(texts, file, model, loader: c.Loader, **options):
+    """The library's CaptureConfig: the inputs read here, once (standard input can be read only once)."""
+    from attnviz.report.capture import CaptureConfig
 
-    from attnviz.recording import capture
-    from attnviz.errors import BadInput
-    from attnviz.maps import parse_ranges
+    return CaptureConfig(inputs=tuple(c.read_texts(texts, file)), model=model, loading=loader.options(), **options)
 
-    inputs = c.read_texts(texts, file)
-    if store_dtype not in ("float32", "float16"):
-        raise BadInput(f"--store-dtype must be float32 or float16, not {store_dtype!r}")
-    loaded = loader.load(model)
-    if loaded.kind != "vision":
-        _note_image_files(inputs, loaded.name)
-    layer_list = parse_ranges(layers, loaded.num_layers, "layer")
-    head_list = parse_ranges(heads, loaded.num_heads, "head")
-    maps = capture(loaded, inputs, layers=layer_list, heads=head_list, on_long=on_long,
-                   store_dtype=getattr(torch, store_dtype))
+
+def _tell(maps, inputs) -> None:
+    if maps.kind != "vision":
+        _note_image_files(inputs, maps.model)
     for note in maps.notes:
         c.err_console.print(c.labelled("note:", "yellow", note), soft_wrap=True)
-    return maps
 
 
 def _note_image_files(inputs: list[str], model: str) -> None:
@@ -61,13 +53,14 @@ def capture_cmd(
     loader: c.Loader = c.Loader(),
 ):
     """Capture every layer's and head's attention to one .safetensors file."""
-    from attnviz.io import check_writable
+    from attnviz.report.capture import write_maps
 
+    config = _capture_config(texts, file, model, loader, layers=layers, heads=heads, store_dtype=store_dtype,
+                             on_long=on_long)
     if out == Path("outputs/maps.safetensors"):
         out.parent.mkdir(exist_ok=True)
-    check_writable(out)
-    maps = _capture(texts, file, model, loader, layers, heads, store_dtype, on_long)
-    maps.save(out)
+    maps = write_maps(config, out)
+    _tell(maps, config.inputs)
     c.console.print(f"wrote {out}  ({len(maps.layers)} layers x {len(maps.heads)} heads, {len(maps.tokens)} inputs, {maps.backend})")
 
 
@@ -88,21 +81,14 @@ def heatmap_cmd(
     loader: c.Loader = c.Loader(),
 ):
     """Draw attention as a heatmap: one head, a layer's heads, the whole model, or the head mean."""
-    from attnviz.maps import AttentionMaps
-    from attnviz.render import VIEWS
-    from attnviz.report.figures import pick_format, write_heatmaps
+    from attnviz.report.capture import HeatmapConfig, write_heatmap_files
 
-    VIEWS.get(view)
-    pick_format(fmt, out)
-    inputs = None
-    if from_file is not None:
-        maps = AttentionMaps.load(from_file)
-    else:
-        inputs = c.read_texts(texts, file)
-        maps = _capture(texts, file, model, loader, None, None, "float32", on_long)
-    paths, warnings = write_heatmaps(maps, view=view, layer=layer, head=head, stack=stack,
-                                     hide_special=hide_special, fmt=fmt, out=out, texts=inputs)
-    for warning in warnings:
+    source = from_file if from_file is not None else _capture_config(texts, file, model, loader, on_long=on_long)
+    result = write_heatmap_files(HeatmapConfig(source, view=view, layer=layer, head=head, stack=stack,
+                                               hide_special=hide_special, fmt=fmt, out=out))
+    if from_file is None:
+        _tell(result.maps, source.inputs)
+    for warning in result.warnings:
         c.err_console.print(c.labelled("warning:", "yellow", warning), soft_wrap=True)
-    for path in paths:
+    for path in result.paths:
         c.console.print(str(path))

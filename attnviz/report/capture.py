@@ -1,0 +1,131 @@
+"""Maps files and heatmap files from texts: one frozen config per run, checked before the model loads.
+
+A layer or head the model does not have is refused from the model's config alone (``model_shape``), so
+a mistyped ``--layer`` costs no model load; the loaded model is then the authority for the same checks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from attnviz.errors import BadInput
+from attnviz.io import check_writable
+from attnviz.maps import AttentionMaps, parse_ranges
+from attnviz.models import DEFAULT_MODEL, LoadedModel, LoadOptions, model_shape
+from attnviz.models.loaded import check_texts
+from attnviz.recording import STORE_DTYPES, capture
+
+Check = Callable[[int, int], object]  # (layers, heads) -> raises BadInput when the config asks for more
+
+
+@dataclass(frozen=True)
+class CaptureConfig:
+    """Texts to run (read once, by the caller), the model, and which layers and heads to keep."""
+
+    inputs: tuple[str, ...]
+    model: str = DEFAULT_MODEL
+    layers: str | None = None  # e.g. "0,3-5"; None keeps every layer
+    heads: str | None = None  # e.g. "0-3"; None keeps every head
+    store_dtype: str = "float32"  # float32 or float16
+    on_long: str = "truncate"  # truncate (with a note) or error
+    loading: LoadOptions = LoadOptions()
+
+    def check(self) -> None:
+        """What needs no model: at least one text, a known dtype and long-input rule."""
+        check_texts(self.inputs)
+        if self.store_dtype not in STORE_DTYPES:
+            raise BadInput(f"--store-dtype must be float32 or float16, not {self.store_dtype!r}")
+        if self.on_long not in ("truncate", "error"):
+            raise BadInput(f"--on-long must be truncate or error, not {self.on_long!r}")
+
+    def ranges(self, layers: int, heads: int) -> tuple[list[int] | None, list[int] | None]:
+        """The chosen layers and heads as indices, refused with the valid range if the model lacks one."""
+        return parse_ranges(self.layers, layers, "layer"), parse_ranges(self.heads, heads, "head")
+
+
+@dataclass(frozen=True)
+class HeatmapConfig:
+    """One view of every input: captured from ``source`` texts, or read from a saved maps file (no model)."""
+
+    source: CaptureConfig | Path
+    view: str = "head"  # head, layer, model or mean
+    layer: int = -1  # negative counts from the end
+    head: int = 0  # the head view's head
+    stack: str = "encoder"  # encoder, decoder or cross
+    hide_special: bool = False
+    fmt: str | None = None  # png, svg or pdf; None: from out's suffix, else png
+    out: Path | None = None  # a file, a folder, or None for outputs/
+
+    def check(self) -> None:
+        from attnviz.render import VIEWS
+        from attnviz.report.figures import pick_format
+
+        VIEWS.get(self.view)
+        pick_format(self.fmt, self.out)
+        if isinstance(self.source, CaptureConfig):
+            self.source.check()
+
+    def within(self, layers: int, heads: int) -> None:
+        """The shown layer (and head, for the head view) exist in a model of this shape."""
+        if not -layers <= self.layer < layers:
+            raise BadInput(f"layer {self.layer} is out of range; valid layers: 0-{layers - 1} "
+                           f"(or -{layers} to -1 from the end)")
+        if self.view == "head" and not 0 <= self.head < heads:
+            raise BadInput(f"head {self.head} is out of range; valid heads: 0-{heads - 1}")
+
+
+@dataclass(frozen=True)
+class Heatmaps:
+    """What a heatmap run wrote, and what the caller should tell the user."""
+
+    paths: list[Path]
+    warnings: list[str]
+    maps: AttentionMaps  # weights (layer, batch, head, query, key), with the capture's notes
+
+
+def load_checked(model: str, loading: LoadOptions, *checks: Check) -> LoadedModel:
+    """Run ``checks`` against the shape in the model's config before loading it, then against the model."""
+    shape = model_shape(model, revision=loading.revision)
+    if shape is not None:
+        for check in checks:
+            check(shape.layers, shape.heads)
+    loaded = loading.load(model)
+    for check in checks:  # the loaded model is the authority (a config the shape could not read, say)
+        check(loaded.num_layers, loaded.num_heads)
+    return loaded
+
+
+def capture_maps(config: CaptureConfig, *checks: Check) -> AttentionMaps:
+    """Check ``config`` (and ``checks``), load the model once, capture every input in one batch."""
+    config.check()
+    loaded = load_checked(config.model, config.loading, config.ranges, *checks)
+    layers, heads = config.ranges(loaded.num_layers, loaded.num_heads)
+    return capture(loaded, list(config.inputs), layers=layers, heads=heads, on_long=config.on_long,
+                   store_dtype=STORE_DTYPES[config.store_dtype])
+
+
+def write_maps(config: CaptureConfig, out: Path) -> AttentionMaps:
+    """Capture and save one .safetensors maps file; ``out`` is checked before the model loads."""
+    config.check()
+    check_writable(out)
+    maps = capture_maps(config)
+    maps.save(out)
+    return maps
+
+
+def write_heatmap_files(config: HeatmapConfig) -> Heatmaps:
+    """Render ``config.view`` of every input to its own file; everything is checked before the model loads."""
+    from attnviz.report.figures import write_heatmaps
+
+    config.check()
+    source = config.source
+    if isinstance(source, CaptureConfig):
+        maps, texts = capture_maps(source, config.within), list(source.inputs)
+    else:
+        maps, texts = AttentionMaps.load(source), None
+    paths, warnings = write_heatmaps(maps, view=config.view, layer=config.layer, head=config.head,
+                                     stack=config.stack, hide_special=config.hide_special, fmt=config.fmt,
+                                     out=config.out, texts=texts)
+    return Heatmaps(paths, warnings, maps)
