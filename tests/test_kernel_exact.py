@@ -12,9 +12,8 @@ import torch
 import torch.nn.functional as F
 
 from attnviz.attention.hf import dispatches, preflight, register
-from attnviz.attention.kernel import SINK, attention
+from attnviz.attention.kernel import SINK, attention, repeat_kv
 from attnviz.recording import STACKS, recording
-from attnviz.errors import AttnvizError
 from tiny_models import BUILDERS, VOCAB, build, load
 
 EXACT = 1e-6  # fp32: the same operations in the same order
@@ -258,10 +257,13 @@ def test_unrecorded_fast_path_equals_recorded_path(mask):
     assert maxdiff(fast, recorded) <= ALONE
 
 
-def test_score_changes_the_kernel_does_not_know_are_refused():
+def test_softcap_is_applied_before_the_mask_as_gemma2_does():
     q, k, v = _qkv()
-    with pytest.raises(AttnvizError, match="softcap"):
-        attention(_module(), q, k, v, None, scaling=0.3, softcap=30.0)
+    mask = torch.zeros(q.shape[2], k.shape[2]).masked_fill(torch.ones(q.shape[2], k.shape[2]).triu(1).bool(), -1e9)
+    _, got = _recorded_call(_module(), q, k, v, mask, scaling=0.3, softcap=2.0)
+    capped = torch.tanh(torch.matmul(q, repeat_kv(k, q.shape[1] // k.shape[1]).transpose(2, 3)) * 0.3 / 2.0) * 2.0
+    want = torch.softmax(capped + mask, dim=-1)  # (B, H, Q, K)
+    assert maxdiff(got, want) <= 1e-6
 
 
 def test_preflight_keeps_the_kernel_only_when_every_attention_module_calls_it():

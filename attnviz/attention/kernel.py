@@ -14,7 +14,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from attnviz.errors import AttnvizError
+from attnviz.errors import BadInput
 from attnviz.registry import Registry
 
 SINK = "_attnviz_sink"  # attribute name of the recording callback on an attention module
@@ -125,6 +125,39 @@ def add_bias(mask: torch.Tensor | None, bias: torch.Tensor | None) -> torch.Tens
     return bias + mask
 
 
+# Keywords the attention interface passes that do not change the arithmetic here: positions and sliding windows
+# are already in the mask (the mask function registered with the kernel builds it), the rest steer caching.
+IGNORED = frozenset({"position_ids", "sliding_window", "use_cache", "output_router_logits", "output_attentions",
+                     "cache_position", "is_causal", "past_key_values", "past_key_value", "layer_idx", "attention_type",
+                     "deterministic"})
+HONOURED = frozenset({"position_bias", "softcap", "s_aux", "score"})
+
+
+def check_keywords(module: torch.nn.Module, kwargs: dict) -> None:
+    """A keyword the kernel neither honours nor can safely ignore would give plausible but wrong weights: refuse it."""
+    unknown = sorted(k for k, v in kwargs.items() if v is not None and k not in IGNORED | HONOURED)
+    if unknown:
+        raise BadInput(f"{type(module).__name__} passes {', '.join(unknown)} to its attention, which attnviz's "
+                       "kernel does not compute; this model cannot be explained exactly")
+
+
+def soft_cap(scores: torch.Tensor, cap: float | None) -> torch.Tensor:
+    """Gemma 2's logit soft-capping: tanh(s / c) * c, before the mask."""
+    return scores if cap is None else torch.tanh(scores / cap) * cap
+
+
+def with_sink(scores: torch.Tensor, sinks: torch.Tensor) -> torch.Tensor:
+    """gpt-oss's attention sinks: one learned logit per head joins every row's softmax and takes its share.
+
+    Returns the real keys' share (B, H, Q, K) in float32; each row sums to 1 minus the sink's share.
+    """
+    b, h, q, _ = scores.shape
+    sink = sinks.reshape(1, h, 1, 1).expand(b, h, q, 1).to(scores.dtype)  # (B, H, Q, 1)
+    combined = torch.cat([scores, sink], dim=-1)  # (B, H, Q, K + 1)
+    combined = combined - combined.amax(dim=-1, keepdim=True)  # as the eager model does, for half precision
+    return F.softmax(combined, dim=-1, dtype=torch.float32)[..., :-1]  # (B, H, Q, K)
+
+
 def softmax(scores: torch.Tensor, sink) -> torch.Tensor:
     """Softmax in float32, cast back; written straight into the recording's buffer when it offers one."""
     target = None
@@ -146,9 +179,7 @@ def attention(
     **kwargs,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Returns (output (B, Q, H, Dv), weights (B, H, Q, K) or None on the unrecorded fast path)."""
-    unsupported = [k for k in ("softcap", "s_aux") if kwargs.get(k) is not None]
-    if unsupported:  # computing without them would give plausible but wrong weights
-        raise AttnvizError(f"attnviz's attention does not support {', '.join(unsupported)}")
+    check_keywords(module, kwargs)
     attention_mask = add_bias(attention_mask, kwargs.get("position_bias"))
     groups = getattr(module, "num_key_value_groups", None) or query.shape[1] // key.shape[1]
     key, value = repeat_kv(key, groups), repeat_kv(value, groups)
@@ -157,15 +188,16 @@ def attention(
     score = kwargs.get("score") or getattr(module, "attnviz_score", "scaled-dot")
     sink = getattr(module, SINK, None)
     drop = dropout if module.training else 0.0
-    if sink is None and score == "scaled-dot":
+    cap, sinks = kwargs.get("softcap"), kwargs.get("s_aux")
+    if sink is None and score == "scaled-dot" and cap is None and sinks is None:
         mask = attention_mask[..., : key.shape[-2]] if attention_mask is not None else None
         if mask is not None and mask.dtype != torch.bool:
             mask = mask.to(query.dtype)
         out = F.scaled_dot_product_attention(query, key, value, attn_mask=mask, dropout_p=drop, scale=scaling)
         return out.transpose(1, 2).contiguous(), None  # (B, Q, H, Dv)
-    scores = SCORES.get(score)(module, query, key, scaling)  # (B, H, Q, K)
+    scores = soft_cap(SCORES.get(score)(module, query, key, scaling), cap)  # (B, H, Q, K)
     scores = apply_mask(scores, attention_mask)
-    weights = softmax(scores, sink)  # (B, H, Q, K)
+    weights = softmax(scores, sink) if sinks is None else with_sink(scores, sinks).to(scores.dtype)  # (B, H, Q, K)
     if sink is not None:
         sink(weights)
     dropped = F.dropout(weights, p=drop, training=module.training)
