@@ -16,7 +16,7 @@ import time
 import torch
 
 from attnviz.attribution import prepare, run_method
-from attnviz.attribution.base import baseline
+from attnviz.attribution.context import baseline
 from attnviz.attribution.faithfulness import curves, ranks
 from attnviz.models import load_model
 

@@ -18,7 +18,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
 from attnviz.attribution import prepare, run_method
-from attnviz.attribution.base import baseline
+from attnviz.attribution.context import baseline
 from attnviz.models import load_model
 
 TEXTS = {

@@ -349,3 +349,29 @@ def test_standard_input_is_read_once(tmp_path):
     res = runner.invoke(app, ["capture", "--file", "-", "--out", str(maps_file)], input="the cat sat\nhello\n")
     assert res.exit_code == 0, res.output
     assert AttentionMaps.load(maps_file).tokens[1][:2] == ["[CLS]", "hello"]
+
+
+def test_cam_out_names_one_file_for_one_image_and_never_a_folder(tmp_path):
+    from PIL import ImageDraw
+
+    pictures = tmp_path / "pics"
+    pictures.mkdir()
+    for name in ("a.png", "b.png"):
+        image = Image.new("RGB", (32, 32), "white")
+        ImageDraw.Draw(image).rectangle((4, 4, 14, 14), fill="red")
+        image.save(pictures / name)
+    out = tmp_path / "cam.svg"
+    res = invoke("cam", str(pictures / "a.png"), "--out", str(out))
+    assert res.exit_code == 0, res.output
+    assert out.is_file() and out.read_bytes().startswith(b"<?xml")  # the panel, in the suffix's format
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cam.svg", "pics"] and res.output.split() == [str(out)]
+    for args, needle in ((["--out", str(tmp_path / "two.png")], "2 images were given; give a folder"),
+                         (["--out", str(tmp_path / "x.jpg")], "end --out with .png, .svg or .pdf"),
+                         (["--out", str(tmp_path / "m.png"), "--save-map"], "give --out a folder"),
+                         (["--out", str(tmp_path / "f.png"), "--format", "pdf"], "does not match --format pdf")):
+        source = str(pictures) if "two" in args[1] else str(pictures / "a.png")
+        res = runner.invoke(app, ["cam", source, *args])
+        assert res.exit_code == 2 and needle in res.output, res.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cam.svg", "pics"]  # no folder named like a file
+    res = invoke("cam", str(pictures), "--out", str(tmp_path / "figs"))  # a name without a suffix is a folder
+    assert res.exit_code == 0 and (tmp_path / "figs" / "a-attn-grad-panel.png").is_file(), res.output

@@ -22,8 +22,8 @@ def cam_cmd(
     discard_ratio: Annotated[float, typer.Option(help="rollout: drop this fraction of the weakest attention")] = 0.0,
     colormap: Annotated[str, typer.Option(help="matplotlib colormap of the map")] = "jet",
     alpha: Annotated[float, typer.Option(help="opacity of the map over the image, 0..1")] = 0.5,
-    fmt: Annotated[str, typer.Option("--format", help="panel and contact sheet format: png, svg or pdf")] = "png",
-    out: Annotated[Path, typer.Option("--out", "-o", help="output folder")] = Path("outputs"),
+    fmt: Annotated[Optional[str], typer.Option("--format", help="panel and contact sheet format: png, svg or pdf (default: --out's suffix, else png)")] = None,
+    out: Annotated[Path, typer.Option("--out", "-o", help="output folder, or for one image the panel's file (.png, .svg or .pdf)")] = Path("outputs"),
     save_map: Annotated[bool, typer.Option("--save-map", help="also write each raw patch map as .npy")] = False,
     max_pixels: Annotated[Optional[int], typer.Option(help="refuse larger images (default: Pillow's bomb limit)")] = None,
     batch_size: Annotated[int, typer.Option(help="images per forward/backward pass")] = 16,
@@ -36,11 +36,12 @@ def cam_cmd(
     from attnviz.images import find_images, load_image
     from attnviz.render.output import FORMATS
     from attnviz.render.overlay import check_colormap
+    from attnviz.io import write_atomic
     from attnviz.report.cam import render_cam, write_files
 
     CAM_METHODS.get(method)
     check_colormap(colormap)
-    if fmt not in FORMATS:
+    if fmt is not None and fmt not in FORMATS:
         raise BadInput(f"unknown format {fmt!r}; choose {', '.join(FORMATS)}")
     if not 0.0 <= alpha <= 1.0:
         raise BadInput(f"--alpha must be in [0, 1], not {alpha}")
@@ -49,11 +50,38 @@ def cam_cmd(
     if max_pixels is not None and max_pixels < 1:
         raise BadInput(f"--max-pixels must be positive, not {max_pixels}")
     paths = find_images(images)
+    panel_file = _panel_file(out, fmt, len(paths), save_map)
+    fmt = fmt or (panel_file.suffix[1:].lower() if panel_file else "png")
     pil = [load_image(p, max_pixels=max_pixels) for p in paths]  # a bad file stops the run before any output
     loaded = loader.load(model)
     result = cam(loaded, pil, method=method, target=target, layer=layer, prompts=prompt, fusion=fusion,
                  discard_ratio=discard_ratio, batch_size=batch_size, top_k=top_k)
     files = render_cam(result, pil, [str(p) for p in paths], model=loaded.name, fmt=fmt, colormap=colormap,
                        alpha=alpha, save_map=save_map)
-    for path in write_files(files, out):
+    if panel_file is not None:  # the one image's panel, under the name asked for
+        written = [write_atomic(panel_file, next(v for k, v in files.items() if k.endswith(f"-panel.{fmt}")))]
+    else:
+        written = write_files(files, out)
+    for path in written:
         c.console.print(str(path), soft_wrap=True)
+
+
+def _panel_file(out: Path, fmt: str | None, n_images: int, save_map: bool) -> Path | None:
+    """--out with a figure suffix names the one file to write (as heatmap's does); None: --out is a folder."""
+    from attnviz.errors import BadInput
+    from attnviz.io import check_writable
+    from attnviz.render.output import FORMATS
+
+    suffix = out.suffix.lower().lstrip(".")
+    if not suffix or out.is_dir():
+        return None
+    if suffix not in FORMATS:  # never a folder named like a file
+        raise BadInput(f"cannot tell the figure format from {out}; end --out with .png, .svg or .pdf, or give a folder")
+    if fmt is not None and fmt != suffix:
+        raise BadInput(f"--out {out} does not match --format {fmt}")
+    if n_images > 1:
+        raise BadInput(f"--out {out} names one file but {n_images} images were given; give a folder")
+    if save_map:
+        raise BadInput("--save-map writes a second file; give --out a folder")
+    check_writable(out)
+    return out

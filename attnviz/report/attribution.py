@@ -13,7 +13,7 @@ from pathlib import Path
 
 from matplotlib import colormaps
 
-from attnviz.attribution.base import Attribution
+from attnviz.attribution.results import Attribution
 from attnviz.errors import BadInput
 from attnviz.render.attribution import CMAP, AttributionView, attribution_figure, bars_figure, normalised
 from attnviz.render.output import figure_bytes
