@@ -14,7 +14,7 @@ import argparse
 
 import numpy as np
 
-from attnviz.attribution import faithfulness_vision as fv
+from attnviz.attribution.faithfulness import images as fv
 from attnviz.models import load_model
 from attnviz.models.toys.data import generate, heldout_seed
 

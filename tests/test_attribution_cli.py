@@ -26,7 +26,7 @@ def test_json_report_holds_tokens_scores_target_params_model_and_version(tmp_pat
 
     assert data["attnviz_version"] == __version__ and data["model"] == "toy-encoder"
     assert data["methods"] == ["saliency", "integrated-gradients", "rollout"]
-    assert data["params"]["integrated-gradients"]["steps"] == "8"
+    assert data["params"]["integrated-gradients"] == {"steps": 8, "baseline": "pad", "rule": "gausslegendre"}
     first, second = data["examples"]
     assert first["tokens"][0] == "[CLS]" and "<" in first["tokens"]
     assert second["tokens"] == ["[CLS]", "我", "喜", "欢", "[SEP]"]

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from attnviz.attribution import METHODS, attribute, attribute_many, prepare
-from attnviz.attribution.attention import chefer, grad_rollout, rollout
-from attnviz.attribution.base import frozen_params
-from attnviz.attribution.integrated import path_gradients
+from attnviz.attribution import METHODS, OcclusionOptions, attribute, attribute_many, prepare
+from attnviz.attribution.context import frozen_params
+from attnviz.attribution.methods.integrated import path_gradients
+from attnviz.attribution.methods.relevance import chefer, grad_rollout, rollout
 from attnviz.errors import BadInput
 from attnviz.models import load_model
 
@@ -48,7 +48,7 @@ def test_rollout_normalises_rows_not_columns():
 
 def test_discard_keeps_the_diagonal_and_padding_gets_no_weight():
     w = _norm(torch.rand(2, 1, 2, 4, 4))
-    from attnviz.attribution.attention import _discard
+    from attnviz.attribution.methods.relevance import _discard
 
     fused = w.mean(2)  # (L, B, S, S)
     cut = _discard(fused, 0.5)
@@ -92,7 +92,7 @@ def test_integrated_gradients_equal_captum(encoder):
 
     ctx = prepare(encoder, TEXTS, chunk=16)
     ours = attribute(encoder, TEXTS, method="integrated-gradients", steps=50)
-    from attnviz.attribution.base import baseline
+    from attnviz.attribution.context import baseline
 
     x0 = baseline(ctx, "pad")
     cls = torch.tensor([encoder.labels.index(p) for p in ours.prediction])
@@ -110,7 +110,7 @@ def test_integrated_gradients_equal_captum(encoder):
 
 def test_running_sum_does_not_depend_on_the_chunk_size(encoder):
     ctx = prepare(encoder, TEXTS, chunk=2)
-    from attnviz.attribution.base import baseline
+    from attnviz.attribution.context import baseline
 
     x0 = baseline(ctx, "zeros")
     small = path_gradients(ctx, ctx.embeds, x0, 20, "riemann_trapezoid")
@@ -183,7 +183,7 @@ def test_attention_flow_refuses_long_inputs():
 
 
 def test_sentence_encoder_is_explained_by_cosine_similarity():
-    from attnviz.attribution.targets import mean_pool
+    from attnviz.attribution.targets.text import mean_pool
 
     minilm = load_model("minilm", device="cpu")
     with pytest.raises(BadInput, match="--reference"):
@@ -200,7 +200,7 @@ def test_sentence_encoder_is_explained_by_cosine_similarity():
 
 
 def test_a_digit_that_is_a_vocabulary_token_means_that_token():
-    from attnviz.attribution.targets import _token_id
+    from attnviz.attribution.targets.text import _token_id
 
     decoder = load_model("toy-decoder", device="cpu")
     three = decoder.tokenizer.convert_tokens_to_ids(["3"])[0]
@@ -225,13 +225,13 @@ def test_saliency_and_grad_x_input_share_one_backward_pass(encoder):
 @pytest.mark.parametrize("window", [1, 2])
 def test_occlusion_is_the_mean_drop_of_the_windows_covering_each_token(encoder, window):
     """A naive loop over every example and window, one forward each, on the baseline embedding."""
-    from attnviz.attribution.base import baseline
+    from attnviz.attribution.context import baseline
 
     ctx = prepare(encoder, TEXTS, chunk=3)  # "我喜欢" has 3 text tokens: one pass of its own
     calls = []
     score = ctx.score
     ctx.score = lambda embeds, rows=None: calls.append(embeds.shape[:2]) or score(embeds, rows)
-    got = METHODS.get("occlusion")(ctx, window=window)[0]
+    got = METHODS.get("occlusion").fn(ctx, OcclusionOptions(window=window))[0]
     x, x0 = ctx.embeds, baseline(ctx, "pad")
     b, s, _ = x.shape
     with torch.no_grad():
@@ -259,7 +259,7 @@ def test_occlusion_is_the_mean_drop_of_the_windows_covering_each_token(encoder, 
 
 def test_deletion_and_insertion_curves_follow_the_ranking_one_step_at_a_time(encoder):
     """Step k hides (deletion) or reveals (insertion) the k best text tokens; probabilities per example alone."""
-    from attnviz.attribution.base import baseline
+    from attnviz.attribution.context import baseline
     from attnviz.attribution.faithfulness import curves
 
     ctx = prepare(encoder, TEXTS, chunk=3)

@@ -8,8 +8,9 @@ import pytest
 import torch
 
 import tiny_models
-from attnviz.attribution import attribute, integrated, prepare
-from attnviz.attribution.base import baseline, recomputed_layers
+from attnviz.attribution import attribute, prepare
+from attnviz.attribution.context import baseline, recomputed_layers
+from attnviz.attribution.methods import integrated
 from attnviz.attention.sites import attention_sites, layer_path
 from attnviz.models import load_model
 

@@ -157,7 +157,7 @@ def test_bench_faithfulness_on_a_labelled_folder(folders, tmp_path):
 def test_removed_pixels_turn_black_as_the_processor_sees_black(folders):
     """Chefer et al. zero the [0, 1] image before normalising: a removed pixel is black, not 0 after
     normalisation; every channel of a fully removed image is then the processor's black."""
-    from attnviz.attribution import faithfulness_vision as fv
+    from attnviz.attribution.faithfulness import images as fv
     from attnviz.models import load_model
 
     loaded = load_model(folders["vit"], device="cpu")
@@ -181,7 +181,7 @@ def test_removed_pixels_turn_black_as_the_processor_sees_black(folders):
 
 
 def test_ground_truth_map_is_the_masks_share_of_each_patch_in_the_kept_box():
-    from attnviz.attribution.faithfulness_vision import mask_map
+    from attnviz.attribution.faithfulness.images import mask_map
 
     mask = np.zeros((40, 60), bool)
     mask[0:10, 10:20] = True  # in the central 40x40 box: a quarter of its top-left 20x20 patch
@@ -207,7 +207,7 @@ def test_bench_refuses_what_it_cannot_measure(folders, tmp_path):
 def test_a_multi_label_model_keeps_an_image_while_its_class_stays_above_one_half():
     from types import SimpleNamespace
 
-    from attnviz.attribution.faithfulness_vision import recognised
+    from attnviz.attribution.faithfulness.images import recognised
 
     logits, labels = torch.tensor([[2.0, 3.0, -1.0], [-0.5, 1.0, 0.2]]), torch.tensor([0, 0])
     assert recognised(SimpleNamespace(multi_label=False), logits, labels).tolist() == [False, False]  # not the top
@@ -219,7 +219,7 @@ def test_toy_shapes_maps_are_faithful():
     (>= 0.9); removing pixels in attn-grad's order loses the class sooner than in rollout's, and rollout's
     sooner than a random map's (positive-perturbation AUC). Rollout is class-agnostic: in a scene of
     several shapes it spreads over all of them, so it points at the explained one far less often."""
-    from attnviz.attribution import faithfulness_vision as fv
+    from attnviz.attribution.faithfulness import images as fv
     from attnviz.models import load_model
 
     loaded = load_model("toy-shapes", device="cpu")
@@ -267,7 +267,7 @@ def _independent_attention(loaded, pixel_values, targets):
 def test_attn_grad_and_rollout_match_an_independent_implementation():
     """Chefer et al. 2021 (arXiv:2103.15679): R = I; per layer in forward order R += E_h[(dy_t/dA * A)^+] R;
     map = R[CLS, patches]. Rollout (arXiv:2005.00928): product of row-normalised (mean_h A + I)."""
-    from attnviz.attribution import faithfulness_vision as fv
+    from attnviz.attribution.faithfulness import images as fv
     from attnviz.attribution.cam import cam, normalise
     from attnviz.models import load_model
 

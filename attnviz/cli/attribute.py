@@ -7,10 +7,11 @@ from typing import Annotated, Optional
 
 import typer
 
+from attnviz.attribution.methods import METHODS
+from attnviz.attribution.methods.options import BASELINES, FUSIONS
 from attnviz.cli import common as c
 
-_METHODS = ("saliency, grad-x-input, integrated-gradients, occlusion, attention, rollout, attention-flow, "
-            "grad-rollout, attn-grad")
+_METHODS = ", ".join(METHODS.names())
 DEFAULT_METHODS = "grad-x-input,integrated-gradients,occlusion,rollout,attn-grad"
 
 
@@ -23,9 +24,9 @@ def attribute_cmd(
     target_token: Annotated[Optional[int], typer.Option(help="token position to explain (causal LM: next token after it; masked LM: a [MASK]; seq2seq: output position)")] = None,
     reference: Annotated[Optional[str], typer.Option(help="sentence encoders: explain the cosine similarity to this text")] = None,
     steps: Annotated[str, typer.Option(help="integrated-gradients steps, or auto (until the completeness gap is under 1%)")] = "50",
-    baseline: Annotated[str, typer.Option(help="pad, mask or zeros: what hidden tokens become (integrated gradients, occlusion, faithfulness)")] = "pad",
+    baseline: Annotated[str, typer.Option(help=f"{', '.join(BASELINES[:-1])} or {BASELINES[-1]}: what hidden tokens become (integrated gradients, occlusion, faithfulness)")] = "pad",
     window: Annotated[int, typer.Option(help="occlusion window in tokens")] = 1,
-    fusion: Annotated[str, typer.Option(help="rollout head fusion: mean, max or min")] = "mean",
+    fusion: Annotated[str, typer.Option(help=f"rollout head fusion: {', '.join(FUSIONS)}")] = "mean",
     discard_ratio: Annotated[float, typer.Option(help="rollout: share of the weakest attention to drop per layer")] = 0.0,
     faithfulness: Annotated[bool, typer.Option("--faithfulness/--no-faithfulness", help="deletion/insertion curves")] = True,
     generated: Annotated[Optional[int], typer.Option(help="explain N fresh examples of a trained toy, with ground truth")] = None,
@@ -36,15 +37,17 @@ def attribute_cmd(
     loader: c.Loader = c.Loader(),
 ):
     """Explain a model's decision token by token with several methods, and score their faithfulness."""
-    from attnviz.attribution import explain
+    from attnviz.attribution.methods import check_fields
+    from attnviz.attribution.tokens import explain, method_options
     from attnviz.attribution.truth import generated as make_examples
     from attnviz.errors import BadInput
-    from attnviz.report.attribution import pick_format, write_report
     from attnviz.io import DEFAULT_DIR, check_writable, slug
-
-    from attnviz.attribution import METHODS
+    from attnviz.report.attribution import pick_format, write_report
 
     methods = list(c.names(method, METHODS))
+    fields = dict(steps=steps, baseline=baseline, window=window, fusion=fusion, discard_ratio=discard_ratio)
+    check_fields(METHODS, **fields)  # every value, whichever methods run: a bad one is refused before loading
+    options = method_options(methods, **fields)
     truth = None
     if generated is not None:
         if texts or file:
@@ -58,9 +61,8 @@ def attribute_cmd(
     pick_format(out)
     check_writable(out)
     loaded = loader.load(model)
-    attrs = explain(loaded, inputs, methods=methods, truth=truth, faithful=faithfulness, target=target,
-                    target_token=target_token, reference=reference, on_long=on_long, steps=steps,
-                    baseline_kind=baseline, window=window, fusion=fusion, discard_ratio=discard_ratio)
+    attrs = explain(loaded, inputs, methods=methods, truth=truth, faithful=faithfulness, baseline=baseline,
+                    target=target, target_token=target_token, reference=reference, on_long=on_long, options=options)
     paths, warnings = write_report(attrs, out, model=loaded.name, task=loaded.task, special=loaded.special_tokens)
     _summary(attrs, set(loaded.special_tokens))
     for warning in warnings:

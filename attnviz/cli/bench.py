@@ -26,7 +26,8 @@ def bench_cmd(
     loader: c.Loader = c.Loader(),
 ):
     """Pointing game, mask IoU and perturbation AUC of every CAM method, one row each."""
-    from attnviz.attribution import faithfulness_vision as fv
+    from attnviz.attribution.faithfulness import images as fv
+    from attnviz.attribution.methods import CAM_METHODS
     from attnviz.errors import BadInput
     from attnviz.io import check_writable, write_atomic
 
@@ -36,8 +37,6 @@ def bench_cmd(
         raise BadInput("--n and --batch-size must be at least 1")
     if json_out is not None:
         check_writable(json_out)
-    from attnviz.attribution.cam import CAM_METHODS
-
     chosen = None if methods.strip() in ("", "all") else list(c.names(methods, CAM_METHODS))
     loaded = loader.load(model)
     fv.check_classifier(loaded)  # before the folder: its subfolders are read as the model's classes

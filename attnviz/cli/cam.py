@@ -7,18 +7,23 @@ from typing import Annotated, Optional
 
 import typer
 
+from attnviz.attribution.methods import CAM_METHODS
+from attnviz.attribution.methods.options import FUSIONS
 from attnviz.cli import common as c
+
+_METHODS = ", ".join(CAM_METHODS.names())
+_LAYER_METHODS = ", ".join(n for n in CAM_METHODS.names() if "layer" in CAM_METHODS.get(n).options.__dataclass_fields__)
 
 
 @c.loads_models()
 def cam_cmd(
     images: Annotated[list[str], typer.Argument(help="image files, folders or globs (quote globs)", show_default=False)],
     model: c.Model = "toy-shapes",
-    method: Annotated[str, typer.Option(help="attn-grad, rollout, grad-rollout, attn-gradcam, gradcam, raw or heads")] = "attn-grad",
+    method: Annotated[str, typer.Option(help=f"one of: {_METHODS}")] = "attn-grad",
     target: Annotated[Optional[str], typer.Option(help="class name or index to explain (default: the predicted class)")] = None,
     prompt: Annotated[Optional[list[str]], typer.Option(help="text prompt(s) for a full CLIP model; repeat for several")] = None,
-    layer: Annotated[int, typer.Option(help="layer for raw, heads, attn-gradcam and gradcam (negative counts from the end)")] = -1,
-    fusion: Annotated[str, typer.Option(help="rollout head fusion: mean, max or min")] = "mean",
+    layer: Annotated[int, typer.Option(help=f"layer for {_LAYER_METHODS} (negative counts from the end)")] = -1,
+    fusion: Annotated[str, typer.Option(help=f"rollout head fusion: {', '.join(FUSIONS)}")] = "mean",
     discard_ratio: Annotated[float, typer.Option(help="rollout: drop this fraction of the weakest attention")] = 0.0,
     colormap: Annotated[str, typer.Option(help="matplotlib colormap of the map")] = "jet",
     alpha: Annotated[float, typer.Option(help="opacity of the map over the image, 0..1")] = 0.5,
@@ -31,7 +36,8 @@ def cam_cmd(
     loader: c.Loader = c.Loader(),
 ):
     """Overlay where a vision Transformer looks on each image (ViT, DeiT, CLIP, toy-shapes)."""
-    from attnviz.attribution.cam import CAM_METHODS, cam
+    from attnviz.attribution.cam import cam
+    from attnviz.attribution.methods import RolloutOptions
     from attnviz.errors import BadInput
     from attnviz.images import find_images, load_image
     from attnviz.render.output import FORMATS
@@ -40,6 +46,7 @@ def cam_cmd(
     from attnviz.report.cam import render_cam, write_files
 
     CAM_METHODS.get(method)
+    RolloutOptions(fusion, discard_ratio)  # checked before the model loads, whichever method runs
     check_colormap(colormap)
     if fmt is not None and fmt not in FORMATS:
         raise BadInput(f"unknown format {fmt!r}; choose {', '.join(FORMATS)}")

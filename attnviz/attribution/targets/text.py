@@ -1,89 +1,24 @@
-"""What is explained: a registry of targets, one per model task.
-
-A target turns the model's output into one differentiable score per example (a logit, or the cosine
-similarity of a sentence embedding), a probability-like value for faithfulness curves, and the output
-positions whose attention rows explain it.
-"""
+"""Targets of text models: a class label, the next token, a masked token, a seq2seq output token, and
+the cosine similarity of a sentence embedding to a reference."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Callable
-
 import torch
 
+from attnviz.attribution.targets import TARGETS, Target, TargetSpec, resolve_label
 from attnviz.errors import BadInput
 from attnviz.models.loaded import token_names
-from attnviz.registry import Registry
-
-# task -> fn(loaded, ctx_batch, out, options: TargetOptions) -> Target
-TARGETS: Registry[Callable] = Registry("target task")
-# Which option each task takes, for messages that say what fits.
-FITS = {
-    "classification": "--target LABEL|INDEX",
-    "causal-lm": "--target-token POS (and optionally --target TOKEN)",
-    "masked-lm": "--target-token POS of a [MASK] (and optionally --target TOKEN)",
-    "embedding": '--reference "TEXT"',
-    "seq2seq": "--target-token POS in the output (and optionally --target TOKEN)",
-}
 
 
-@dataclass(frozen=True)
-class TargetOptions:
-    label: str | None = None  # --target: a class name or index, or a vocabulary token/id for LMs
-    position: int | None = None  # --target-token: a token position (negative counts from the end)
-    reference: str | None = None  # --reference: text whose embedding the input is compared with
-
-
-@dataclass
-class Target:
-    score: Callable  # (output, example index (n,)) -> (n,) differentiable score
-    prob: Callable  # (output, example index (n,)) -> (n,) probability (or cosine) for curves
-    rows: torch.Tensor  # (B, Q) weights of the output positions whose relevance rows explain the target
-    stack: str  # attention stack those rows index: encoder | decoder | cross (rows over decoder positions)
-    describe: list[str]  # per example, e.g. "label positive"
-    prediction: list[str]  # per example, the model's own output
-    probability: list[float]  # per example, of the target
-
-
-def refuse(task: str, given: str, why: str) -> None:
-    raise BadInput(f"{given} does not fit this model ({why}); for a {task} model use {FITS[task]}")
-
-
-def check_options(task: str, opts: TargetOptions) -> None:
-    if task not in FITS:
-        raise BadInput(f"attribution explains {', '.join(FITS)} models, not {task!r}")
-    if opts.reference is not None and task != "embedding":
-        refuse(task, "--reference", "it is not a sentence encoder")
-    if opts.position is not None and task in ("classification", "embedding"):
-        refuse(task, "--target-token", "it does not predict tokens")
-    if opts.label is not None and task == "embedding":
-        refuse(task, "--target", "a sentence encoder has no labels")
-
-
-def build_target(loaded, batch: dict, mask: torch.Tensor, out, opts: TargetOptions) -> Target:
-    check_options(loaded.task, opts)
-    return TARGETS.get(loaded.task)(loaded, batch, mask, out, opts)
-
-
-def _label_index(labels: list[str], given: str) -> int:
-    choices = ", ".join(f"{i} {name}" for i, name in enumerate(labels))
-    if given.lstrip("-").isdigit():
-        i = int(given)
-        if not 0 <= i < len(labels):
-            raise BadInput(f"label {i} is out of range; valid labels: {choices}")
-        return i
-    if given in labels:
-        return labels.index(given)
-    raise BadInput(f"unknown label {given!r}; valid labels: {choices}")
-
-
-@TARGETS.register("classification")
-def label_target(loaded, batch, mask, out, opts: TargetOptions) -> Target:
+@TARGETS.register("label")
+def label_target(loaded, batch, out, spec: TargetSpec) -> Target:
+    """A classifier's logit of one class (default: each example's prediction)."""
+    mask = batch["attention_mask"]
     logits = out.logits.float()  # (B, C)
     labels = loaded.labels or [str(i) for i in range(logits.shape[-1])]
     pred = logits.argmax(-1)
-    cls = pred.clone() if opts.label is None else torch.full_like(pred, _label_index(labels, opts.label))
+    cls = pred.clone() if spec.label is None else torch.tensor(resolve_label(spec.label, labels, pred.tolist()),
+                                                                  device=pred.device)
     probs = loaded.class_probs(logits)
     rows = torch.zeros(mask.shape, device=mask.device)
     last = mask.long().sum(1) - 1
@@ -97,6 +32,7 @@ def label_target(loaded, batch, mask, out, opts: TargetOptions) -> Target:
         describe=[f"label {labels[c]}" for c in cls.tolist()],
         prediction=[labels[p] for p in pred.tolist()],
         probability=probs[torch.arange(len(cls)), cls].tolist(),
+        index=cls.tolist(), labels=list(labels), probs=probs.detach().cpu(),
     )
 
 
@@ -161,31 +97,36 @@ def _token_target(loaded, logits, rows_at: list[int], stack: str, chosen: int | 
     )
 
 
-@TARGETS.register("causal-lm")
-def next_token_target(loaded, batch, mask, out, opts: TargetOptions) -> Target:
+@TARGETS.register("next-token")
+def next_token_target(loaded, batch, out, spec: TargetSpec) -> Target:
+    """A causal LM's logit of the next token after the last real one (or after --target-token)."""
+    mask = batch["attention_mask"]
     lengths = mask.long().sum(1).tolist()
-    at = _positions(opts.position, lengths, [n - 1 for n in lengths], "text")
-    return _token_target(loaded, out.logits, at, "decoder", _token_id(loaded, opts.label), "next token after")
+    at = _positions(spec.position, lengths, [n - 1 for n in lengths], "text")
+    return _token_target(loaded, out.logits, at, "decoder", _token_id(loaded, spec.label), "next token after")
 
 
-@TARGETS.register("masked-lm")
-def masked_token_target(loaded, batch, mask, out, opts: TargetOptions) -> Target:
+@TARGETS.register("masked-token")
+def masked_token_target(loaded, batch, out, spec: TargetSpec) -> Target:
+    """A masked LM's logit of one token at the [MASK] (or at --target-token)."""
+    mask = batch["attention_mask"]
     lengths = mask.long().sum(1).tolist()
     mask_id = loaded.tokenizer.mask_token_id
     found = [(row == mask_id).nonzero().flatten().tolist() for row in batch["input_ids"]]
-    if opts.position is None and not all(found):
+    if spec.position is None and not all(found):
         raise BadInput(f"every input needs a {loaded.tokenizer.mask_token} token, or pass --target-token POS")
-    at = _positions(opts.position, lengths, [f[0] for f in found] if all(found) else [], "text")
-    return _token_target(loaded, out.logits, at, _self_stack(loaded), _token_id(loaded, opts.label), "token")
+    at = _positions(spec.position, lengths, [f[0] for f in found] if all(found) else [], "text")
+    return _token_target(loaded, out.logits, at, _self_stack(loaded), _token_id(loaded, spec.label), "token")
 
 
-@TARGETS.register("seq2seq")
-def output_token_target(loaded, batch, mask, out, opts: TargetOptions) -> Target:
+@TARGETS.register("seq2seq-token")
+def output_token_target(loaded, batch, out, spec: TargetSpec) -> Target:
+    """A sequence-to-sequence model's logit of one output token (default: the first)."""
     dmask = batch["decoder_attention_mask"]
     # Position t of the decoder input predicts output token t + 1; the last one predicts nothing new.
     lengths = [max(int(n) - 1, 1) for n in dmask.long().sum(1).tolist()]
-    at = _positions(opts.position, lengths, [0] * len(lengths), "output")
-    return _token_target(loaded, out.logits, at, "cross", _token_id(loaded, opts.label), "output token")
+    at = _positions(spec.position, lengths, [0] * len(lengths), "output")
+    return _token_target(loaded, out.logits, at, "cross", _token_id(loaded, spec.label), "output token")
 
 
 def mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -194,11 +135,13 @@ def mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return (hidden * m).sum(1) / m.sum(1).clamp(min=1e-9)
 
 
-@TARGETS.register("embedding")
-def similarity_target(loaded, batch, mask, out, opts: TargetOptions) -> Target:
-    if opts.reference is None or not opts.reference.strip():
+@TARGETS.register("cosine")
+def similarity_target(loaded, batch, out, spec: TargetSpec) -> Target:
+    """A sentence encoder's cosine similarity (mean-pooled) to the embedding of a reference text."""
+    mask = batch["attention_mask"]
+    if spec.reference is None or not spec.reference.strip():
         raise BadInput('a sentence encoder is explained by its similarity to a reference: pass --reference "TEXT"')
-    ref_enc = loaded.encode([opts.reference])
+    ref_enc = loaded.encode([spec.reference])
     with torch.no_grad():
         ref_out = loaded.model(**{k: v for k, v in ref_enc.batch.items()})
     ref = mean_pool(ref_out.last_hidden_state.float(), ref_enc.batch["attention_mask"])[0]  # (D,)
@@ -211,7 +154,7 @@ def similarity_target(loaded, batch, mask, out, opts: TargetOptions) -> Target:
 
     now = cosine(out, torch.arange(mask.shape[0], device=mask.device)).tolist()
     rows = keep.float() / keep.float().sum(1, keepdim=True)  # mean pooling reads every real row equally
-    short = opts.reference if len(opts.reference) <= 40 else opts.reference[:39] + "…"
+    short = spec.reference if len(spec.reference) <= 40 else spec.reference[:39] + "…"
     return Target(score=cosine, prob=cosine, rows=rows, stack="encoder",
                   describe=[f"cosine similarity to {short!r}"] * len(now),
                   prediction=[f"cosine {c:.3f}" for c in now], probability=now)

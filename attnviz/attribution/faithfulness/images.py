@@ -13,7 +13,6 @@ ground truth itself (each patch's share of the object), which ranks the object's
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -21,20 +20,14 @@ import torch.nn.functional as F
 from PIL import Image
 
 from attnviz.attribution.cam import CAM_METHODS, cam
+from attnviz.attribution.faithfulness.engine import area, ranks, removal_values
+from attnviz.attribution.faithfulness.image_data import LabelledImage, folder_examples, toy_examples  # noqa: F401
 from attnviz.errors import BadInput
-from attnviz.images import SUFFIXES, is_mask, load_image, to_pixels
+from attnviz.images import to_pixels
 
 STEPS = tuple(round(0.1 * i, 1) for i in range(10))  # fraction of pixels removed: 0.0 (none) .. 0.9
 RANDOM = "random"  # a reference row: a uniformly random map
 TRUTH = "ground-truth"  # a reference row: the share of each patch that the object's mask covers
-
-
-@dataclass
-class LabelledImage:
-    image: Image.Image  # RGB
-    label: int  # class index in the model's labels
-    mask: np.ndarray | None = None  # (H, W) bool ground-truth region in the image's pixels, if known
-    name: str = ""
 
 
 @dataclass
@@ -54,42 +47,9 @@ class FaithRow:
         return {k: v for k, v in self.__dict__.items() if not k.endswith("_each")}
 
 
-def toy_examples(name: str, n: int, seed: int = 0) -> list[LabelledImage]:
-    """Held-out examples of a trained toy's task, with its ground-truth masks."""
-    from attnviz.models.toys.data import GENERATORS, generate, heldout_seed
-
-    if name not in GENERATORS:
-        raise BadInput(f"{name} has no built-in data; give --images FOLDER (one subfolder per class)")
-    return [LabelledImage(Image.fromarray(ex["image"]), int(ex["label"]), np.asarray(ex["mask"], bool), f"{name}-{i}")
-            for i, ex in enumerate(generate(name, n, heldout_seed(seed)))]
-
-
 def check_classifier(loaded) -> None:
     if loaded.task != "image-classification" or not loaded.labels:
         raise BadInput(f"{loaded.name} is not an image classifier; faithfulness needs class labels")
-
-
-def folder_examples(root: str | Path, labels: list[str]) -> list[LabelledImage]:
-    """ROOT/<class>/<image>; an optional ROOT/<class>/<stem>.mask.png marks the object (non-zero inside)."""
-    root = Path(root)
-    if not root.is_dir():
-        raise BadInput(f"no such folder: {root}")
-    out = []
-    for sub in sorted(p for p in root.iterdir() if p.is_dir()):
-        if sub.name not in labels and not (sub.name.isdigit() and int(sub.name) < len(labels)):
-            raise BadInput(f"folder {sub.name!r} is not a class of the model; classes: {', '.join(labels[:20])}")
-        label = labels.index(sub.name) if sub.name in labels else int(sub.name)
-        for path in sorted(sub.iterdir()):
-            if path.suffix.lower() not in SUFFIXES or is_mask(path):
-                continue
-            image, mask_path = load_image(path), path.with_name(path.stem + ".mask.png")
-            mask = np.asarray(load_image(mask_path).convert("L")) > 0 if mask_path.is_file() else None
-            if mask is not None and mask.shape != (image.height, image.width):
-                raise BadInput(f"{mask_path} is {mask.shape[1]}x{mask.shape[0]}; its image is {image.width}x{image.height}")
-            out.append(LabelledImage(image, label, mask, str(path.relative_to(root))))
-    if not out:
-        raise BadInput(f"no labelled images under {root} (expected {root}/<class>/<image>)")
-    return out
 
 
 def pointing_and_iou(grid_map: np.ndarray, mask: np.ndarray, box) -> tuple[bool, float]:
@@ -137,16 +97,20 @@ def perturbation_hits(loaded, pixel_values: torch.Tensor, maps: torch.Tensor, la
     jitter = torch.rand(b, h * w, generator=gen) * 1e-6  # ties (flat regions) in random order, not raster order
     flat = relevance.reshape(b, h * w).cpu() + jitter  # (B, H*W)
     fill = (black(loaded) if fill is None else fill).to(pixel_values)  # (1, C, 1, 1)
+    rows = torch.arange(b)
+
+    def kept(rows: torch.Tensor, gone: torch.Tensor) -> torch.Tensor:
+        keep = (~gone).reshape(b, 1, h, w).to(pixel_values)  # (B, 1, H, W)
+        filled = pixel_values * keep + fill * (1 - keep)
+        with torch.inference_mode():
+            logits = loaded.model(pixel_values=filled).logits  # (B, C)
+        return recognised(loaded, logits.cpu(), labels)
+
     hits = []
     for descending in (True, False):
-        rank = flat.argsort(dim=1, descending=descending).argsort(dim=1)  # (B, H*W) position in removal order
-        steps = []
-        for frac in STEPS:
-            keep = (rank >= round(frac * h * w)).reshape(b, 1, h, w).to(pixel_values)  # (B, 1, H, W)
-            filled = pixel_values * keep + fill * (1 - keep)
-            with torch.inference_mode():
-                logits = loaded.model(pixel_values=filled).logits  # (B, C)
-            steps.append(recognised(loaded, logits.cpu(), labels).numpy())
+        rank = ranks(flat, descending=descending)  # (B, H*W) position in removal order
+        # One batch per step: every image loses the same fraction of its pixels.
+        steps = [removal_values(rank, rows, torch.full((b,), round(frac * h * w)), kept).numpy() for frac in STEPS]
         hits.append(np.stack(steps, axis=1))  # (B, len(STEPS))
     return hits[0], hits[1]
 
@@ -161,8 +125,7 @@ def recognised(loaded, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tens
 
 def auc(curve: list[float] | np.ndarray) -> float:
     """Area under accuracy vs fraction removed, over STEPS, scaled to [0, 1]."""
-    y, x = np.asarray(curve, dtype=np.float64), np.asarray(STEPS, dtype=np.float64)
-    return float(((y[1:] + y[:-1]) / 2 * np.diff(x)).sum() / (x[-1] - x[0]))  # trapezoids (numpy 1.x has no trapezoid)
+    return area(curve, STEPS)
 
 
 def evaluate(loaded, data: list[LabelledImage], methods: list[str] | None = None, *, batch_size: int = 32,

@@ -8,15 +8,14 @@ from __future__ import annotations
 
 import torch
 
-from attnviz.attribution.base import METHODS, Context, baseline, zero_special
-from attnviz.errors import BadInput
+from attnviz.attribution.context import Context, baseline, zero_special
+from attnviz.attribution.methods.options import OcclusionOptions
 
 
-@METHODS.register("occlusion")
-def occlusion(ctx: Context, window: int = 1, baseline_kind: str = "pad", **_) -> tuple:
-    if not isinstance(window, int) or window < 1:
-        raise BadInput(f"--window must be a whole number >= 1, not {window!r}")
-    x, x0 = ctx.embeds, baseline(ctx, baseline_kind)
+def occlusion(ctx: Context, options: OcclusionOptions) -> tuple[torch.Tensor, dict]:
+    """Scores (B, S): the mean drop of the target's score over the windows that hide each token."""
+    window = options.window
+    x, x0 = ctx.embeds, baseline(ctx, options.baseline)
     b, s, _ = x.shape
     pos = torch.arange(s, device=x.device)
     windows = (pos[None] >= pos[:, None]) & (pos[None] < pos[:, None] + window)  # (starts, S)
@@ -30,4 +29,4 @@ def occlusion(ctx: Context, window: int = 1, baseline_kind: str = "pad", **_) ->
     drop = torch.zeros(b, s, device=x.device).index_add_(0, rows, fall[:, None] * swap)
     cover = torch.zeros(b, s, device=x.device).index_add_(0, rows, swap.float())
     scores = drop / cover.clamp(min=1)
-    return zero_special(ctx, scores), {"window": window, "baseline": baseline_kind}
+    return zero_special(ctx, scores), {"window": window, "baseline": options.baseline}

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-FUSIONS = ("mean", "max", "min")
+from attnviz.attribution.methods.options import FUSIONS
 
 
 def fuse_heads(weights: torch.Tensor, fusion: str = "mean") -> torch.Tensor:

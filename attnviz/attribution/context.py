@@ -1,35 +1,21 @@
-"""What every attribution method shares: the result type, the method registry and the run context."""
+"""The run context of the text methods: one encoded batch, its target, and how to run the model on
+input embeddings; plus what several methods share (frozen parameters, recomputed layers, baselines)."""
 
 from __future__ import annotations
 
 import inspect
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
 import torch
 
+from attnviz.attribution.methods.options import BASELINES
 from attnviz.attribution.recompute import recomputed
 from attnviz.attention.sites import attention_sites, layer_path
 from attnviz.errors import BadInput
-from attnviz.registry import Registry
 
 SEQUENCE_INPUTS = ("attention_mask", "token_type_ids", "position_ids")  # model inputs along the input's positions
-# name -> fn(ctx: Context, **options) -> (scores (B, S) float32, extra dict)
-METHODS: Registry[Callable] = Registry("attribution method")
-
-
-@dataclass
-class Attribution:
-    method: str  # a name in METHODS
-    tokens: list[list[str]]  # per example, padded to S
-    scores: torch.Tensor  # (B, S) float32, signed where the method is; 0 at padding
-    mask: torch.Tensor  # (B, S) 1 = real token
-    target: list[str]  # what is explained, per example
-    prediction: list[str]  # the model's own output, per example
-    probability: list[float]  # of the target (cosine similarity for a sentence encoder)
-    params: dict = field(default_factory=dict)  # options the method ran with
-    extra: dict = field(default_factory=dict)  # e.g. completeness gap, faithfulness, model id
 
 
 @dataclass
@@ -40,7 +26,7 @@ class Context:
     batch: dict  # model keyword arguments (input_ids, attention_mask, ...)
     tokens: list[list[str]]
     mask: torch.Tensor  # (B, S) on the model's device
-    target: Any  # targets.Target
+    target: Any  # attnviz.attribution.targets.Target
     embeds: torch.Tensor  # (B, S, D) the input embeddings, detached
     special: torch.Tensor  # (B, S) bool: special tokens and padding, never occluded or baselined
     chunk: int = 32  # variants per forward pass (integrated gradients, occlusion, faithfulness)
@@ -136,9 +122,6 @@ def input_grad(ctx: Context, embeds: torch.Tensor, rows: torch.Tensor | None = N
 
 def zero_special(ctx: Context, scores: torch.Tensor) -> torch.Tensor:
     return scores.masked_fill(ctx.mask == 0, 0.0)
-
-
-BASELINES = ("pad", "mask", "zeros")
 
 
 def baseline(ctx: Context, kind: str = "pad") -> torch.Tensor:

@@ -10,13 +10,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from attnviz.attribution.base import (METHODS, Context, baseline, frozen_params, input_grad, recomputed_layers,
-                                      zero_special)
+from attnviz.attribution.context import Context, baseline, frozen_params, input_grad, recomputed_layers, zero_special
+from attnviz.attribution.methods.options import AUTO_GAP, AUTO_STEPS, RULES, IntegratedOptions
 from attnviz.errors import BadInput
-
-RULES = ("gausslegendre", "riemann_trapezoid", "riemann_middle")
-AUTO_STEPS = (8, 16, 32, 64, 128, 256)  # tried in order by --steps auto; the last is the cap
-AUTO_GAP = 0.01  # --steps auto stops once every example's relative completeness gap is below this
 
 
 def nodes(steps: int, rule: str = "gausslegendre") -> tuple[torch.Tensor, torch.Tensor]:
@@ -72,29 +68,14 @@ def _run(ctx: Context, x0: torch.Tensor, steps: int, rule: str, delta: torch.Ten
     return scores, gap
 
 
-@METHODS.register("integrated-gradients")
-def integrated_gradients(ctx: Context, steps: int | str = 50, baseline_kind: str = "pad",
-                         rule: str = "gausslegendre", **_) -> tuple:
-    x0 = baseline(ctx, baseline_kind)
+def integrated_gradients(ctx: Context, options: IntegratedOptions) -> tuple[torch.Tensor, dict]:
+    """Scores (B, S): (x - x') . the path integral of the gradient; extra: steps run, completeness gaps."""
+    x0 = baseline(ctx, options.baseline)
     delta = _endpoints(ctx, x0)
-    if steps == "auto":
-        for n in AUTO_STEPS:
-            scores, gap = _run(ctx, x0, n, rule, delta)
-            if float(gap.max()) < AUTO_GAP:
-                break
-    else:
-        n = _steps(steps)
-        scores, gap = _run(ctx, x0, n, rule, delta)
-    extra = {"steps": n, "rule": rule, "baseline": baseline_kind, "completeness_gap": gap.tolist(),
+    for n in (AUTO_STEPS if options.steps == "auto" else (options.steps,)):
+        scores, gap = _run(ctx, x0, n, options.rule, delta)
+        if float(gap.max()) < AUTO_GAP:
+            break
+    extra = {"steps": n, "rule": options.rule, "baseline": options.baseline, "completeness_gap": gap.tolist(),
              "score_difference": delta.tolist()}
     return scores, extra
-
-
-def _steps(steps) -> int:
-    try:
-        n = int(steps)
-    except (TypeError, ValueError):
-        raise BadInput(f"--steps must be a whole number or auto, not {steps!r}") from None
-    if not 1 <= n <= 4096:
-        raise BadInput(f"--steps must be between 1 and 4096 (or auto), not {n}")
-    return n

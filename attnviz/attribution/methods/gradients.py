@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from attnviz.attribution.base import METHODS, Context, frozen_params, input_grad, zero_special
+from attnviz.attribution.context import Context, frozen_params, input_grad, zero_special
 
 
 def embeds_grad(ctx: Context) -> torch.Tensor:
@@ -15,13 +15,11 @@ def embeds_grad(ctx: Context) -> torch.Tensor:
     return ctx.cache["embeds_grad"]
 
 
-@METHODS.register("saliency")
-def saliency(ctx: Context, **_) -> tuple:
-    """The gradient's L2 norm over the embedding dimension: how sensitive the target is to each token."""
+def saliency(ctx: Context, options) -> tuple[torch.Tensor, dict]:
+    """The gradient's L2 norm over the embedding dimension: how sensitive the target is to each token (B, S)."""
     return zero_special(ctx, embeds_grad(ctx).float().norm(dim=-1)), {}
 
 
-@METHODS.register("grad-x-input")
-def grad_x_input(ctx: Context, **_) -> tuple:
-    """Gradient times input summed over the embedding (Shrikumar et al. 2016, arXiv:1605.01713): signed."""
+def grad_x_input(ctx: Context, options) -> tuple[torch.Tensor, dict]:
+    """Gradient times input summed over the embedding (Shrikumar et al. 2016, arXiv:1605.01713): signed (B, S)."""
     return zero_special(ctx, (embeds_grad(ctx) * ctx.embeds).float().sum(-1)), {}
