@@ -233,3 +233,18 @@ def test_tokenizer_feeds_a_toy():
     model = tiny("encoder", vocab_size=len(tok), n_classes=2)
     out = model(**tok(["这部电影不好看", "great"]))
     assert out.logits.shape == (2, 2)
+
+
+def test_training_leaves_the_callers_random_stream_and_threads_as_they_were():
+    from attnviz.models.toys.train import deterministic, train
+
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    threads = torch.get_num_threads()
+    train("toy-sentiment", seed=0, steps=1, heldout=4)
+    with pytest.raises(RuntimeError):  # and after an error
+        with deterministic(5):
+            raise RuntimeError("stop")
+    assert torch.equal(torch.rand(3), expected)
+    assert torch.get_num_threads() == threads and not torch.are_deterministic_algorithms_enabled()

@@ -36,16 +36,18 @@ class Trained:
 
 @contextmanager
 def deterministic(seed: int):
-    """Seeds torch, fixes threads and turns on deterministic algorithms; restores them afterwards."""
+    """Seeds torch, fixes threads and turns on deterministic algorithms; restores them afterwards, the
+    caller's random stream included."""
     threads, strict = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
-    torch.manual_seed(seed)
-    torch.set_num_threads(THREADS)
-    torch.use_deterministic_algorithms(True)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
-        torch.use_deterministic_algorithms(strict)
+    with torch.random.fork_rng(devices=[]):  # training runs on the CPU: only its generator is forked
+        torch.manual_seed(seed)
+        torch.set_num_threads(THREADS)
+        torch.use_deterministic_algorithms(True)
+        try:
+            yield
+        finally:
+            torch.set_num_threads(threads)
+            torch.use_deterministic_algorithms(strict)
 
 
 def init(model: ToyTransformer) -> ToyTransformer:
