@@ -17,6 +17,7 @@ _LAZY = {
     "Attribution": "results", "CamResult": "results", "Context": "context", "Target": "targets",
     "TargetSpec": "targets", "attribute": "tokens", "attribute_many": "tokens", "explain": "tokens",
     "prepare": "tokens", "run_method": "tokens", "method_options": "tokens", "normalise": "cam",
+    "analyse_batch": "analysis", "BatchAnalysis": "analysis",
 }
 
 

@@ -1,15 +1,10 @@
-"""One batch of report items: capture attention (and the model's output in the same pass), attribution,
-and the per-item record that summary.json and report.html are made of."""
+"""One batch of report items: the model inputs they become, and the per-item record that summary.json
+and report.html are made of, from the batch's analysis (``attnviz.attribution.analysis``)."""
 
 from __future__ import annotations
 
-from contextlib import contextmanager
-
-import torch
-
-from attnviz.recording import capture
+from attnviz.attribution.analysis import analyse_batch, prediction
 from attnviz.errors import AttnvizError, BadInput
-from attnviz.models.loaded import token_names
 from attnviz.report import summary
 from attnviz.report.html import encode_attention, encode_image, thumbnail
 
@@ -47,17 +42,6 @@ def _open_image(item):
         return None, 0, f"unreadable image ({err})"
 
 
-@contextmanager
-def model_outputs(model: torch.nn.Module):
-    """The outputs of every forward pass of ``model`` while active, so capture's pass also gives logits."""
-    seen: list = []
-    handle = model.register_forward_hook(lambda _m, _i, out: seen.append(out))
-    try:
-        yield seen
-    finally:
-        handle.remove()
-
-
 def run_batch(loaded, batch: list, cfg):
     """Yield (item, record, paint-job fields, error) per item; a failing batch is retried item by item."""
     try:
@@ -76,11 +60,9 @@ def _reason(err: Exception) -> str:
 
 def _run(loaded, batch: list, cfg) -> list:
     inputs = [value for _, value, _ in batch]
-    on_long = "truncate"  # over-long inputs were already skipped unless truncation was asked for
-    with model_outputs(loaded.model) as seen:
-        maps = capture(loaded, inputs, on_long=on_long)
-    attributions = _attributions(loaded, inputs, cfg.methods)
-    cams = _cams(loaded, inputs) if _explainable_image(loaded) else [None] * len(inputs)
+    done = analyse_batch(loaded, inputs, tuple(cfg.methods))
+    maps = done.maps
+    cams = _cams(done.cams, inputs) if done.cams is not None else [None] * len(inputs)
     li = maps.layer_index(cfg.layer)
     hi = maps.head_index(cfg.head)
     results = []
@@ -88,10 +70,10 @@ def _run(loaded, batch: list, cfg) -> list:
         valid = maps.valid(e)
         tokens = [maps.tokens[e][i] for i in valid.tolist()]
         weights = maps.weights[:, e][:, :, valid][:, :, :, valid].float().numpy()  # (L, H, n, n)
-        record = _record(loaded, item, value, tokens, weights, maps, seen[-1] if seen else None, e)
-        record["attribution"] = {m: _attribution(a, e) for m, a in attributions.items() if m != "error"}
-        if "error" in attributions:
-            record["notes"].append(attributions["error"])
+        record = _record(loaded, item, value, tokens, weights, maps, done.output, e)
+        record["attribution"] = {m: _attribution(a, e) for m, a in done.attributions.items()}
+        if done.error:
+            record["notes"].append(done.error)
         if cams[e] is not None:
             record["cam"] = cams[e]
         job = dict(views=cfg.views, weights=weights, tokens=tokens, layers=maps.layers, heads=maps.heads,
@@ -105,7 +87,7 @@ def _record(loaded, item, value, tokens, weights, maps, out, e) -> dict:
     record = {
         "id": item.id, "text": item.text, "image": item.image.name if item.image else None,
         "target": item.target, "reference": item.reference, "tokens": tokens,
-        "prediction": _prediction(loaded, out, maps, e),
+        "prediction": prediction(loaded, out, maps, e),
         "layers": maps.layers, "heads": maps.heads,
         "entropy": [[round(float(v), 4) for v in row] for row in entropy], "mean_entropy": round(float(entropy.mean()), 4),
         "most_attended": summary.most_attended(weights, tokens, set(maps.special)),
@@ -116,41 +98,6 @@ def _record(loaded, item, value, tokens, weights, maps, out, e) -> dict:
     if value is not None and hasattr(value, "convert"):
         record["image_data"] = encode_image(value)
     return record
-
-
-def _prediction(loaded, out, maps, e: int) -> dict | None:
-    logits = getattr(out, "logits", None)
-    if loaded.task == "seq2seq" and maps.decoder_tokens:
-        real = [t for t, m in zip(maps.decoder_tokens[e], maps.decoder_mask[e].tolist()) if m and t not in maps.special]
-        return {"label": " ".join(real)}
-    if logits is None or loaded.task not in ("classification", "image-classification", "causal-lm"):
-        return None
-    row = logits[e].float()
-    if loaded.task == "causal-lm":
-        row = row[int(maps.valid(e)[-1])]  # the next token after the last real one
-    p = row.softmax(-1) if loaded.task == "causal-lm" else loaded.class_probs(row)
-    i = int(p.argmax())
-    if loaded.task == "causal-lm":
-        return {"label": str(token_names(loaded.tokenizer, [i])[0]), "probability": round(float(p[i]), 4)}
-    names = [loaded.labels[j] if j < len(loaded.labels) else str(j) for j in range(len(p))]
-    out = {"label": names[i], "probability": round(float(p[i]), 4)}
-    if loaded.multi_label:  # every class above one half, most probable first: "label" is only the top one
-        out["present"] = [{"label": names[j], "probability": round(float(p[j]), 4)}
-                          for j in p.argsort(descending=True).tolist() if p[j] > 0.5]
-    return out
-
-
-def _attributions(loaded, inputs, methods) -> dict:
-    """Every method on the whole batch, with faithfulness (deletion/insertion areas) where available."""
-    if not methods:
-        return {}
-    from attnviz.attribution import explain
-
-    try:
-        return {a.method: a for a in explain(loaded, inputs, methods=list(methods))}
-    except AttnvizError as err:
-        # The attention views are still good: the item is kept and says why it has no attribution.
-        return {"error": f"attribution: {err}"}
 
 
 def _attribution(attr, e: int) -> dict:
@@ -168,18 +115,8 @@ def _attribution(attr, e: int) -> dict:
     return entry
 
 
-def _explainable_image(loaded) -> bool:
-    """A full CLIP model explains an image only against prompts, which a report does not take: no CAM."""
-    from attnviz.attribution.vision import is_full_clip
-
-    return loaded.kind == "vision" and not is_full_clip(loaded)
-
-
-def _cams(loaded, images: list) -> list[dict | None]:
-    """A CAM per image (attnviz.attribution.cam), as a small grid plus the box of the image the model saw."""
-    from attnviz.attribution.cam import cam
-
-    res = cam(loaded, images)
+def _cams(res, images: list) -> list[dict]:
+    """A CAM per image, as a small grid plus the box of the image the model saw (fractions of its size)."""
     out = []
     for grid, box, image in zip(res.maps, res.boxes or [None] * len(images), images):
         entry = thumbnail(grid.float().numpy(), size=64)
