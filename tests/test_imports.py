@@ -134,5 +134,13 @@ def test_import_attnviz_loads_nothing_heavy():
 def test_the_public_names_resolve():
     import attnviz
 
+    results = {"AttentionMaps", "Attribution", "CamResult", "LoadedModel", "Target"}
+    functions = {"load_model", "capture", "attribute", "attribute_many", "explain", "cam"}
+    assert results | functions <= set(attnviz.__all__)
     for name in attnviz.__all__:
         assert getattr(attnviz, name) is not None, name
+        if name != "__version__":
+            assert (getattr(attnviz, name).__doc__ or "").strip(), name
+    for name in ("Attribution", "CamResult", "Target", "attribute", "attribute_many", "explain", "cam"):
+        doc = getattr(attnviz, name).__doc__
+        assert not doc.startswith(f"{name}(") and "(B" in doc, name  # written, not generated; with shapes

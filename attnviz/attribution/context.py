@@ -121,6 +121,7 @@ def input_grad(ctx: Context, embeds: torch.Tensor, rows: torch.Tensor | None = N
 
 
 def zero_special(ctx: Context, scores: torch.Tensor) -> torch.Tensor:
+    """Scores (B, S) with 0 at padding."""
     return scores.masked_fill(ctx.mask == 0, 0.0)
 
 

@@ -68,7 +68,8 @@ def run_method(ctx: Context, method: str, options=None, **fields) -> Attribution
 def attribute_many(loaded, inputs: list[str], *, methods: list[str], target=None, target_token: int | None = None,
                    reference: str | None = None, chunk: int = 32, on_long: str = "truncate",
                    options: Mapping | None = None, **fields) -> tuple[Context, list[Attribution]]:
-    """Several methods on one batch; returns the shared context too (faithfulness reuses it).
+    """Several methods on one batch of B texts (S tokens after padding): the shared context
+    (faithfulness reuses it) and one Attribution with scores (B, S) per method, in order.
 
     ``options`` maps a method to its typed options; ``fields`` are shorthands for them (steps, baseline,
     rule, window, fusion, discard_ratio), each applied to the methods that take it.
@@ -83,7 +84,9 @@ def attribute_many(loaded, inputs: list[str], *, methods: list[str], target=None
 
 def explain(loaded, inputs: list[str], *, methods: list[str], truth: list[list[int]] | None = None,
             faithful: bool = True, baseline: str = "pad", **settings) -> list[Attribution]:
-    """Several methods side by side, each with its faithfulness (what `attnviz attribute` reports).
+    """Several methods side by side, each an Attribution with scores (B, S) and, in
+    ``extra["faithfulness"]``, per example its deletion/insertion curves and areas (what `attnviz
+    attribute` reports).
 
     ``baseline`` is what hidden tokens become, in the faithfulness curves and in the methods that hide
     tokens; ``truth`` holds per input the deciding token positions, for top-1/top-k agreement.

@@ -14,6 +14,7 @@ CHECK_EXAMPLES = 200  # held-out examples for the attention checks
 
 
 def as_loaded(trained: Trained, name: str | None = None):
+    """A freshly trained toy as a LoadedModel, as if loaded by its name."""
     recipe = trained.recipe
     return wrap(name or recipe.name, trained.model, recipe.tokenizer(), task=recipe.task, labels=recipe.labels,
                 source=f"trained here (seed {trained.seed})", meta={"description": recipe.description},

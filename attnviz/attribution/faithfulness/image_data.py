@@ -15,6 +15,8 @@ from attnviz.images import SUFFIXES, is_mask, load_image
 
 @dataclass
 class LabelledImage:
+    """One image with its class and, where known, the (H, W) mask of the object that decides it."""
+
     image: Image.Image  # RGB
     label: int  # class index in the model's labels
     mask: np.ndarray | None = None  # (H, W) bool ground-truth region in the image's pixels, if known

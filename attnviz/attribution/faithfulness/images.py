@@ -32,6 +32,8 @@ TRUTH = "ground-truth"  # a reference row: the share of each patch that the obje
 
 @dataclass
 class FaithRow:
+    """One method's faithfulness over n images; the curves hold the accuracy at each of STEPS."""
+
     method: str
     n: int  # images
     pointing: float | None  # fraction whose map maximum lies inside the mask
@@ -48,6 +50,7 @@ class FaithRow:
 
 
 def check_classifier(loaded) -> None:
+    """Faithfulness needs an image classifier with class labels; anything else is refused."""
     if loaded.task != "image-classification" or not loaded.labels:
         raise BadInput(f"{loaded.name} is not an image classifier; faithfulness needs class labels")
 

@@ -99,6 +99,7 @@ def resolve_label(given, labels: list[str], predicted: list[int], noun: str = "l
 
 
 def refuse(task: str, given: str, why: str) -> None:
+    """BadInput: ``given`` does not fit a ``task`` model, and what does."""
     raise BadInput(f"{given} does not fit this model ({why}); for a {task} model use {FITS[task]}")
 
 
