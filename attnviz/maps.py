@@ -3,6 +3,12 @@
 On disk it is one ``.safetensors`` file: tensor ``weights`` (layer, batch, head, query, key),
 tensor ``mask`` (batch, seq), optional ``decoder``/``cross``/``decoder_mask`` tensors for
 encoder-decoder models, and every other field as JSON in the file's metadata.
+
+For inputs too long to keep L x L, ``weights`` is absent (or holds only the query rows from ``query_start``) and
+per-head statistics computed exactly by the kernel are kept instead: ``entropy``, ``sink``, ``distance``
+(layer, batch, head, query), ``received`` (layer, batch, head, key), ``overview`` (layer, batch, head, R, R),
+``topk_index`` and ``topk_weight`` (layer, batch, head, query, k); an encoder-decoder's other stacks prefix them
+(``decoder.entropy``, ``cross.received``).
 """
 
 from __future__ import annotations
@@ -20,11 +26,13 @@ from attnviz.io import write_atomically
 FORMAT_VERSION = 1
 MAX_RANGE = 100_000  # the most layers or heads one range may name when the model's count is not known
 _TENSORS = ("weights", "mask", "decoder", "cross", "decoder_mask")
+STATS = ("entropy", "sink", "distance", "received", "overview", "topk_index", "topk_weight")
+_STAT_NAMES = {f"{prefix}{name}" for prefix in ("", "decoder.", "cross.") for name in STATS}
 
 
 @dataclass
 class AttentionMaps:
-    weights: torch.Tensor  # (layer, batch, head, query, key); the encoder stack of an encoder-decoder
+    weights: torch.Tensor | None  # (layer, batch, head, query, key); the encoder stack of an encoder-decoder
     mask: torch.Tensor  # (batch, seq) 1 for real tokens, 0 for padding
     tokens: list[list[str]]  # per example, padded to seq with the tokenizer's pad string
     layers: list[int]  # model layer number of each entry along weights' first axis
@@ -40,10 +48,18 @@ class AttentionMaps:
     decoder_tokens: list[list[str]] = field(default_factory=list)  # per example, target side
     special: list[str] = field(default_factory=list)  # token strings that --hide-special drops
     notes: list[str] = field(default_factory=list)  # what happened to the inputs (e.g. truncation)
+    stats: dict[str, torch.Tensor] = field(default_factory=dict)  # per-head statistics (module docstring)
+    query_start: int = 0  # the model position of weights' first query row (a kept query range)
+
+    def __getattr__(self, name: str):
+        """``maps.entropy``, ``maps.received``, ...: the main stack's statistics (None when not kept)."""
+        if name in STATS:
+            return self.__dict__.get("stats", {}).get(name)
+        raise AttributeError(name)
 
     @property
     def dtype(self) -> str:
-        return str(self.weights.dtype).replace("torch.", "")
+        return str((self.weights if self.weights is not None else self.stats["entropy"]).dtype).replace("torch.", "")
 
     def layer_index(self, layer: int) -> int:
         """Position along the first axis of the model layer ``layer`` (negative counts from the end)."""
@@ -75,15 +91,18 @@ class AttentionMaps:
     def to_parts(self) -> tuple[dict[str, torch.Tensor], str]:
         """What a file holds: the tensors (contiguous, on the CPU) and every other field as JSON."""
         tensors = {n: _own(getattr(self, n)) for n in _TENSORS if getattr(self, n) is not None}
-        meta = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in _TENSORS}
+        tensors.update({n: _own(t) for n, t in self.stats.items()})
+        meta = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in (*_TENSORS, "stats")}
         return tensors, json.dumps({**meta, "format_version": FORMAT_VERSION}, ensure_ascii=False)
 
     @classmethod
     def from_parts(cls, tensors: dict[str, torch.Tensor], meta_json: str) -> "AttentionMaps":
         """The inverse of ``to_parts``; other tensors (a snapshot's attributions) and unknown fields are ignored."""
         meta = json.loads(meta_json)
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in tensors.items() if k in _TENSORS}, **{k: v for k, v in meta.items() if k in known})
+        known = {f.name for f in fields(cls)} - {"stats"}
+        stats = {k: v for k, v in tensors.items() if k in _STAT_NAMES}
+        found = {"weights": None, **{k: v for k, v in tensors.items() if k in _TENSORS}}
+        return cls(**found, **{k: v for k, v in meta.items() if k in known}, stats=stats)
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write atomically: a temporary file beside the target, then a rename."""
@@ -102,7 +121,7 @@ class AttentionMaps:
         try:
             with safe_open(str(path), framework="pt") as f:
                 meta = (f.metadata() or {})["attnviz"]
-                tensors = {k: f.get_tensor(k) for k in f.keys() if k in _TENSORS}  # snapshots add more
+                tensors = {k: f.get_tensor(k) for k in f.keys() if k in _TENSORS or k in _STAT_NAMES}  # snapshots add more
             maps = cls.from_parts(tensors, meta)
         except Exception as err:  # safetensors raises its own SafetensorError; JSON and fields fail too
             raise BadInput(f"{path} is not an attnviz maps file ({type(err).__name__})") from None
@@ -114,6 +133,8 @@ class AttentionMaps:
 
 def contract_problem(maps: AttentionMaps) -> str | None:
     """What breaks the data contract (module docstring) in ``maps``, or None: every shape, list and label agrees."""
+    if maps.weights is None:
+        return _stats_problem(maps)
     problem = _stack_problem("weights", maps.weights, maps.mask, maps.tokens, maps)
     if problem or maps.decoder is None:
         return problem
@@ -123,6 +144,24 @@ def contract_problem(maps: AttentionMaps) -> str | None:
         if tuple(maps.cross.shape) != want:
             problem = f"cross is shaped {tuple(maps.cross.shape)}, not {want}"
     return problem
+
+
+def _stats_problem(maps: AttentionMaps) -> str | None:
+    """Maps without full weights: the main stack's statistics, each (layer, batch, head, ...) over the positions."""
+    if not all(isinstance(maps.stats.get(n), torch.Tensor) for n in STATS):
+        return "it holds neither weights nor the statistics " + ", ".join(STATS)
+    if not isinstance(maps.mask, torch.Tensor) or maps.mask.dim() != 2:
+        return "the mask must be shaped (batch, seq)"
+    batch, seq = maps.mask.shape
+    lead = (len(maps.layers), batch, len(maps.heads))
+    for name in STATS:
+        t = maps.stats[name]
+        if tuple(t.shape[:3]) != lead or (name != "overview" and t.shape[3] != seq):
+            return f"{name} is shaped {tuple(t.shape)}; it must start (layer, batch, head, seq) = {(*lead, seq)}"
+    if not (isinstance(maps.tokens, list) and len(maps.tokens) == batch
+            and all(isinstance(t, list) and len(t) == seq and all(isinstance(x, str) for x in t) for t in maps.tokens)):
+        return f"the tokens must be {batch} lists of {seq} strings"
+    return None
 
 
 def _stack_problem(name: str, weights, mask, tokens, maps: AttentionMaps) -> str | None:

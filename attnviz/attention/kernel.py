@@ -195,6 +195,10 @@ def attention(
             mask = mask.to(query.dtype)
         out = F.scaled_dot_product_attention(query, key, value, attn_mask=mask, dropout_p=drop, scale=scaling)
         return out.transpose(1, 2).contiguous(), None  # (B, Q, H, Dv)
+    rows = sink.block_rows((query.shape[0], query.shape[1], query.shape[2], key.shape[2])) \
+        if hasattr(sink, "block_rows") and not (torch.is_grad_enabled() or module.training) else None
+    if rows:
+        return _blocked(module, (query, key, value), attention_mask, scaling, score, cap, sinks, sink, rows)
     scores = soft_cap(SCORES.get(score)(module, query, key, scaling), cap)  # (B, H, Q, K)
     scores = apply_mask(scores, attention_mask)
     weights = softmax(scores, sink) if sinks is None else with_sink(scores, sinks).to(scores.dtype)  # (B, H, Q, K)
@@ -203,3 +207,20 @@ def attention(
     dropped = F.dropout(weights, p=drop, training=module.training)
     out = torch.matmul(dropped, value)  # (B, H, Q, Dv)
     return out.transpose(1, 2).contiguous(), weights  # (B, Q, H, Dv)
+
+
+def _blocked(module, qkv, mask, scaling, score, cap, sinks, sink, rows: int):
+    """The same arithmetic as the full path, ``rows`` queries at a time: each block's softmax is exact (its rows are
+    whole), the sink reduces it (``sink.block(weights, start)``), and no (Q, K) tensor ever exists."""
+    query, key, value = qkv  # (B, H, Q, D), (B, H, K, D), (B, H, K, Dv)
+    q_len = query.shape[2]
+    out = query.new_empty(*query.shape[:3], value.shape[-1])  # (B, H, Q, Dv)
+    for start in range(0, q_len, rows):
+        stop = min(start + rows, q_len)
+        part = None if mask is None or mask.shape[-2] == 1 else mask[..., start:stop, :]  # (B, 1|H, n, K)
+        scores = soft_cap(SCORES.get(score)(module, query[:, :, start:stop], key, scaling), cap)  # (B, H, n, K)
+        scores = apply_mask(scores, mask if part is None else part)
+        weights = F.softmax(scores, dim=-1, dtype=torch.float32) if sinks is None else with_sink(scores, sinks)
+        sink.block(weights, start)
+        out[:, :, start:stop] = torch.matmul(weights.to(value.dtype), value)
+    return out.transpose(1, 2).contiguous(), None  # (B, Q, H, Dv)

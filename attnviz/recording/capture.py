@@ -7,12 +7,15 @@ Full maps keep (layer, batch, head, query, key); a statistics plan keeps the per
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 
 import torch
 
 from attnviz.attention.sites import STACKS
+from attnviz.attention.stats import BlockStats
 from attnviz.errors import AttnvizError, BadInput
 from attnviz.maps import AttentionMaps, check_indices
+from attnviz.recording.plan import Plan, Shape, default_budget, resolve
 from attnviz.recording.sinks import STORE_DTYPES, recording
 
 
@@ -24,25 +27,41 @@ def capture(
     heads: list[int] | None = None,
     store_dtype: torch.dtype = torch.float32,
     on_long: str = "truncate",
+    keep: str = "full",
+    top_k: int = 8,
+    overview: int = 64,
+    queries: tuple[int, int] | None = None,
+    max_memory: int | None = None,
 ) -> AttentionMaps:
-    """Run ``inputs`` (texts or images; one alone is a batch of one) through ``loaded`` and keep its attention."""
+    """Run ``inputs`` (texts or images; one alone is a batch of one) through ``loaded`` and keep its attention.
+
+    ``keep="full"`` keeps weights (layer, B, h, Q, K); ``"stats"`` keeps per-head statistics (``attention.stats``:
+    entropy, sink, distance (layer, B, h, Q), received (layer, B, h, K), overview (layer, B, h, R, R), top-k keys
+    (layer, B, h, Q, k)) computed block by block, plus full rows of ``queries`` (start, stop); ``"auto"`` keeps full
+    maps where they fit in ``max_memory`` bytes (default: a safe share of free memory). What cannot fit is refused
+    (BadInput) before the model runs.
+    """
     if isinstance(inputs, (str, os.PathLike)) or hasattr(inputs, "getpixel"):  # one text, path or PIL image
         inputs = [inputs]
     check_indices(heads, loaded.num_heads, "head")
     check_indices(layers, loaded.num_layers, "layer")
+    plan = Plan(keep=keep, top_k=top_k, overview=overview, queries=queries, max_memory=max_memory)
     store_dtype = STORE_DTYPES.get(store_dtype, store_dtype) if isinstance(store_dtype, str) else store_dtype
     if store_dtype not in STORE_DTYPES.values():
         raise BadInput(f"store_dtype must be float32 or float16, not {store_dtype!r}")
     if layers is not None:
         layers = sorted(set(layers))  # recorded stacks come out in layer order; the labels must match
     enc = loaded.encode(inputs, on_long=on_long)  # after the checks: an encoder-decoder decodes here
+    plan, notes = _resolve(plan, loaded, enc, layers, heads, store_dtype)
+    masks = _masks(enc)
     with torch.inference_mode():
         if loaded.backend == "attnviz":
-            stacks = _run_recorded(loaded, enc.batch, layers, heads, store_dtype)
+            stacks, stats = _run_recorded(loaded, enc.batch, layers, heads, store_dtype, plan, masks)
         else:
-            stacks = _run_eager(loaded, enc.batch, layers, heads, store_dtype)
+            stacks, stats = _run_eager(loaded, enc.batch, layers, heads, store_dtype, plan, masks)
+    main = "encoder" if stacks["encoder"] is not None or any(k.startswith("encoder.") for k in stats) else "decoder"
     return AttentionMaps(
-        weights=stacks["encoder"] if stacks["encoder"] is not None else stacks["decoder"],
+        weights=stacks[main],
         mask=enc.mask.cpu(),
         tokens=enc.tokens,
         layers=layers if layers is not None else list(range(loaded.num_layers)),
@@ -52,13 +71,34 @@ def capture(
         num_layers=loaded.num_layers,
         num_heads=loaded.num_heads,
         backend=loaded.backend,
-        decoder=stacks["decoder"] if stacks["encoder"] is not None else None,
+        decoder=stacks["decoder"] if main == "encoder" else None,
         cross=stacks["cross"],
         decoder_mask=enc.decoder_mask.cpu() if enc.decoder_mask is not None else None,
         decoder_tokens=enc.decoder_tokens,
         special=list(loaded.special_tokens),
-        notes=enc.notes + _backend_note(loaded),
+        notes=enc.notes + _backend_note(loaded) + notes,
+        stats={(k.split(".", 1)[1] if k.startswith(main + ".") else k): v for k, v in stats.items()},
+        query_start=plan.queries[0] if plan.stats and plan.queries else 0,
     )
+
+
+def _resolve(plan: Plan, loaded, enc, layers, heads, store_dtype) -> tuple[Plan, list[str]]:
+    """The plan with ``auto`` decided from the estimate; a plan that cannot fit is refused here, before the run."""
+    b, seq = enc.mask.shape
+    shape = Shape(batch=b, queries=seq, keys=seq, layers=len(layers) if layers else loaded.num_layers,
+                  heads=len(heads) if heads else loaded.num_heads, model_heads=loaded.num_heads,
+                  store_bytes=torch.finfo(store_dtype).bits // 8)
+    keep, _, note = resolve(plan, shape, plan.max_memory or default_budget())
+    if plan.queries is not None and plan.queries[0] >= seq:
+        raise BadInput(f"--queries starts at {plan.queries[0]}, but the longest input has {seq} positions")
+    return replace(plan, keep=keep), [note] if note else []
+
+
+def _masks(enc) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """Each stack's (query mask, key mask): 1 on real positions."""
+    source = enc.mask.cpu()
+    target = enc.decoder_mask.cpu() if enc.decoder_mask is not None else source
+    return {"encoder": (source, source), "decoder": (target, target), "cross": (target, source)}
 
 
 def _backend_note(loaded) -> list[str]:
@@ -68,35 +108,38 @@ def _backend_note(loaded) -> list[str]:
             "captured with eager attention and output_attentions"]
 
 
-def _expect_layers(stacks: dict, loaded, layers) -> None:
+def _expect_layers(stacks: dict, stats: dict, loaded, layers) -> None:
     """A capture that saw fewer layers than the model has is an error, never an empty picture."""
     want = len(layers) if layers is not None else loaded.num_layers
-    for name, weights in stacks.items():
-        got = 0 if weights is None else weights.shape[0]
-        if weights is not None and got != want:
+    counts = {name: w.shape[0] for name, w in stacks.items() if w is not None}
+    counts.update({k.split(".")[0]: v.shape[0] for k, v in stats.items()})
+    for name, got in counts.items():
+        if got != want:
             raise AttnvizError(f"captured {got} {name} layers but the model has {want}; capture is incomplete")
-    if all(w is None for w in stacks.values()):
+    if not counts:
         raise AttnvizError(f"no attention was captured from {loaded.name} ({loaded.backend} backend)")
 
 
-def _run_recorded(loaded, batch, layers, heads, store_dtype) -> dict:
+def _run_recorded(loaded, batch, layers, heads, store_dtype, plan, masks) -> tuple[dict, dict]:
     module = loaded.forward_module
-    with recording(module, layers=layers, heads=heads, store_dtype=store_dtype) as rec:
+    with recording(module, layers=layers, heads=heads, store_dtype=store_dtype, plan=plan, masks=masks) as rec:
         module(**batch)
     stacks = {s: rec.stacked(s) for s in STACKS}
-    _expect_layers(stacks, loaded, layers)
-    return stacks
+    stats = {f"{s}.{name}": t for s in STACKS if plan.stats and rec.layers(s)
+             for name, t in rec.statistics(s, heads).items()}
+    _expect_layers(stacks, stats, loaded, layers)
+    return stacks, stats
 
 
-def _run_eager(loaded, batch, layers, heads, store_dtype) -> dict:
-    """Fallback for models that do not dispatch through the attention interface."""
+def _run_eager(loaded, batch, layers, heads, store_dtype, plan, masks) -> tuple[dict, dict]:
+    """Fallback for models that do not dispatch through the attention interface; statistics from the full weights."""
     out = loaded.forward_module(**batch, output_attentions=True)
     found = {
         "encoder": getattr(out, "encoder_attentions", None) or getattr(out, "attentions", None),
         "decoder": getattr(out, "decoder_attentions", None),
         "cross": getattr(out, "cross_attentions", None),
     }
-    stacks = {}
+    stacks, stats = {}, {}
     for name, seq in found.items():
         if not seq:  # None or () (SDPA returns an empty tuple): nothing for this stack
             stacks[name] = None
@@ -106,8 +149,28 @@ def _run_eager(loaded, batch, layers, heads, store_dtype) -> dict:
         if heads is not None:
             weights = weights[:, :, heads]
         stacks[name] = weights.to("cpu", store_dtype)
+        if plan.stats:
+            stats.update({f"{name}.{k}": v for k, v in statistics_of(weights, masks[name], plan).items()})
+            stacks[name] = _rows(stacks[name], plan.queries)
     if len(found["encoder"] or ()) != loaded.num_layers:
         got = len(found["encoder"] or ())
         raise AttnvizError(f"eager fallback returned {got} layers of attention but the model has {loaded.num_layers}")
-    _expect_layers(stacks, loaded, layers)
-    return stacks
+    _expect_layers(stacks, stats, loaded, layers)
+    return stacks, stats
+
+
+def statistics_of(weights: torch.Tensor, masks: tuple[torch.Tensor, torch.Tensor], plan: Plan) -> dict:
+    """The statistics of full weights (layer, B, h, Q, K), as the kernel's blocked path reduces them."""
+    q_mask, k_mask = masks
+    if tuple(q_mask.shape) != tuple(weights.shape[1:4:2]) or k_mask.shape[-1] != weights.shape[-1]:
+        q_mask, k_mask = torch.ones(weights.shape[1], weights.shape[3]), torch.ones(weights.shape[1], weights.shape[4])
+    found = []
+    for layer in weights:  # (B, h, Q, K)
+        acc = BlockStats(tuple(layer.shape), k_mask.float().argmax(-1), q_mask, plan.top_k, plan.overview)
+        acc.add(layer, 0)
+        found.append(acc.result(None))
+    return {name: torch.stack([f[name] for f in found]) for name in found[0]}
+
+
+def _rows(weights: torch.Tensor, queries: tuple[int, int] | None) -> torch.Tensor | None:
+    return None if queries is None else weights[:, :, :, queries[0]:queries[1]].contiguous()

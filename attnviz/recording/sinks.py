@@ -13,8 +13,10 @@ from typing import Iterator
 import torch
 
 from attnviz.attention.kernel import SINK
+from attnviz.attention.stats import BlockStats, rows_per_block
 from attnviz.attention.sites import STACKS, AttentionSite, attention_sites
 from attnviz.errors import AttnvizError
+from attnviz.recording.plan import BLOCK_BYTES, Plan
 
 STORE_DTYPES = {"float32": torch.float32, "float16": torch.float16}
 
@@ -31,6 +33,7 @@ class Recording:
         self.calls: dict[tuple[str, int], list[torch.Tensor]] = {}
         self.order = {s: [c.layer for c in chosen if c.stack == s] for s in STACKS}  # chosen layers per stack
         self.buffers: dict[str, torch.Tensor] = {}
+        self.stats: dict[tuple[str, int], BlockStats] = {}  # under a statistics plan
 
     def layers(self, stack: str) -> list[int]:
         return sorted(layer for s, layer in self.calls if s == stack)
@@ -51,11 +54,17 @@ class Recording:
                 raise AttnvizError(f"{stack} layer {layer} ran attention {n} times in one forward pass")
         return [self.calls[(stack, layer)][0] for layer in self.layers(stack)]
 
+    def statistics(self, stack: str, heads: list[int] | None) -> dict[str, torch.Tensor]:
+        """name -> (layer, B, h, ...) of one stack under a statistics plan (``attention.stats``), in layer order."""
+        self.per_layer(stack)  # each module called once
+        found = [self.stats[(stack, layer)].result(heads) for layer in self.layers(stack)]
+        return {name: torch.stack([f[name] for f in found]) for name in (found[0] if found else {})}
+
     def stacked(self, stack: str) -> torch.Tensor | None:
         """(layer, B, H, Q, K) of one stack, in layer order; each module must have been called once."""
         layers = self.layers(stack)
         found = self.per_layer(stack)
-        if not found:
+        if not found or any(w is None for w in found):  # a statistics plan that kept no full rows
             return None
         buf = self.buffers.get(stack)
         if buf is not None and layers == self.order[stack] and all(
@@ -73,18 +82,23 @@ def recording(
     heads: list[int] | None = None,
     store_dtype: torch.dtype = torch.float32,
     keep_graph: bool = False,
+    plan: Plan | None = None,
+    masks: dict[str, tuple[torch.Tensor, torch.Tensor]] | None = None,
 ) -> Iterator[Recording]:
     """Install sinks on the chosen layers' attention modules; always removes them on exit.
 
     ``keep_graph`` keeps the live weights (on their device, in the graph) for gradient methods;
-    otherwise weights are detached, cut to ``heads`` and moved to the CPU in ``store_dtype``.
+    otherwise weights are detached, cut to ``heads`` and moved to the CPU in ``store_dtype``. Under a statistics
+    ``plan``, ``masks`` gives each stack's (query mask (B, Q), key mask (B, K)), 1 on real positions.
     """
     sites = attention_sites(model)
     chosen = [s for s in sites if layers is None or s.layer in layers]
     rec = Recording(sites, chosen)
     try:
         for site in chosen:
-            setattr(site.module, SINK, _Sink(rec, site, heads, store_dtype, keep_graph))
+            sink = (_StatsSink(rec, site, heads, store_dtype, plan, (masks or {}).get(site.stack))
+                    if plan is not None and plan.stats else _Sink(rec, site, heads, store_dtype, keep_graph))
+            setattr(site.module, SINK, sink)
         yield rec
     finally:
         for site in chosen:
@@ -112,3 +126,44 @@ class _Sink:
                 weights = weights[:, self.heads]  # (B, h, Q, K)
             weights = weights.to("cpu", self.store_dtype)
         self.rec.calls.setdefault(self.key, []).append(weights)
+
+
+class _StatsSink(_Sink):
+    """Under a statistics plan the kernel hands over blocks of query rows (``block_rows``, then ``block``): they
+    are reduced to statistics, and only the rows of ``plan.queries`` are kept whole."""
+
+    def __init__(self, rec: Recording, site: AttentionSite, heads, store_dtype, plan: Plan, masks):
+        super().__init__(rec, site, heads, store_dtype, False)
+        self.plan, self.masks = plan, masks
+        self.stats: BlockStats | None = None
+        self.rows: torch.Tensor | None = None  # (B, h, kept queries, K)
+
+    def block_rows(self, shape: tuple[int, int, int, int]) -> int:
+        """Start one call of ``shape`` (B, H, Q, K); returns the queries per block."""
+        b, h, q, k = shape
+        q_mask, k_mask = self.masks if self.masks is not None else (torch.ones(b, q), torch.ones(b, k))
+        if tuple(q_mask.shape) != (b, q) or tuple(k_mask.shape) != (b, k):  # e.g. a vision model's patches
+            q_mask, k_mask = torch.ones(b, q), torch.ones(b, k)
+        first = k_mask.float().argmax(-1)  # (B,) each example's first real key: its sink token
+        self.stats = self.rec.stats[self.key] = BlockStats(shape, first, q_mask, self.plan.top_k, self.plan.overview)
+        if self.plan.queries is not None:
+            lo, hi = min(self.plan.queries[0], q), min(self.plan.queries[1], q)
+            kept = h if self.heads is None else len(self.heads)
+            self.rows = torch.zeros(b, kept, hi - lo, k, dtype=self.store_dtype)
+        self.rec.calls.setdefault(self.key, []).append(self.rows)
+        return rows_per_block(b, h, k, BLOCK_BYTES)
+
+    def block(self, weights: torch.Tensor, start: int) -> None:  # (B, H, n, K) rows start .. start + n
+        self.stats.add(weights, start)
+        if self.rows is None:
+            return
+        lo, hi = self.plan.queries[0], self.plan.queries[0] + self.rows.shape[2]
+        a, b = max(start, lo), min(start + weights.shape[2], hi)
+        if a < b:
+            part = weights[:, :, a - start: b - start].detach()
+            part = part[:, self.heads] if self.heads is not None else part
+            self.rows[:, :, a - lo: b - lo] = part.to("cpu", self.store_dtype)
+
+    def __call__(self, weights: torch.Tensor) -> None:  # the full path ran (gradients on): reduce it in one block
+        self.block_rows(tuple(weights.shape))
+        self.block(weights, 0)

@@ -1,0 +1,71 @@
+"""Per-head statistics of attention, reduced exactly block by block of queries: never L x L at once.
+
+What long-context work measures per head: row entropy; the share each query gives the first real token
+(attention sinks, arXiv:2309.17453); the mean distance |q - k| a query looks back (lost in the middle,
+arXiv:2307.03172); the attention each key receives (H2O / SnapKV column scores); the top-k keys of every
+query (retrieval heads, arXiv:2404.15574); and a pooled R x R overview (block means) of the whole map.
+"""
+
+from __future__ import annotations
+
+import torch
+
+NAMES = ("entropy", "sink", "distance", "received", "overview", "topk_index", "topk_weight")
+
+
+class BlockStats:
+    """Accumulates the statistics of one attention call from its query blocks.
+
+    ``first_key`` (B,) is each example's first real key (its sink token); ``query_mask`` (B, Q) and
+    ``key_mask`` (B, K) are 1 on real positions: padding queries get zeros, padding keys receive nothing.
+    Every tensor is float32 on the CPU: (B, H, Q) for the row statistics, (B, H, K) for ``received``,
+    (B, H, Rq, Rk) for ``overview`` and (B, H, Q, k) for the top-k keys.
+    """
+
+    def __init__(self, shape: tuple[int, int, int, int], first_key: torch.Tensor, query_mask: torch.Tensor,
+                 top_k: int, overview: int):
+        b, h, q, k = shape
+        self.q_len, self.k_len = q, k
+        self.first_key, self.query_mask = first_key.long().cpu(), query_mask.float().cpu()
+        self.rq, self.rk = min(overview, q), min(overview, k)
+        self.top_k = min(top_k, k)
+        self.rows = {n: torch.zeros(b, h, q) for n in ("entropy", "sink", "distance")}
+        self.received = torch.zeros(b, h, k)
+        self.cells = torch.zeros(b, h, self.rq, self.rk)
+        self.topk_index = torch.zeros(b, h, q, self.top_k, dtype=torch.long)
+        self.topk_weight = torch.zeros(b, h, q, self.top_k)
+        self.k_bin = torch.arange(k) * self.rk // k  # (K,) overview column of each key
+
+    def add(self, weights: torch.Tensor, start: int) -> None:
+        """Fold in the rows ``start : start + n`` of one call's weights (B, H, n, K), any device or dtype."""
+        w = weights.detach().float().cpu()  # (B, H, n, K)
+        n = w.shape[2]
+        stop = start + n
+        real = self.query_mask[:, None, start:stop, None]  # (B, 1, n, 1)
+        w = w * real  # padding queries contribute nothing
+        logw = torch.where(w > 0, w.clamp_min(1e-45).log(), torch.zeros(()))
+        self.rows["entropy"][:, :, start:stop] = -(w * logw).sum(-1)
+        self.rows["sink"][:, :, start:stop] = w.gather(-1, self.first_key[:, None, None, None].expand(*w.shape[:3], 1))[..., 0]
+        q_pos = torch.arange(start, stop) + (self.k_len - self.q_len)  # queries are the last q_len positions
+        span = (q_pos[:, None] - torch.arange(self.k_len)[None, :]).abs().float()  # (n, K)
+        self.rows["distance"][:, :, start:stop] = (w * span).sum(-1)
+        self.received += w.sum(2)
+        top = w.topk(self.top_k, dim=-1)
+        self.topk_index[:, :, start:stop], self.topk_weight[:, :, start:stop] = top.indices, top.values
+        cols = torch.zeros(*w.shape[:3], self.rk).index_add_(-1, self.k_bin, w)  # (B, H, n, Rk)
+        q_bin = torch.arange(start, stop) * self.rq // self.q_len  # (n,)
+        self.cells.index_add_(2, q_bin, cols)
+
+    def result(self, heads: list[int] | None) -> dict[str, torch.Tensor]:
+        """Every statistic (module docstring), cut to ``heads``; the overview as block means."""
+        q_count = torch.bincount(torch.arange(self.q_len) * self.rq // self.q_len, minlength=self.rq).float()
+        k_count = torch.bincount(self.k_bin, minlength=self.rk).float()
+        out = {**self.rows, "received": self.received,
+               "overview": self.cells / (q_count[:, None] * k_count[None, :]),
+               "topk_index": self.topk_index, "topk_weight": self.topk_weight}
+        return {n: t[:, heads] if heads is not None else t for n, t in out.items()}
+
+
+def rows_per_block(batch: int, heads: int, keys: int, budget: int) -> int:
+    """Queries per block so that one block's float32 scores and weights (about 3 copies) fit in ``budget`` bytes."""
+    return max(1, budget // max(1, 3 * 4 * batch * heads * keys))

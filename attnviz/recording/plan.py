@@ -1,0 +1,103 @@
+"""What a capture keeps, and the memory that will take, estimated before anything runs.
+
+``keep="full"`` keeps (layer, batch, head, query, key); ``keep="stats"`` keeps the per-head statistics of
+``attention.stats`` (and full rows of ``queries`` only), which grow with L instead of L^2; ``keep="auto"``
+keeps full maps where they fit under ``max_memory`` and statistics otherwise.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from attnviz.errors import BadInput
+
+KEEPS = ("full", "stats", "auto")
+MAX_OVERVIEW = 256
+BLOCK_BYTES = 32 * 2**20  # one query block's scores and weights
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How much of the attention a capture keeps (module docstring); checked when built."""
+
+    keep: str = "full"  # full | stats | auto
+    top_k: int = 8  # keys kept per query under statistics
+    overview: int = 64  # side R of the pooled R x R overview (block means)
+    queries: tuple[int, int] | None = None  # [start, stop): query rows whose full maps are kept under statistics
+    max_memory: int | None = None  # bytes the capture may use; None: a safe share of free memory
+
+    def __post_init__(self):
+        if self.keep not in KEEPS:
+            raise BadInput(f"keep must be one of {', '.join(KEEPS)}, not {self.keep!r}")
+        if not isinstance(self.top_k, int) or self.top_k < 1:
+            raise BadInput(f"--top-k must be at least 1, not {self.top_k!r}")
+        if not isinstance(self.overview, int) or not 1 <= self.overview <= MAX_OVERVIEW:
+            raise BadInput(f"--overview must be between 1 and {MAX_OVERVIEW}, not {self.overview!r}")
+        if self.queries is not None and not (0 <= self.queries[0] < self.queries[1]):
+            raise BadInput(f"--queries must be a range START-END with START <= END, not {self.queries!r}")
+        if self.max_memory is not None and self.max_memory <= 0:
+            raise BadInput("--max-memory must be more than 0 bytes")
+
+    @property
+    def stats(self) -> bool:
+        return self.keep == "stats"
+
+
+@dataclass(frozen=True)
+class Shape:
+    """The sizes a capture's memory depends on."""
+
+    batch: int
+    queries: int
+    keys: int
+    layers: int  # layers recorded
+    heads: int  # heads kept
+    model_heads: int  # heads the kernel computes per layer
+    store_bytes: int  # bytes per stored weight (4 or 2)
+
+
+def full_bytes(s: Shape) -> int:
+    """Full maps: the kept (layer, B, h, Q, K), one layer's float32 scores and weights in flight, and the mask."""
+    kept = s.layers * s.batch * s.heads * s.queries * s.keys * s.store_bytes
+    return kept + 2 * 4 * s.batch * s.model_heads * s.queries * s.keys + 4 * s.batch * s.queries * s.keys
+
+
+def stats_bytes(s: Shape, plan: Plan) -> int:
+    """Statistics: per layer and head, rows (3 + 3 * top_k floats per query), received, the overview; one block."""
+    r = min(plan.overview, s.queries) * min(plan.overview, s.keys)
+    per_head = s.queries * (3 + 3 * min(plan.top_k, s.keys)) + s.keys + r
+    rows = 0 if plan.queries is None else (min(plan.queries[1], s.queries) - plan.queries[0]) * s.keys
+    kept = s.layers * s.batch * s.heads * (per_head + rows) * 4
+    block = min(BLOCK_BYTES, 2 * 4 * s.batch * s.model_heads * s.queries * s.keys)
+    return kept + block + 4 * s.batch * s.queries * s.keys  # the mask is still (Q, K)
+
+
+def resolve(plan: Plan, shape: Shape, budget: int) -> tuple[str, int, str | None]:
+    """(keep, estimated bytes, note) for ``plan`` on ``shape`` under ``budget`` bytes; what cannot fit is refused."""
+    full, stats = full_bytes(shape), stats_bytes(shape, plan)
+    if plan.keep == "auto":
+        if full <= budget:
+            return "full", full, None
+        keep, need = "stats", stats
+        note = (f"full maps would need {gib(full)} (limit {gib(budget)}): keeping per-head statistics "
+                f"({gib(stats)}) instead; --keep full --queries A-B keeps full rows of a query range")
+    else:
+        keep, need, note = plan.keep, (full if plan.keep == "full" else stats), None
+    if need > budget:
+        hint = "; try --keep stats" if keep == "full" else "; record fewer layers or heads, or raise --max-memory"
+        raise BadInput(f"this capture needs about {gib(need)} but may use {gib(budget)}{hint}")
+    return keep, need, note
+
+
+def gib(n: int) -> str:
+    return f"{n / 2**30:.2f} GiB" if n >= 2**28 else f"{n / 2**20:.1f} MiB"
+
+
+def default_budget() -> int:
+    """A safe share of what is free now: 70% of available RAM (kept maps and statistics live on the CPU)."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            info = {line.split(":")[0]: int(line.split()[1]) * 1024 for line in f}
+        return int(info["MemAvailable"] * 0.7)
+    except (OSError, KeyError, ValueError):
+        return 8 * 2**30  # no /proc (macOS, Windows): assume a laptop's share

@@ -1,0 +1,151 @@
+"""Long inputs: per-head statistics computed block by block by the kernel equal those of eager's full weights.
+
+The reference is computed here from eager ``output_attentions`` in float64 with the plain formulas; the kernel
+runs one query per block (the smallest blocks), on padded batches.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from attnviz.errors import BadInput
+from attnviz.maps import STATS, AttentionMaps
+from attnviz.models import load_model
+from attnviz.recording import capture
+from tiny_models import load, save
+from vision_models import picture, save as save_vision
+
+TEXTS = ["the cat sat on the mat and ran far", "猫 在 上", "hello world is big"]
+TOP_K, R = 3, 3  # R does not divide the lengths: uneven overview cells
+
+
+@pytest.fixture(autouse=True)
+def one_query_per_block(monkeypatch):
+    monkeypatch.setattr("attnviz.recording.sinks.BLOCK_BYTES", 1)
+
+
+def reference(weights: torch.Tensor, q_mask: torch.Tensor, k_mask: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The statistics of full weights (layer, B, H, Q, K), straight from their definitions, in float64."""
+    w = weights.double() * q_mask.double()[None, :, None, :, None]  # padding queries count for nothing
+    q_len, k_len = w.shape[-2:]
+    logw = torch.where(w > 0, w.log(), torch.zeros(()))
+    first = k_mask.float().argmax(-1)  # (B,)
+    sink = torch.stack([w[:, b, :, :, int(first[b])] for b in range(w.shape[1])], dim=1)
+    q_pos = torch.arange(q_len) + (k_len - q_len)
+    span = (q_pos[:, None] - torch.arange(k_len)[None, :]).abs().double()
+    qb, kb = torch.arange(q_len) * min(R, q_len) // q_len, torch.arange(k_len) * min(R, k_len) // k_len
+    overview = torch.stack([torch.stack([w[..., qb == i, :][..., kb == j].mean((-2, -1))
+                                         for j in range(min(R, k_len))], -1) for i in range(min(R, q_len))], -2)
+    return {"entropy": -(w * logw).sum(-1), "sink": sink, "distance": (w * span).sum(-1),
+            "received": w.sum(-2), "overview": overview, "topk_weight": w.topk(min(TOP_K, k_len), dim=-1).values}
+
+
+def assert_stats(stats: dict, prefix: str, weights, q_mask, k_mask) -> None:
+    want = reference(weights, q_mask, k_mask)
+    for name, ref in want.items():
+        got = stats[prefix + name].double()
+        assert got.shape == ref.shape, name
+        assert (got - ref).abs().max().item() <= 1e-5 * max(1.0, ref.abs().max().item()), name
+    # the kept indices point at the kept weights
+    idx, top = stats[prefix + "topk_index"], stats[prefix + "topk_weight"].double()
+    real = weights.double() * q_mask.double()[None, :, None, :, None]
+    assert (real.gather(-1, idx) - top).abs().max().item() <= 1e-5
+
+
+def _eager(name, folder, batch):
+    with torch.no_grad():
+        return load(name, folder, "eager")(**batch, output_attentions=True)
+
+
+@pytest.mark.parametrize("name,side", [("bert", "right"), ("llama", "left")])
+def test_statistics_equal_eager_on_a_padded_batch(name, side, tmp_path):
+    folder = save(name, tmp_path)
+    loaded = load_model(str(folder), device="cpu")
+    loaded.tokenizer.padding_side = side
+    maps = capture(loaded, TEXTS, keep="stats", top_k=TOP_K, overview=R)
+    assert maps.weights is None and set(STATS) <= set(maps.stats)
+    enc = loaded.encode(TEXTS)
+    eager = torch.stack(_eager(name, folder, enc.batch).attentions)
+    assert_stats(maps.stats, "", eager, enc.mask, enc.mask)
+    pad_keys = enc.mask == 0  # (B, K)
+    assert pad_keys.any() and maps.received.permute(0, 2, 1, 3)[:, :, pad_keys].abs().max().item() == 0.0
+
+
+def test_t5_encoder_decoder_and_cross_statistics_equal_eager(tmp_path):
+    folder = save("t5", tmp_path)
+    loaded = load_model(str(folder), device="cpu")
+    maps = capture(loaded, TEXTS, keep="stats", top_k=TOP_K, overview=R)
+    enc = loaded.encode(TEXTS)
+    out = _eager("t5", folder, enc.batch)
+    src, tgt = enc.mask, enc.decoder_mask
+    assert_stats(maps.stats, "", torch.stack(out.encoder_attentions), src, src)
+    assert_stats(maps.stats, "decoder.", torch.stack(out.decoder_attentions), tgt, tgt)
+    assert_stats(maps.stats, "cross.", torch.stack(out.cross_attentions), tgt, src)
+
+
+def test_vit_statistics_equal_eager(tmp_path):
+    folder = save_vision("vit", tmp_path)
+    loaded = load_model(str(folder), device="cpu")
+    images = [picture(seed=0), picture(seed=1)]
+    maps = capture(loaded, images, keep="stats", top_k=TOP_K, overview=R)
+    enc = loaded.encode(images)
+    with torch.no_grad():
+        loaded.model.set_attn_implementation("eager")
+        eager = torch.stack(loaded.model(**enc.batch, output_attentions=True).attentions)
+    assert_stats(maps.stats, "", eager, enc.mask, enc.mask)
+
+
+def test_minilm_statistics_and_kept_query_rows_equal_the_full_capture(minilm, tmp_path):
+    texts = ["The movie was not good, but the music was wonderful.", "short one"]
+    full = capture(minilm, texts)
+    maps = capture(minilm, texts, keep="stats", top_k=TOP_K, overview=R, queries=(2, 5))
+    assert_stats(maps.stats, "", full.weights, full.mask, full.mask)
+    assert maps.query_start == 2 and torch.allclose(maps.weights, full.weights[:, :, :, 2:5], atol=1e-6)
+    back = AttentionMaps.load(maps.save(tmp_path / "long.safetensors"))
+    assert back.query_start == 2 and all(torch.equal(back.stats[n], maps.stats[n]) for n in STATS)
+
+
+def test_the_blocked_path_gives_the_full_paths_output(minilm):
+    from attnviz.recording import recording
+    from attnviz.recording.plan import Plan
+
+    enc = minilm.encode(["The movie was not good, but the music was wonderful.", "short one"])
+    with torch.inference_mode():
+        with recording(minilm.model):
+            full = minilm.model(**enc.batch).last_hidden_state
+        with recording(minilm.model, plan=Plan(keep="stats")):
+            blocked = minilm.model(**enc.batch).last_hidden_state
+    # One query per block changes the order of float32 sums (the matmul is cut by rows): 1e-5 of the scale.
+    assert (full - blocked).abs().max().item() <= 1e-5 * full.abs().max().item()
+
+
+def test_memory_is_planned_auto_falls_back_to_statistics_and_what_cannot_fit_is_refused(minilm):
+    texts = ["the music was wonderful " * 50]  # 202 tokens: full maps ~15 MB, statistics ~7 MB
+    auto = capture(minilm, texts, keep="auto", max_memory=10 * 2**20)
+    assert auto.weights is None and auto.entropy is not None
+    assert any("keeping per-head statistics" in n for n in auto.notes)
+    assert capture(minilm, texts, keep="auto").weights is not None  # fits: full maps, as before
+    with pytest.raises(BadInput, match=r"needs about .* but may use .*try --keep stats"):
+        capture(minilm, texts, keep="full", max_memory=10 * 2**20)
+    with pytest.raises(BadInput, match="needs about"):
+        capture(minilm, texts, keep="stats", max_memory=1000)
+    with pytest.raises(BadInput, match="--overview"):
+        capture(minilm, texts, keep="stats", overview=1000)
+
+
+def test_a_statistics_only_maps_file_loads_back_and_a_lying_one_is_refused(minilm, tmp_path):
+    from safetensors.torch import load_file, save_file
+    from safetensors import safe_open
+
+    maps = capture(minilm, ["the music was wonderful"], keep="stats")
+    path = maps.save(tmp_path / "stats.safetensors")
+    back = AttentionMaps.load(path)
+    assert back.weights is None and all(torch.equal(back.stats[n], maps.stats[n]) for n in STATS)
+    tensors = load_file(str(path))
+    with safe_open(str(path), framework="pt") as f:
+        meta = f.metadata()
+    tensors["entropy"] = tensors["entropy"][..., :-1].contiguous()  # one position short
+    save_file(tensors, str(tmp_path / "bad.safetensors"), metadata=meta)
+    with pytest.raises(BadInput, match="entropy is shaped"):
+        AttentionMaps.load(tmp_path / "bad.safetensors")
