@@ -375,3 +375,16 @@ def test_cam_out_names_one_file_for_one_image_and_never_a_folder(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cam.svg", "pics"]  # no folder named like a file
     res = invoke("cam", str(pictures), "--out", str(tmp_path / "figs"))  # a name without a suffix is a folder
     assert res.exit_code == 0 and (tmp_path / "figs" / "a-attn-grad-panel.png").is_file(), res.output
+
+
+def test_a_pipe_into_the_installed_command_is_read_once_and_nothing_else_is_printed(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "TRANSFORMERS_VERBOSITY"}  # as a user's shell has it
+    out = tmp_path / "piped.png"
+    proc = subprocess.run([sys.executable, "-m", "attnviz", "heatmap", "--file", "-", "--out", str(out)],
+                          input="the cat sat\n", capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == str(out) and proc.stderr == "" and out.is_file()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import inspect
+import os
 
 import typer
 
@@ -63,6 +64,9 @@ def _warn(message: str) -> None:
 
 
 def main() -> None:
+    # The command line owns its process: transformers' warnings while a model runs would be lines that are
+    # not ours (a library call sets this only for its own duration and then restores it).
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     try:
         defaults = default_map()
     except AttnvizError as err:
