@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 import torch
@@ -87,6 +87,16 @@ class AttentionMaps:
             have = [k for k in ("encoder", "decoder", "cross") if found[k] is not None]
             raise BadInput(f"no {name!r} attention in these maps; available: {', '.join(have)}")
         return found[name]
+
+    def with_statistics(self, top_k: int = 8, overview: int = 64) -> "AttentionMaps":
+        """These maps with the main stack's statistics (``attnviz.stats``) computed from the full weights when they
+        were not kept by the capture: the long-input views then draw short inputs too."""
+        if self.stats or self.weights is None:
+            return self
+        from attnviz.stats import of_weights
+
+        stats = of_weights(self.weights, self.mask, self.mask, top_k=top_k, overview=overview)
+        return replace(self, stats=stats)
 
     def to_parts(self) -> tuple[dict[str, torch.Tensor], str]:
         """What a file holds: the tensors (contiguous, on the CPU) and every other field as JSON."""

@@ -69,3 +69,18 @@ class BlockStats:
 def rows_per_block(batch: int, heads: int, keys: int, budget: int) -> int:
     """Queries per block so that one block's float32 scores and weights (about 3 copies) fit in ``budget`` bytes."""
     return max(1, budget // max(1, 3 * 4 * batch * heads * keys))
+
+
+def of_weights(weights: torch.Tensor, query_mask: torch.Tensor, key_mask: torch.Tensor, *, top_k: int = 8,
+               overview: int = 64) -> dict[str, torch.Tensor]:
+    """The statistics of full weights (layer, B, h, Q, K) with their masks (B, Q) and (B, K), as the kernel's blocked
+    path reduces them: name -> (layer, B, h, ...). A mask that does not fit (a vision model's patches) counts all."""
+    b, q, k = weights.shape[1], weights.shape[3], weights.shape[4]
+    if tuple(query_mask.shape) != (b, q) or tuple(key_mask.shape) != (b, k):
+        query_mask, key_mask = torch.ones(b, q), torch.ones(b, k)
+    found = []
+    for layer in weights:  # (B, h, Q, K)
+        acc = BlockStats(tuple(layer.shape), key_mask.float().argmax(-1), query_mask, top_k, overview)
+        acc.add(layer, 0)
+        found.append(acc.result(None))
+    return {name: torch.stack([f[name] for f in found]) for name in found[0]}

@@ -10,10 +10,10 @@ from functools import lru_cache
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "attnviz"
-CONTRACT = {"attnviz.maps", "attnviz.images", "attnviz.errors", "attnviz.registry", "attnviz.io"}
+CONTRACT = {"attnviz.maps", "attnviz.images", "attnviz.errors", "attnviz.registry", "attnviz.io", "attnviz.stats"}
 # Every module of the package has a layer (DESIGN.md section 1); a module imports only its own layer's or
 # lower layers' modules. The package's own __init__ imports lazily and stands apart.
-LAYERS = {"attnviz.maps": 0, "attnviz.errors": 0, "attnviz.registry": 0, "attnviz.images": 0, "attnviz.io": 0,
+LAYERS = {"attnviz.maps": 0, "attnviz.stats": 0, "attnviz.errors": 0, "attnviz.registry": 0, "attnviz.images": 0, "attnviz.io": 0,
           "attnviz.attention": 1, "attnviz.recording": 2, "attnviz.models": 2, "attnviz.attribution": 3,
           "attnviz.render": 4, "attnviz.report": 4, "attnviz.snapshot": 4, "attnviz.notebook": 4,
           "attnviz.cli": 5, "attnviz.__main__": 5, "attnviz.pytest_plugin": 5}

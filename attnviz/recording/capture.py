@@ -1,7 +1,7 @@
 """``capture()``: inputs through a loaded model under a recording -> AttentionMaps.
 
 Full maps keep (layer, batch, head, query, key); a statistics plan keeps the per-head statistics of
-``attention.stats`` (and full rows of a query range), computed block by block, so a long input never holds L x L.
+``attnviz.stats`` (and full rows of a query range), computed block by block, so a long input never holds L x L.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from dataclasses import replace
 import torch
 
 from attnviz.attention.sites import STACKS
-from attnviz.attention.stats import BlockStats
+from attnviz.stats import of_weights
 from attnviz.errors import AttnvizError, BadInput
 from attnviz.maps import AttentionMaps, check_indices
 from attnviz.recording.plan import Plan, Shape, default_budget, resolve
@@ -35,7 +35,7 @@ def capture(
 ) -> AttentionMaps:
     """Run ``inputs`` (texts or images; one alone is a batch of one) through ``loaded`` and keep its attention.
 
-    ``keep="full"`` keeps weights (layer, B, h, Q, K); ``"stats"`` keeps per-head statistics (``attention.stats``:
+    ``keep="full"`` keeps weights (layer, B, h, Q, K); ``"stats"`` keeps per-head statistics (``attnviz.stats``:
     entropy, sink, distance (layer, B, h, Q), received (layer, B, h, K), overview (layer, B, h, R, R), top-k keys
     (layer, B, h, Q, k)) computed block by block, plus full rows of ``queries`` (start, stop); ``"auto"`` keeps full
     maps where they fit in ``max_memory`` bytes (default: a safe share of free memory). What cannot fit is refused
@@ -150,26 +150,14 @@ def _run_eager(loaded, batch, layers, heads, store_dtype, plan, masks) -> tuple[
             weights = weights[:, :, heads]
         stacks[name] = weights.to("cpu", store_dtype)
         if plan.stats:
-            stats.update({f"{name}.{k}": v for k, v in statistics_of(weights, masks[name], plan).items()})
+            per = of_weights(weights, *masks[name], top_k=plan.top_k, overview=plan.overview)
+            stats.update({f"{name}.{k}": v for k, v in per.items()})
             stacks[name] = _rows(stacks[name], plan.queries)
     if len(found["encoder"] or ()) != loaded.num_layers:
         got = len(found["encoder"] or ())
         raise AttnvizError(f"eager fallback returned {got} layers of attention but the model has {loaded.num_layers}")
     _expect_layers(stacks, stats, loaded, layers)
     return stacks, stats
-
-
-def statistics_of(weights: torch.Tensor, masks: tuple[torch.Tensor, torch.Tensor], plan: Plan) -> dict:
-    """The statistics of full weights (layer, B, h, Q, K), as the kernel's blocked path reduces them."""
-    q_mask, k_mask = masks
-    if tuple(q_mask.shape) != tuple(weights.shape[1:4:2]) or k_mask.shape[-1] != weights.shape[-1]:
-        q_mask, k_mask = torch.ones(weights.shape[1], weights.shape[3]), torch.ones(weights.shape[1], weights.shape[4])
-    found = []
-    for layer in weights:  # (B, h, Q, K)
-        acc = BlockStats(tuple(layer.shape), k_mask.float().argmax(-1), q_mask, plan.top_k, plan.overview)
-        acc.add(layer, 0)
-        found.append(acc.result(None))
-    return {name: torch.stack([f[name] for f in found]) for name in found[0]}
 
 
 def _rows(weights: torch.Tensor, queries: tuple[int, int] | None) -> torch.Tensor | None:

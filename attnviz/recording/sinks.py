@@ -2,7 +2,7 @@
 
 ``recording(model)`` puts a sink on each chosen attention module (found by ``attention.sites``). A plain sink
 keeps the weights (B, H, Q, K); under a statistics plan the sink asks the kernel for query blocks instead and
-reduces them (``attention.stats``), keeping full rows only for the query range asked for.
+reduces them (``attnviz.stats``), keeping full rows only for the query range asked for.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Iterator
 import torch
 
 from attnviz.attention.kernel import SINK
-from attnviz.attention.stats import BlockStats, rows_per_block
+from attnviz.stats import BlockStats, rows_per_block
 from attnviz.attention.sites import STACKS, AttentionSite, attention_sites
 from attnviz.errors import AttnvizError
 from attnviz.recording.plan import BLOCK_BYTES, Plan
@@ -55,7 +55,7 @@ class Recording:
         return [self.calls[(stack, layer)][0] for layer in self.layers(stack)]
 
     def statistics(self, stack: str, heads: list[int] | None) -> dict[str, torch.Tensor]:
-        """name -> (layer, B, h, ...) of one stack under a statistics plan (``attention.stats``), in layer order."""
+        """name -> (layer, B, h, ...) of one stack under a statistics plan (``attnviz.stats``), in layer order."""
         self.per_layer(stack)  # each module called once
         found = [self.stats[(stack, layer)].result(heads) for layer in self.layers(stack)]
         return {name: torch.stack([f[name] for f in found]) for name in (found[0] if found else {})}
