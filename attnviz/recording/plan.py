@@ -1,7 +1,7 @@
 """What a capture keeps, and the memory that will take, estimated before anything runs.
 
 ``keep="full"`` keeps (layer, batch, head, query, key); ``keep="stats"`` keeps the per-head statistics of
-``attention.stats`` (and full rows of ``queries`` only), which grow with L instead of L^2; ``keep="auto"``
+``attnviz.stats`` (and full rows of ``queries`` only), which grow with L instead of L^2; ``keep="auto"``
 keeps full maps where they fit under ``max_memory`` and statistics otherwise.
 """
 
