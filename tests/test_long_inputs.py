@@ -149,3 +149,24 @@ def test_a_statistics_only_maps_file_loads_back_and_a_lying_one_is_refused(minil
     save_file(tensors, str(tmp_path / "bad.safetensors"), metadata=meta)
     with pytest.raises(BadInput, match="entropy is shaped"):
         AttentionMaps.load(tmp_path / "bad.safetensors")
+
+
+def test_long_views_draw_the_statistics_of_stats_maps_and_of_full_maps(minilm):
+    from attnviz.render.long import long_view
+    from attnviz.render.output import figure_bytes
+
+    texts = ["the music was wonderful " * 8, "a quiet film"]
+    stats = capture(minilm, texts, keep="stats", overview=8)
+    full = capture(minilm, texts)
+    for maps in (stats, full):
+        fig = long_view(maps, "positions", layer=2, head=3, example=1)
+        real = int(maps.mask[1].sum())
+        entropy_line = fig.axes[0].lines[0].get_ydata()
+        want = capture(minilm, texts, keep="stats").stats["entropy"][2, 1, 3, :real].numpy()
+        assert len(entropy_line) == real and abs(entropy_line - want).max() <= 1e-5
+        for view in ("overview", "heads"):
+            assert figure_bytes(long_view(maps, view, layer=2, head=3), "png", dpi=40)[:4] == b"\x89PNG"
+    grid = long_view(stats, "overview", layer=2, head=3).axes[0].images[0].get_array()
+    assert grid.shape == (8, 8) and abs(grid - stats.stats["overview"][2, 0, 3].numpy()).max() == 0
+    with pytest.raises(BadInput, match="head 99 is out of range"):
+        long_view(stats, "overview", layer=2, head=99)
