@@ -5,11 +5,11 @@ Names are loaded lazily so that a drawing worker that needs only fonts and style
 
 from __future__ import annotations
 
-__all__ = ["VIEWS", "figure_bytes", "render_view"]
+__all__ = ["VIEWS", "figure_bytes", "render_view", "select", "view_bytes"]
 
 
 def __getattr__(name: str):
-    if name in ("VIEWS", "render_view"):
+    if name in ("VIEWS", "render_view", "select", "view_bytes"):
         from attnviz.render import heatmap
 
         return getattr(heatmap, name)

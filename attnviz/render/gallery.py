@@ -10,9 +10,7 @@ import torch
 from matplotlib.figure import Figure
 
 from attnviz.render.fonts import families_for
-from attnviz.render.style import CMAP
-
-MAX_LABELS = 40  # gallery panels are small: above this many positions, labels are thinned
+from attnviz.render.style import CMAP, cut_label, label_step
 
 
 @dataclass(frozen=True)
@@ -26,14 +24,13 @@ class Panel:
 
 
 def _ticks(ax, labels: tuple[str, ...], axis: str, size: float) -> None:
-    step = max(1, math.ceil(len(labels) / MAX_LABELS))
-    pos = list(range(0, len(labels), step))
+    pos = list(range(0, len(labels), label_step(len(labels))))
     families, _ = families_for(labels)
     kw = {"fontsize": size, "fontfamily": families}
     if axis == "x":
-        ax.set_xticks(pos, [labels[i] for i in pos], rotation=90, **kw)
+        ax.set_xticks(pos, [cut_label(labels[i]) for i in pos], rotation=90, **kw)
     else:
-        ax.set_yticks(pos, [labels[i] for i in pos], **kw)
+        ax.set_yticks(pos, [cut_label(labels[i]) for i in pos], **kw)
 
 
 def _draw(ax, panel: Panel, labels: bool) -> None:

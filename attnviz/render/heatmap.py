@@ -1,20 +1,32 @@
-"""Attention heatmaps from AttentionMaps: the head, layer, model and mean views."""
+"""Attention heatmaps from AttentionMaps: the head, layer, model and mean views.
+
+The head view is render/headview.py's (a blitted PNG, or a Figure for SVG/PDF); view_bytes is the one call
+that both `attnviz heatmap` and the batch report make, so the same selection gives the same bytes.
+Importing this module loads no torch: report workers draw from numpy arrays.
+"""
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import torch
+import numpy as np
 from matplotlib.figure import Figure
 
 from attnviz.errors import BadInput
-from attnviz.maps import AttentionMaps
 from attnviz.registry import Registry
 from attnviz.render.fonts import families_for
-from attnviz.render.style import CMAP, MAX_INCHES, MAX_LABELS
+from attnviz.render.headview import HeadView, head_figure, head_png
+from attnviz.render.output import figure_bytes
+from attnviz.render.style import CMAP, DPI, MAX_INCHES, cut_label, label_step
 
-# name -> fn(Selection, layer, head) -> Figure
+if TYPE_CHECKING:
+    import torch
+
+    from attnviz.maps import AttentionMaps
+
+# name -> fn(Selection, layer index, head index) -> Figure
 VIEWS: Registry = Registry("view")
 
 
@@ -22,12 +34,12 @@ VIEWS: Registry = Registry("view")
 class Selection:
     """One example's attention, cut to the positions to show."""
 
-    weights: torch.Tensor  # (layer, head, query, key) float32
+    weights: np.ndarray  # (layer, head, query, key) float32
     queries: list[str]
     keys: list[str]
-    maps: AttentionMaps
-    stack: str
-    title: str
+    layers: list[int]  # model layer number of each entry of weights' first axis
+    heads: list[int]  # model head number of each entry of weights' second axis
+    title: str  # e.g. the model name
     warning: str | None = None  # e.g. no CJK font
 
 
@@ -51,7 +63,7 @@ def select(maps: AttentionMaps, *, example: int = 0, stack: str = "encoder", hid
     keys = [(maps.tokens[example] if stack != "decoder" else q_tok)[i] for i in k_idx]
     _, warning = families_for(queries + keys)
     title = f"{maps.model or 'model'} · {stack}" if maps.kind == "encoder-decoder" else (maps.model or "model")
-    return Selection(weights, queries, keys, maps, stack, title, warning)
+    return Selection(weights.numpy(), queries, keys, list(maps.layers), list(maps.heads), title, warning)
 
 
 def _keep(tokens: list[str], mask: torch.Tensor, special: list[str], hide_special: bool) -> list[int]:
@@ -64,12 +76,25 @@ def _keep(tokens: list[str], mask: torch.Tensor, special: list[str], hide_specia
 
 def render_view(maps: AttentionMaps, view: str = "head", *, layer: int = -1, head: int = 0, example: int = 0,
                 stack: str = "encoder", hide_special: bool = False) -> tuple[Figure, str | None]:
-    """Draw one view; returns the figure and a warning line (or None)."""
+    """Draw one view as a Figure; returns it and a warning line (or None)."""
     sel = select(maps, example=example, stack=stack, hide_special=hide_special)
-    li = maps.layer_index(layer)
-    hi = maps.head_index(head) if view == "head" else 0
-    fig = VIEWS.get(view)(sel, li, hi)
-    return fig, sel.warning
+    li, hi = maps.layer_index(layer), (maps.head_index(head) if view == "head" else 0)
+    return VIEWS.get(view)(sel, li, hi), sel.warning
+
+
+def view_bytes(sel: Selection, view: str, li: int, hi: int, fmt: str = "png", dpi: int = DPI) -> bytes:
+    """One view of a selection as PNG, SVG or PDF bytes; li, hi index sel.weights' first two axes.
+
+    The head view's PNG is blitted (render/headview.py); everything else is a Figure saved.
+    """
+    if view == "head" and fmt == "png":
+        return head_png(_head(sel, li, hi), dpi)
+    return figure_bytes(VIEWS.get(view)(sel, li, hi), fmt, dpi=dpi)
+
+
+def _head(sel: Selection, li: int, hi: int) -> HeadView:
+    title = f"{sel.title} · layer {sel.layers[li]} · head {sel.heads[hi]}"
+    return HeadView(sel.weights[li, hi], sel.queries, sel.keys, title)
 
 
 def _fontsize(n: int) -> float:
@@ -77,10 +102,9 @@ def _fontsize(n: int) -> float:
 
 
 def _ticks(ax, tokens: list[str], axis: str) -> None:
-    """Thinned, fitted labels: tick-label text dominates drawing cost on long inputs."""
-    step = max(1, math.ceil(len(tokens) / MAX_LABELS))
-    pos = list(range(0, len(tokens), step))
-    labels = [tokens[i] for i in pos]
+    """Thinned, cut labels: tick-label text dominates drawing cost on long inputs."""
+    pos = list(range(0, len(tokens), label_step(len(tokens))))
+    labels = [cut_label(tokens[i]) for i in pos]
     families, _ = families_for(tokens)
     kw = {"fontsize": _fontsize(len(pos)), "fontfamily": families}
     if axis == "x":
@@ -97,20 +121,8 @@ def _side(n: int, per_token: float, base: float, low: float) -> float:
 
 @VIEWS.register("head")
 def head_view(sel: Selection, li: int, hi: int) -> Figure:
-    """One layer and head: queries down, keys across, with a colorbar."""
-    n = max(len(sel.queries), len(sel.keys))
-    side = _side(min(n, MAX_LABELS * 3), 0.16, 2.8, 4.5)
-    fig = Figure(figsize=(side + 1.0, side), layout="constrained")
-    ax = fig.add_subplot()
-    im = ax.imshow(sel.weights[li, hi].numpy(), cmap=CMAP, vmin=0.0, aspect="auto", interpolation="nearest")
-    _ticks(ax, sel.keys, "x")
-    _ticks(ax, sel.queries, "y")
-    ax.set_xlabel("attended to (key)")
-    ax.set_ylabel("attending (query)")
-    m = sel.maps
-    ax.set_title(f"{sel.title} · layer {m.layers[li]} · head {m.heads[hi]}", fontsize=10)
-    fig.colorbar(im, ax=ax, shrink=0.8, label="attention weight")
-    return fig
+    """One layer and head: queries down, keys across, with a colorbar (PNGs take the blitted path)."""
+    return head_figure(_head(sel, li, hi))
 
 
 def _grid(sel: Selection, mats: list, names: list[str], title: str, labels: bool) -> Figure:
@@ -124,7 +136,7 @@ def _grid(sel: Selection, mats: list, names: list[str], title: str, labels: bool
         if i >= len(mats):
             ax.axis("off")
             continue
-        ax.imshow(mats[i].numpy(), cmap=CMAP, vmin=0.0, vmax=vmax, aspect="auto", interpolation="nearest")
+        ax.imshow(mats[i], cmap=CMAP, vmin=0.0, vmax=vmax, aspect="auto", interpolation="nearest")
         ax.set_title(names[i], fontsize=8)
         show = labels and len(sel.keys) <= 24
         if show and i % cols == 0:
@@ -142,33 +154,31 @@ def _grid(sel: Selection, mats: list, names: list[str], title: str, labels: bool
 @VIEWS.register("layer")
 def layer_view(sel: Selection, li: int, hi: int) -> Figure:
     """Every head of one layer in a grid, on one colour scale."""
-    m = sel.maps
     mats = [sel.weights[li, h] for h in range(sel.weights.shape[1])]
-    return _grid(sel, mats, [f"head {h}" for h in m.heads], f"{sel.title} · layer {m.layers[li]}", True)
+    return _grid(sel, mats, [f"head {h}" for h in sel.heads], f"{sel.title} · layer {sel.layers[li]}", True)
 
 
 @VIEWS.register("mean")
 def mean_view(sel: Selection, li: int, hi: int) -> Figure:
     """Head-averaged attention of every layer."""
-    mats = list(sel.weights.mean(dim=1))  # L x (Q, K)
-    return _grid(sel, mats, [f"layer {l}" for l in sel.maps.layers], f"{sel.title} · mean over heads", True)
+    mats = list(sel.weights.mean(axis=1))  # L x (Q, K)
+    return _grid(sel, mats, [f"layer {l}" for l in sel.layers], f"{sel.title} · mean over heads", True)
 
 
 @VIEWS.register("model")
 def model_view(sel: Selection, li: int, hi: int) -> Figure:
     """Layers x heads thumbnails, the overview of BertViz's model view as one static picture."""
-    m = sel.maps
     n_l, n_h = sel.weights.shape[:2]
     cell = 1.1 if n_l * n_h <= 72 else 0.8
     fig = Figure(figsize=(min(n_h * cell + 0.6, 24), min(n_l * cell + 0.6, 24)), layout="constrained")
     axes = fig.subplots(n_l, n_h, squeeze=False)
     for (l, h), ax in zip(((l, h) for l in range(n_l) for h in range(n_h)), axes.flat):
-        ax.imshow(sel.weights[l, h].numpy(), cmap=CMAP, vmin=0.0, aspect="auto", interpolation="nearest")
+        ax.imshow(sel.weights[l, h], cmap=CMAP, vmin=0.0, aspect="auto", interpolation="nearest")
         ax.set_xticks([])
         ax.set_yticks([])
         if l == 0:
-            ax.set_title(f"H{m.heads[h]}", fontsize=7)
+            ax.set_title(f"H{sel.heads[h]}", fontsize=7)
         if h == 0:
-            ax.set_ylabel(f"L{m.layers[l]}", fontsize=7)
+            ax.set_ylabel(f"L{sel.layers[l]}", fontsize=7)
     fig.suptitle(f"{sel.title} · all layers x heads", fontsize=10)
     return fig

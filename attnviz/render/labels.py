@@ -47,21 +47,23 @@ def stamp(rgb: np.ndarray, alpha: np.ndarray, top: int, left: int) -> None:
     region[...] = (region.astype(np.uint16) * (255 - a) // 255).astype(np.uint8)
 
 
-def draw_labels(rgb: np.ndarray, ax, labels: list[tuple[int, str]], families: tuple[str, ...],
-                size_pt: float, dpi: float) -> None:
-    """Key labels under the axes and query labels left of it, at the data positions given."""
+def draw_labels(rgb: np.ndarray, ax, keys: list[tuple[int, str]], queries: list[tuple[int, str]],
+                families: tuple[str, ...], size_pt: float, dpi: float) -> None:
+    """Key labels under the axes and query labels left of it, each (data position, text)."""
     size_px = max(6, round(size_pt * dpi / 72))
     pad = round(PAD_PT * dpi / 72)
     height = rgb.shape[0]
     bottom_px = height - int(round(ax.bbox.y0)) + pad  # first row under the axes
     left_px = int(round(ax.bbox.x0)) - pad  # last column left of the axes
-    for i, text in labels:
-        x, y = ax.transData.transform((i, i))
+    for i, text in keys:
+        x, _ = ax.transData.transform((i, 0))
         upright = len(text) <= 2  # single characters (CJK, character tokenizers) read upright
         a = sprite(text, families, size_px, upright)
-        stamp(rgb, a, bottom_px, int(round(x)) - a.shape[1] // 2)  # x axis: centred, hanging down
+        stamp(rgb, a, bottom_px, int(round(x)) - a.shape[1] // 2)  # centred, hanging down
+    for i, text in queries:
+        _, y = ax.transData.transform((0, i))
         b = sprite(text, families, size_px, True)
-        stamp(rgb, b, height - int(round(y)) - b.shape[0] // 2, left_px - b.shape[1])  # y axis: right-aligned
+        stamp(rgb, b, height - int(round(y)) - b.shape[0] // 2, left_px - b.shape[1])  # right-aligned
 
 
 def draw_scale(rgb: np.ndarray, cax, ticks: list[tuple[float, str]], dpi: float, size_pt: float = 10.0) -> None:

@@ -21,7 +21,7 @@ from attnviz.report import analyse
 from attnviz.io import inside, json_bytes, make_folder, slug, write_atomic
 from attnviz.report.inputs import Item
 from attnviz.report.summary import flag_non_finite, summary_files
-from attnviz.report.paint import PaintJob, init_worker, paint
+from attnviz.report.figures import PaintJob, init_worker, paint
 
 
 @dataclass(frozen=True)

@@ -1,14 +1,25 @@
-"""Heatmap files: render a view of AttentionMaps and write it as PNG, SVG or PDF."""
+"""Heatmap files: `attnviz heatmap`'s PNG, SVG or PDF files and the batch report's per-item PNGs.
+
+Both draw through one call, attnviz.render.heatmap.view_bytes, so the same input, layer and head give the
+same bytes from either command. Importing this module loads no torch (report workers paint with it).
+"""
 
 from __future__ import annotations
 
+import signal
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
 
 from attnviz.errors import BadInput
-from attnviz.maps import AttentionMaps
-from attnviz.render import figure_bytes, render_view
-from attnviz.render.output import FORMATS
 from attnviz.io import DEFAULT_DIR, check_writable, make_folder, slug, write_atomic
+from attnviz.render.output import FORMATS
+from attnviz.render.style import DPI
+
+if TYPE_CHECKING:
+    from attnviz.maps import AttentionMaps
 
 
 def output_paths(maps: AttentionMaps, view: str, fmt: str, out: Path | None, texts: list[str] | None = None) -> list[Path]:
@@ -43,17 +54,55 @@ def write_heatmaps(maps: AttentionMaps, *, view: str = "head", layer: int = -1, 
                    stack: str = "encoder", hide_special: bool = False, fmt: str | None = None,
                    out: Path | None = None, texts: list[str] | None = None) -> tuple[list[Path], list[str]]:
     """Render every example of ``maps``; returns the written paths and any warnings."""
+    from attnviz.render import VIEWS, select, view_bytes
+
+    VIEWS.get(view)
     fmt = pick_format(fmt, out)
     paths = output_paths(maps, view, fmt, out, texts)
     for path in paths:
         check_writable(path)
+    li, hi = maps.layer_index(layer), (maps.head_index(head) if view == "head" else 0)
     rendered, warnings = [], []
     for example, path in enumerate(paths):
-        fig, warning = render_view(maps, view, layer=layer, head=head, example=example, stack=stack,
-                                   hide_special=hide_special)
-        rendered.append((path, figure_bytes(fig, fmt)))
-        if warning and warning not in warnings:
-            warnings.append(warning)
+        sel = select(maps, example=example, stack=stack, hide_special=hide_special)
+        rendered.append((path, view_bytes(sel, view, li, hi, fmt, DPI)))
+        if sel.warning and sel.warning not in warnings:
+            warnings.append(sel.warning)
     for path, data in rendered:  # every figure rendered before anything is written
         write_atomic(path, data)
     return [p for p, _ in rendered], warnings
+
+
+@dataclass(frozen=True)
+class PaintJob:
+    """The PNGs of one batch-report item, drawn in a worker process from plain arrays."""
+
+    folder: Path  # the item's own folder (already created, inside the output folder)
+    views: tuple[str, ...]  # view names to draw, e.g. ("head", "model")
+    weights: np.ndarray  # (L, H, n, n) float32, real tokens only
+    tokens: list[str]  # the n real tokens
+    layers: list[int]  # model layer number of each entry of weights' first axis
+    heads: list[int]  # model head number of each entry of weights' second axis
+    layer: int  # position along weights' first axis for the head view
+    head: int  # position along weights' second axis for the head view
+    title: str  # figure title (model name)
+    dpi: int = DPI  # PNG resolution
+
+
+def init_worker() -> None:
+    """Ctrl-C is handled by the parent, which shuts the pool down; workers must not print tracebacks."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def paint(job: PaintJob) -> dict[str, str]:
+    """Draw every view of one item as PNG; returns view name -> file name inside the item's folder."""
+    from attnviz.render.heatmap import Selection, view_bytes
+
+    sel = Selection(job.weights, job.tokens, job.tokens, list(job.layers), list(job.heads), job.title)
+    written = {}
+    for view in job.views:
+        hi = job.head if view == "head" else 0
+        name = f"{view}.png"
+        write_atomic(job.folder / name, view_bytes(sel, view, job.layer, hi, "png", job.dpi))
+        written[view] = name
+    return written

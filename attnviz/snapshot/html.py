@@ -7,20 +7,14 @@ every string that comes from an input, a token or a manifest is escaped.
 from __future__ import annotations
 
 import base64
-import math
 from html import escape
 from pathlib import Path
 
-import torch
-from matplotlib.figure import Figure
-
-from attnviz.render.fonts import families_for
-from attnviz.render.output import figure_bytes
+from attnviz.render.headview import drift_png
 from attnviz.io import write_atomic
 from attnviz.snapshot.compare import CheckResult, HeadDiff
 
 MAX_PANELS = 8  # heads drawn; the tables list every drifting one
-MAX_LABELS = 40  # above this many tokens the axes carry no labels
 MAX_ROWS = 20  # rows of the worst-heads table
 
 _CSS = """
@@ -31,34 +25,6 @@ th{background:#f3f3f3} .bad{color:#b00020;font-weight:600} .ok{color:#1b7f3b;fon
 figure{margin:1em 0;border-top:1px solid #ddd;padding-top:.5em} img{max-width:100%}
 figcaption{font-size:.9em;margin-bottom:.4em} code{background:#f5f5f5;padding:0 .2em}
 """
-
-
-def panel_figure(base: torch.Tensor, cur: torch.Tensor, queries: list[str], keys: list[str], title: str) -> Figure:
-    """Three heatmaps of one head (Q, K): baseline and current on one scale, then |difference|."""
-    diff = (cur.float() - base.float()).abs()
-    exp = math.floor(math.log10(float(diff.max()))) if float(diff.max()) > 0 else 0
-    vmax = max(float(base.max()), float(cur.max())) or 1.0
-    # Fixed margins: a layout engine would measure every label again for each panel (most of the cost).
-    fig = Figure(figsize=(13.5, 5.0))
-    axes = fig.subplots(1, 3, gridspec_kw=dict(left=0.07, right=0.95, bottom=0.2, top=0.88, wspace=0.32))
-    families, _ = families_for(queries + keys)
-    show = max(len(queries), len(keys)) <= MAX_LABELS
-    names = ("baseline", "current", f"|difference| (x 1e{exp})" if exp else "|difference|")
-    scaled = diff / 10.0**exp  # readable colorbar ticks for differences of 1e-3
-    for ax, mat, name, cmap, top in zip(axes, (base, cur, scaled), names, ("viridis", "viridis", "magma"),
-                                        (vmax, vmax, float(scaled.max()) or 1.0)):
-        im = ax.imshow(mat.float().numpy(), cmap=cmap, vmin=0.0, vmax=top, aspect="auto", interpolation="nearest")
-        ax.set_title(name, fontsize=10)
-        fig.colorbar(im, ax=ax, fraction=0.046, pad=0.02)
-        if show:
-            size = max(5.0, min(9.0, 200.0 / max(len(keys), 1)))
-            ax.set_xticks(range(len(keys)), keys, rotation=90, fontsize=size, fontfamily=families)
-            ax.set_yticks(range(len(queries)), queries, fontsize=size, fontfamily=families)
-        else:
-            ax.set_xticks([])
-            ax.set_yticks([])
-    fig.suptitle(title, fontsize=10)
-    return fig
 
 
 def _panel(result: CheckResult, head: HeadDiff) -> tuple[str, bytes] | None:
@@ -72,8 +38,7 @@ def _panel(result: CheckResult, head: HeadDiff) -> tuple[str, bytes] | None:
     enc, dec = m.tokens[0], (m.decoder_tokens[0] if m.decoder_tokens else [])
     queries, keys = {"encoder": (enc, enc), "decoder": (dec, dec), "cross": (dec, enc)}[head.stack]
     title = f"{head.stack} layer {head.layer} head {head.head}"
-    fig = panel_figure(b, c, queries, keys, title)
-    return found.text, figure_bytes(fig, "png", dpi=80)
+    return found.text, drift_png(b.float().numpy(), c.float().numpy(), queries, keys, title, dpi=80)
 
 
 def _heads_table(heads: list[HeadDiff], texts: dict[str, str]) -> str:
