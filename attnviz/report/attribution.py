@@ -11,10 +11,9 @@ import html
 import json
 from pathlib import Path
 
-from matplotlib import colormaps
-
 from attnviz.attribution.results import Attribution
 from attnviz.errors import BadInput
+from attnviz.render.colors import colour_hex
 from attnviz.render.attribution import CMAP, AttributionView, attribution_figure, bars_figure, normalised
 from attnviz.render.output import figure_bytes
 from attnviz.io import check_writable, inside, write_atomic
@@ -98,8 +97,7 @@ def _per_example(extra: dict, e: int) -> dict:
 
 
 def _color(v: float) -> str:
-    r, g, b, _ = colormaps[CMAP]((v + 1) / 2)
-    return f"#{int(r * 255):02x}{int(g * 255):02x}{int(b * 255):02x}"
+    return colour_hex(CMAP, (v + 1) / 2)
 
 
 def _token_row(method: str, tokens: list[str], scores: list[float]) -> str:

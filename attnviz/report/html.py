@@ -13,13 +13,14 @@ import io
 import json
 import re
 import zlib
-from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 
 import numpy as np
 
 from attnviz.io import write_atomic
+from attnviz.render.colors import ramp_hex
+from attnviz.render.style import CMAP
 
 MAX_VALUES = 2_000_000  # attention values kept per item; long inputs keep their last layers only
 _PLACEHOLDER = re.compile(r"__(TITLE|META|CSS|JS|DATA)__")
@@ -69,14 +70,6 @@ def script_json(value) -> str:
     return text
 
 
-@lru_cache(maxsize=1)
-def _colormap_hex(name: str = "viridis") -> str:
-    from matplotlib import colormaps
-
-    rgb = (colormaps[name](np.linspace(0, 1, 256))[:, :3] * 255).round().astype(np.uint8)
-    return rgb.tobytes().hex()
-
-
 def _asset(name: str) -> str:
     return resources.files("attnviz.report").joinpath("assets", name).read_text(encoding="utf-8")
 
@@ -85,7 +78,8 @@ def render_html(records: list[dict], meta: dict) -> str:
     """The whole report as one string."""
     keep = ("id", "text", "image", "tokens", "prediction", "target", "mean_entropy", "most_attended", "notes",
             "view", "thumb", "attribution", "image_data", "cam", "files", "non_finite")
-    data = {"cmap": _colormap_hex(), "meta": meta, "items": [{k: r.get(k) for k in keep} for r in records]}
+    data = {"cmap": ramp_hex(CMAP),  # the PNGs' colour map, for the canvas views
+            "meta": meta, "items": [{k: r.get(k) for k in keep} for r in records]}
     model = str(meta.get("model", ""))
     parts = {
         "TITLE": html.escape(model),
