@@ -105,19 +105,26 @@ def test_injection_strings_stay_text(browser, report_file):
     w.clean()
 
 
-def test_search_and_label_filter(browser, report_file):
+def shown_cards(page) -> list[str]:
+    """Ids of the cards a reader can see: laid out with a size, whatever their attributes say."""
+    return page.eval_on_selector_all(".card", "cs => cs.filter(c => c.getClientRects().length > 0 && "
+                                     "getComputedStyle(c).visibility !== 'hidden').map(c => c.dataset.i)")
+
+
+def test_search_and_label_filter_hide_the_other_cards(browser, report_file):
     w = Watched(browser)
     page = w.page
     page.goto(report_file.as_uri())
-    visible = ".card:not([hidden])"
-    assert page.locator(visible).count() == 4
+    assert len(shown_cards(page)) == 4
     page.fill("#search", "music")
-    assert page.locator(visible).count() == 1
+    assert shown_cards(page) == ["0"] and page.text_content("#count") == "1 of 4 items"
+    assert page.locator(".card >> nth=1").is_hidden()
     page.fill("#search", "")
+    assert len(shown_cards(page)) == 4
     labels = page.eval_on_selector_all("#label-filter option", "o => o.map(x => x.value).filter(Boolean)")
     assert labels
     page.select_option("#label-filter", labels[0])
-    shown = page.eval_on_selector_all(visible, "c => c.map(x => x.dataset.label)")
+    shown = [page.get_attribute(f'.card[data-i="{i}"]', "data-label") for i in shown_cards(page)]
     assert shown and set(shown) == {labels[0]}
     w.clean()
 
