@@ -129,7 +129,7 @@ def add_bias(mask: torch.Tensor | None, bias: torch.Tensor | None) -> torch.Tens
 # are already in the mask (the mask function registered with the kernel builds it), the rest steer caching.
 IGNORED = frozenset({"position_ids", "sliding_window", "use_cache", "output_router_logits", "output_attentions",
                      "cache_position", "is_causal", "past_key_values", "past_key_value", "layer_idx", "attention_type",
-                     "deterministic"})
+                     "deterministic", "output_hidden_states", "return_dict"})
 HONOURED = frozenset({"position_bias", "softcap", "s_aux", "score"})
 
 
