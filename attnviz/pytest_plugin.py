@@ -44,7 +44,7 @@ class AttnSnapshot:
         ``attnviz.snapshot.Tolerance`` (max_abs=..., jsd=...) override the stored dtype's defaults.
         """
         from attnviz.errors import AttnvizError
-        from attnviz.snapshot.run import SnapshotSettings, check, record
+        from attnviz.snapshot import SnapshotSettings, check, record
 
         self.calls += 1
         folder = self.folder / _safe(name) if name else self.folder
@@ -58,7 +58,7 @@ class AttnSnapshot:
         try:
             loaded = _load(model)
             if self.update:
-                settings = SnapshotSettings(_tuple(layers), _tuple(heads), store_dtype, tuple(methods))
+                settings = SnapshotSettings(layers, heads, store_dtype, methods)
                 record(loaded, texts, folder, settings, update=True)
                 self.last = None
                 return None
@@ -78,10 +78,6 @@ def _load(model):
 
         return load_model(model, device="cpu")
     return model
-
-
-def _tuple(values):
-    return tuple(values) if values is not None else None
 
 
 def _safe(name: str) -> str:

@@ -19,10 +19,12 @@ import torch
 
 from attnviz.recording import capture
 from attnviz.models import load_model
-from attnviz.snapshot.html import render_html
-from attnviz.snapshot.run import SnapshotSettings, check, current, manifest, record
-from attnviz.snapshot.store import Tolerance, load_baseline
+from attnviz.snapshot import SnapshotSettings, Tolerance, check, record
 from attnviz.snapshot.compare import compare
+from attnviz.snapshot.html import render_html
+from attnviz.snapshot.manifest import describe
+from attnviz.snapshot.run import current
+from attnviz.snapshot.store import baseline_path, load_baseline
 
 SUBJECTS = ["The movie", "This book", "The music", "Our trip to the coast", "The new phone", "Her last album",
             "The service at the restaurant", "That lecture on compilers", "The hotel room", "His argument"]
@@ -53,7 +55,7 @@ def overhead(loaded, texts, folder: Path, settings) -> dict[str, float]:
     now = current(loaded, texts, settings)
     out = {}
     start = time.perf_counter()
-    bases = [load_baseline(folder / f"{b.key}.safetensors") for b in now]
+    bases = [load_baseline(baseline_path(folder, b.key)) for b in now]
     out["reading baselines"] = time.perf_counter() - start
     start = time.perf_counter()
     for b, c in zip(bases, now):
@@ -61,7 +63,7 @@ def overhead(loaded, texts, folder: Path, settings) -> dict[str, float]:
         compare(b, c, Tolerance())
     out["comparing (no shortcut)"] = time.perf_counter() - start
     start = time.perf_counter()
-    manifest(loaded, settings, now, hashes=True)
+    describe(loaded, settings, now, hashes=True)
     out["hashing weights + tokenizer (only when a check fails)"] = time.perf_counter() - start
     return out
 
@@ -97,11 +99,11 @@ def main() -> None:
         t_html = time.perf_counter() - start
     ratios = sorted(c / a for a, c in zip(caps, checks))
     print(f"inputs: {len(texts)}  model: minilm (6 layers x 12 heads)  threads: {torch.get_num_threads()}")
-    print(f"capture            {min(caps):7.3f} s   (baseline, best of {args.repeat})")
-    print(f"snapshot check     {min(checks):7.3f} s   best/best {min(checks) / min(caps):.2f}x, "
-          f"median of paired runs {statistics.median(ratios):.2f}x  (target <= 1.2x)")
+    print(f"capture            {statistics.median(caps):7.3f} s   (baseline, median of {args.repeat})")
+    print(f"snapshot check     {statistics.median(checks):7.3f} s   {statistics.median(ratios):.2f}x capture, median of "
+          f"{len(ratios)} interleaved pairs (range {ratios[0]:.2f}-{ratios[-1]:.2f}x; target <= 1.2x)")
     print("  of which, outside capture: " + ", ".join(f"{k} {v:.3f} s" for k, v in parts.items()))
-    print(f"snapshot record    {t_record:7.3f} s   {t_record / min(caps):.2f}x (one run)")
+    print(f"snapshot record    {t_record:7.3f} s   {t_record / statistics.median(caps):.2f}x capture (one run)")
     print(f"diff.html of drift {t_html:7.3f} s   ({len(html) // 1024} KiB, {len(drift.failed)} drifting inputs)")
 
 

@@ -9,8 +9,9 @@ import torch
 from attnviz.maps import AttentionMaps
 from attnviz.snapshot.ci import md, render_junit, render_markdown
 from attnviz.snapshot.html import render_html
-from attnviz.snapshot.store import Baseline, Tolerance, input_key
-from attnviz.snapshot.compare import CheckResult, compare
+from attnviz.snapshot.compare import Tolerance, compare
+from attnviz.snapshot.result import CheckResult
+from attnviz.snapshot.store import Baseline, input_key
 
 EVIL = "<img src=x onerror=alert(1)> | `code` *bold* \x00\x1b[31m 猫"
 

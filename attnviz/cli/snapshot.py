@@ -20,7 +20,7 @@ Inputs = Annotated[Optional[Path], typer.Option("--inputs", "-i", help="a file w
 OptModel = Annotated[Optional[str], typer.Option("--model", "-m", help="model to run (check: default the manifest's)")]
 
 
-THRESHOLDS = ("max_abs", "mean_abs", "jsd", "argmax", "attr_max", "attr_rank")
+THRESHOLDS = ("max_abs", "mean_abs", "jsd", "argmax", "attr_max", "attr_rank")  # Tolerance's fields
 CONFIG_KEYS = ("dir", "inputs", "model", *THRESHOLDS)  # what [tool.attnviz.snapshot] may set
 
 
@@ -43,12 +43,9 @@ def _regenerate(folder: Path, inputs: Path | None, model: str | None) -> str:
     return " ".join(shlex.quote(p) for p in cmd) + " --update"
 
 
-def _record(loaded, texts, folder, settings, update: bool) -> None:
-    from attnviz.snapshot.run import record
-
-    res = record(loaded, texts, folder, settings, update=update)
+def _said(res, model: str, update: bool) -> None:
     c.console.print(f"{'updated' if update else 'recorded'} {len(res.written)} baselines in {res.folder} "
-                    f"({loaded.name}, {settings.store_dtype})")
+                    f"({model}, {res.settings.store_dtype})")
     if res.duplicates:
         c.err_console.print(c.labelled("note:", "yellow", f"{res.duplicates} repeated inputs were snapshotted once"))
     if res.removed:
@@ -71,27 +68,22 @@ def record_cmd(
     loader: c.Loader = c.Loader(),
 ):
     """Record each input's attention (and attribution scores) as baselines, plus manifest.json."""
+    from attnviz.attribution import METHODS
     from attnviz.errors import BadInput
     from attnviz.maps import parse_ranges
-    from attnviz.snapshot.run import SnapshotSettings
+    from attnviz.snapshot import SnapshotSettings, record
 
     cfg = _config()
     inputs, folder = _path(inputs, cfg, "inputs", None), _path(folder, cfg, "dir", "snapshots")
     if inputs is None:
         raise BadInput("give the inputs with --inputs FILE (one text per line)")
     texts = c.read_texts(None, inputs)
-    from attnviz.attribution import METHODS
-
     chosen = c.names(methods, METHODS)
     loaded = loader.load(model or cfg.get("model") or "minilm")
-    settings = SnapshotSettings(
-        _tuple(parse_ranges(layers, loaded.num_layers, "layer")), _tuple(parse_ranges(heads, loaded.num_heads, "head")),
-        store_dtype, chosen, batch_size, target, reference)
-    _record(loaded, texts, folder, settings, update)
-
-
-def _tuple(values):
-    return tuple(values) if values is not None else None
+    settings = SnapshotSettings(parse_ranges(layers, loaded.num_layers, "layer"),
+                                parse_ranges(heads, loaded.num_heads, "head"), store_dtype, chosen, batch_size,
+                                target, reference)
+    _said(record(loaded, texts, folder, settings, update=update), loaded.name, update)
 
 
 @c.loads_models("device", "dtype", "online", "allow_pickle")
@@ -114,7 +106,7 @@ def check_cmd(
 ):
     """Recompute and compare with the baselines: exit 1 on drift, 3 when a baseline is missing or corrupt."""
     from attnviz.io import check_writable
-    from attnviz.snapshot.run import check
+    from attnviz.snapshot import check, recorded_model, update as rewrite
 
     cfg = _config()
     inputs, folder = _path(inputs, cfg, "inputs", None), _path(folder, cfg, "dir", "snapshots")
@@ -125,42 +117,15 @@ def check_cmd(
             check_writable(path)
     texts = c.read_texts(None, inputs) if inputs is not None else None
     regenerate = _regenerate(folder, inputs, model)
-    spec = model or _manifest_model(folder, regenerate, update) or cfg.get("model") or "minilm"
+    spec = model or recorded_model(folder, regenerate, required=not update) or cfg.get("model") or "minilm"
     loaded = loader.load(spec)
     if update:
-        return _update(loaded, texts, folder)
+        return _said(rewrite(loaded, texts, folder), loaded.name, True)
     result = check(loaded, texts, folder, regenerate=regenerate, overrides=overrides)
     _print(result, top)
     _write_reports(result, report, junit, markdown)
     if not result.ok:
         raise typer.Exit(1)
-
-
-def _manifest_model(folder: Path, regenerate: str, update: bool) -> str | None:
-    from attnviz.snapshot.store import BaselineError, read_manifest
-
-    try:
-        return read_manifest(folder, regenerate).get("model")
-    except BaselineError:
-        if update:
-            return None
-        raise
-
-
-def _update(loaded, texts, folder: Path) -> None:
-    from attnviz.errors import BadInput
-    from attnviz.snapshot.run import SnapshotSettings
-    from attnviz.snapshot.store import BaselineError, read_manifest
-
-    try:
-        saved = read_manifest(folder)
-    except BaselineError:
-        saved = {"inputs": []}
-    if texts is None:
-        texts = [i["text"] for i in saved["inputs"] if isinstance(i, dict) and "text" in i]
-    if not texts:
-        raise BadInput("no inputs to snapshot: give --inputs FILE")
-    _record(loaded, texts, folder, SnapshotSettings.from_manifest(saved), True)
 
 
 def _write_reports(result, report, junit, markdown) -> None:
@@ -174,33 +139,30 @@ def _write_reports(result, report, junit, markdown) -> None:
 
 
 def _print(result, top: int) -> None:
+    from attnviz.snapshot.result import HEAD_COLUMNS, head_cells, short
+
     texts = {r.key: r.text for r in result.inputs}
     heads = result.worst_heads(top)
     if heads:
         table = Table(title="worst heads", title_justify="left")
-        for col in ("input", "stack", "layer", "head", "max |Δ|", "mean |Δ|", "JSD", "argmax", "× tol"):
+        for col in ("input", *HEAD_COLUMNS):
             table.add_column(col, overflow="fold")
         for h in heads:
-            table.add_row(_short(texts[h.key]), h.stack, str(h.layer), str(h.head), f"{h.max_abs:.3g}",
-                          f"{h.mean_abs:.3g}", f"{h.jsd:.3g}", f"{h.argmax:.1%}", f"{h.severity:.3g}")
+            table.add_row(short(texts[h.key], 40), *head_cells(h))
         c.console.print(table)
     for r in result.failed:
         if r.status in ("tokens", "shape"):
-            c.console.print(c.labelled(f"{r.status}:", "red", f"{_short(r.text)}: {r.message}"), soft_wrap=True)
+            c.console.print(c.labelled(f"{r.status}:", "red", f"{short(r.text, 40)}: {r.message}"), soft_wrap=True)
     for r in result.inputs:
-        for a in (a for a in r.attrs if a.severity > 1):
-            c.console.print(c.labelled(f"attribution {a.method}", "red", f"{_short(r.text)}: max |Δ|/max "
-                                                                       f"{a.max_rel:.3g}, rank {a.rank:.3f}"), soft_wrap=True)
+        for a in r.drifting_attrs:
+            c.console.print(c.labelled(f"attribution {a.method}", "red", f"{short(r.text, 40)}: {a.problem}"),
+                            soft_wrap=True)
     for key, base, cur in result.context:
         c.console.print(Text(f"context: {key} changed: {base} -> {cur}", style="dim"), soft_wrap=True)
     if result.unused:
         c.console.print(c.labelled("baselines no input uses:", "yellow", ", ".join(result.unused)), soft_wrap=True)
     style = "green" if result.ok else "red"
     c.console.print(Text(result.summary(), style=style), soft_wrap=True)
-
-
-def _short(text: str, limit: int = 40) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 app.command("record")(c.guard(record_cmd))

@@ -7,8 +7,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 from attnviz.io import write_atomic
-from attnviz.snapshot.compare import CheckResult, InputResult
-
+from attnviz.snapshot.result import HEAD_COLUMNS, CheckResult, failure_lines, head_cells, short
 
 _NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 
@@ -18,18 +17,8 @@ def _x(text: str) -> str:
     return _NOT_XML.sub("\ufffd", text)
 
 
-def _failure_text(r: InputResult) -> str:
-    if r.status in ("tokens", "shape"):
-        return r.message
-    lines = [f"{h.stack} layer {h.layer} head {h.head}: max|d| {h.max_abs:.3g}, mean|d| {h.mean_abs:.3g}, "
-             f"JSD {h.jsd:.3g}, argmax {h.argmax:.1%} ({h.severity:.3g}x tolerance)" for h in r.heads[:20]]
-    lines += [f"attribution {a.method}: max|d|/max {a.max_rel:.3g}, rank {a.rank:.3f}" for a in r.attrs if a.severity > 1]
-    more = len(r.heads) - 20
-    return "\n".join(lines + ([f"... and {more} more heads"] if more > 0 else []))
-
-
 def render_junit(result: CheckResult, suite: str = "attnviz.snapshot") -> bytes:
-    """One test case per input; ElementTree escapes every text and attribute."""
+    """One test case per input, a failure naming why; ElementTree escapes every text and attribute."""
     root = ET.Element("testsuite", name=suite, tests=str(len(result.inputs)), failures=str(len(result.failed)),
                       errors="0", skipped="0")
     props = ET.SubElement(root, "properties")
@@ -38,17 +27,15 @@ def render_junit(result: CheckResult, suite: str = "attnviz.snapshot") -> bytes:
     for r in result.inputs:
         case = ET.SubElement(root, "testcase", classname=suite, name=_x(r.text[:200]))
         if r.status != "ok":
-            first = r.message or (f"{r.heads[0].stack} layer {r.heads[0].layer} head {r.heads[0].head} drifts"
-                                  if r.heads else "attributions drift")
-            fail = ET.SubElement(case, "failure", message=_x(first), type=r.status)
-            fail.text = _x(_failure_text(r))
+            fail = ET.SubElement(case, "failure", message=_x(r.headline()), type=r.status)
+            fail.text = _x("\n".join(failure_lines(r)))
     ET.indent(root)
     return b'<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="utf-8") + b"\n"
 
 
 def md(text: str, limit: int = 60) -> str:
     """Plain text safe inside a Markdown table cell: no pipes, markup, HTML or line breaks."""
-    text = text if len(text) <= limit else text[: limit - 1] + "…"
+    text = short(text, limit)
     text = re.sub("[\x00-\x08\x0b-\x1f\x7f]", "", text)  # control characters (terminal escapes too)
     for ch in "\\`*_[]<>|#!~":
         text = text.replace(ch, "\\" + ch)
@@ -56,22 +43,20 @@ def md(text: str, limit: int = 60) -> str:
 
 
 def render_markdown(result: CheckResult, top: int = 10) -> str:
+    """The verdict, the ``top`` worst heads as a table, then every other reason an input failed."""
     icon = "✅" if result.ok else "❌"
     out = [f"## {icon} attnviz snapshot check", "", md(result.summary(), 400), ""]
     texts = {r.key: r.text for r in result.inputs}
     heads = result.worst_heads(top)
     if heads:
-        out += ["| input | stack | layer | head | max \\|Δ\\| | mean \\|Δ\\| | JSD | argmax | × tolerance |",
-                "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
-        out += [f"| {md(texts[h.key])} | {h.stack} | {h.layer} | {h.head} | {h.max_abs:.3g} | {h.mean_abs:.3g} | "
-                f"{h.jsd:.3g} | {h.argmax:.1%} | {h.severity:.3g} |" for h in heads]
+        out += ["| input | " + " | ".join(md(c) for c in HEAD_COLUMNS) + " |", "|" + " --- |" * (len(HEAD_COLUMNS) + 1)]
+        out += ["| " + " | ".join([md(texts[h.key]), *(md(c) for c in head_cells(h))]) + " |" for h in heads]
         out.append("")
     for r in result.failed:
         if r.status in ("tokens", "shape"):
             out.append(f"- {md(r.text)}: {md(r.message, 200)}")
-    attrs = [a for r in result.inputs for a in r.attrs if a.severity > 1]
-    out += [f"- attribution {md(a.method)} on {md(texts[a.key])}: max \\|Δ\\|/max {a.max_rel:.3g}, rank {a.rank:.3f}"
-            for a in attrs]
+    out += [f"- attribution {md(a.method)} on {md(texts[a.key])}: {md(a.problem, 200)}"
+            for r in result.inputs for a in r.drifting_attrs]
     if result.context:
         out += ["", "Context that changed: " + "; ".join(f"{md(k)} {md(b, 24)} → {md(c, 24)}" for k, b, c in result.context)]
     if result.unused:

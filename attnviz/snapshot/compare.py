@@ -1,143 +1,105 @@
-"""Comparing a current snapshot with its baseline: per-head metrics, attribution metrics, the verdict."""
+"""Comparing a current snapshot with its baseline: tolerances, per-head and attribution metrics, the verdict.
+
+Pure: two Baselines in, an InputResult out. A NaN or an infinity on either side is drift, whatever the
+tolerances say (a comparison with NaN is always false, so it would otherwise pass every threshold).
+"""
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, fields, replace
 
 import torch
 
-from attnviz.snapshot.store import Baseline, Tolerance
-
-STACKS = ("encoder", "decoder", "cross")
-CONTEXT = ("model", "weights_hash", "tokenizer_hash", "kind", "backend", "device", "dtype", "store_dtype",
-           "attnviz", "torch", "transformers")
+from attnviz.errors import BadInput
+from attnviz.snapshot.result import STACKS, AttrDiff, HeadDiff, InputResult
+from attnviz.snapshot.store import Baseline
 
 
-@dataclass
-class HeadDiff:
-    key: str  # input key
-    stack: str
-    layer: int
-    head: int
-    max_abs: float
-    mean_abs: float
-    jsd: float
-    argmax: float
-    severity: float  # largest value / tolerance ratio over the metrics; > 1 is drift
+@dataclass(frozen=True)
+class Tolerance:
+    """How far a current value may be from its baseline; ``for_dtype`` gives defaults that fit the stored dtype."""
+
+    max_abs: float = 1e-4  # largest |current - baseline| of one attention weight, per layer and head
+    mean_abs: float = 1e-5  # mean |current - baseline| over a head's real query x key cells
+    jsd: float = 1e-6  # largest Jensen-Shannon divergence (nats) between a baseline and a current row
+    argmax: float = 1.0  # least share of rows whose top key agrees (a tie within max_abs agrees)
+    attr_max: float = 1e-3  # largest |current - baseline| attribution, relative to max |baseline|
+    attr_rank: float = 0.9  # least Spearman rank correlation of attribution scores over tokens
+
+    @classmethod
+    def for_dtype(cls, dtype: str, **overrides) -> "Tolerance":
+        """Defaults that fit the stored dtype: float16 keeps ~3 significant digits (eps 9.8e-4)."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(overrides) - known)
+        if unknown:
+            raise BadInput(f"unknown tolerance {unknown[0]!r}; known: {', '.join(sorted(known))}")
+        base = _HALF if dtype == "float16" else cls()
+        values = {}
+        for name, value in overrides.items():
+            if value is None:
+                continue
+            try:
+                values[name] = float(value)
+            except (TypeError, ValueError):
+                raise BadInput(f"tolerance {name} must be a number, not {value!r}") from None
+            if not values[name] >= 0:  # NaN too
+                raise BadInput(f"tolerance {name} must be >= 0, not {value}")
+        return replace(base, **values)
 
 
-@dataclass
-class AttrDiff:
-    key: str
-    method: str
-    max_rel: float  # max |current - baseline| / max |baseline|
-    rank: float  # Spearman rank correlation over tokens
-    severity: float
+_HALF = Tolerance(max_abs=2e-3, mean_abs=5e-4, jsd=1e-4, argmax=1.0, attr_max=1e-2, attr_rank=0.9)
+_SIDES = ("", "baseline", "current", "baseline and current")  # indexed by 1 * baseline + 2 * current
 
 
-@dataclass
-class InputResult:
-    key: str
-    text: str
-    status: str  # ok | drift | tokens (the tokenization changed) | shape (layers, heads or methods differ)
-    heads: list[HeadDiff] = field(default_factory=list)  # the heads out of tolerance, worst first
-    attrs: list[AttrDiff] = field(default_factory=list)  # every method compared
-    worst: HeadDiff | None = None  # the head closest to (or furthest past) its tolerance
-    message: str = ""
-    pair: tuple[Baseline, Baseline] | None = None  # (baseline, current), kept for drift reports
+def _nonfinite(base: torch.Tensor, cur: torch.Tensor, dims: int) -> torch.Tensor:
+    """Which side holds a NaN or an infinity in its last ``dims`` dimensions: an index into _SIDES."""
+    bad_b = (~torch.isfinite(base)).flatten(-dims).any(-1)
+    bad_c = (~torch.isfinite(cur)).flatten(-dims).any(-1)
+    return bad_b.long() + 2 * bad_c.long()
 
 
-@dataclass
-class CheckResult:
-    tolerance: Tolerance
-    inputs: list[InputResult]
-    missing: list[str] = field(default_factory=list)  # inputs that have no baseline
-    unused: list[str] = field(default_factory=list)  # baseline files that no input uses
-    context: list[tuple[str, str, str]] = field(default_factory=list)  # (field, baseline, current) that differ
+def jensen_shannon(base: torch.Tensor, cur: torch.Tensor) -> torch.Tensor:
+    """Jensen-Shannon divergence (nats) of each row pair: (..., K) -> (...), in float64.
 
-    @property
-    def failed(self) -> list[InputResult]:
-        return [r for r in self.inputs if r.status != "ok"]
-
-    @property
-    def ok(self) -> bool:
-        return not self.failed
-
-    def worst_heads(self, n: int = 10) -> list[HeadDiff]:
-        heads = [h for r in self.inputs for h in r.heads]
-        return sorted(heads, key=lambda h: -h.severity)[:n]
-
-    def drifting_layers(self) -> dict[str, list[int]]:
-        """stack -> the layers with a head out of tolerance on some input."""
-        found: dict[str, set[int]] = {}
-        for r in self.inputs:
-            for h in r.heads:
-                found.setdefault(h.stack, set()).add(h.layer)
-        return {s: sorted(v) for s, v in found.items()}
-
-    def by_layer(self) -> list[tuple[str, int, int, float, float]]:
-        """(stack, layer, drifting input-head pairs, largest max |Δ|, largest severity), in model order."""
-        found: dict[tuple[str, int], list[HeadDiff]] = {}
-        for r in self.inputs:
-            for h in r.heads:
-                found.setdefault((h.stack, h.layer), []).append(h)
-        rows = [(s, l, len(hs), max(h.max_abs for h in hs), max(h.severity for h in hs)) for (s, l), hs in found.items()]
-        return sorted(rows, key=lambda row: (STACKS.index(row[0]), row[1]))
-
-    def summary(self) -> str:
-        n = len(self.inputs)
-        if self.ok:
-            worst = max((r.worst for r in self.inputs if r.worst), key=lambda h: h.severity, default=None)
-            margin = f"; the closest head used {worst.severity:.1%} of its tolerance" if worst else ""
-            return f"ok: {n} inputs within tolerance{margin}"
-        parts = [f"drift in {len(self.failed)} of {n} inputs"]
-        for stack, layers in self.drifting_layers().items():
-            parts.append(f"{stack} layers {', '.join(map(str, layers))} (first drifting layer: {layers[0]})")
-        tokens = sum(r.status == "tokens" for r in self.inputs)
-        if tokens:
-            parts.append(f"{tokens} inputs tokenize differently")
-        attrs = sorted({a.method for r in self.inputs for a in r.attrs if a.severity > 1})
-        if attrs:
-            parts.append(f"attributions drift: {', '.join(attrs)}")
-        return "; ".join(parts)
-
-
-def _ratio(value: float, tol: float) -> float:
-    if tol > 0:
-        return value / tol
-    return math.inf if value > 0 else 0.0
+    JSD = KL(b || m) / 2 + KL(c || m) / 2 with m = (b + c) / 2 (Lin 1991). float64 keeps both the tiny
+    changes (a 1e-7 change gives a JSD near 1e-14) and the peaked rows (a key at 1e-13 on one side)
+    that float32 rounds away.
+    """
+    b, c = base.double(), cur.double()
+    m = ((b + c) / 2).clamp_min(torch.finfo(torch.float64).tiny)  # where b = c = 0, both terms are 0
+    kl = torch.xlogy(b, b / m) + torch.xlogy(c, c / m)  # (..., K); xlogy(0, 0) = 0
+    return (0.5 * kl.sum(-1)).clamp_min(0)  # rounding may leave -1e-17
 
 
 def head_stats(base: torch.Tensor, cur: torch.Tensor, tol: Tolerance) -> dict[str, torch.Tensor]:
-    """Per layer and head metrics of two (L, H, Q, K) stacks of the same shape."""
-    if torch.equal(base, cur):  # the usual CI case: nothing to measure
+    """Per layer and head metrics of two (L, H, Q, K) stacks of the same shape, each (L, H) float64.
+
+    ``nonfinite`` indexes _SIDES: which side holds a NaN or an infinity in that head.
+    """
+    bad = _nonfinite(base, cur, 2)  # (L, H)
+    if torch.equal(base, cur):  # the usual CI case: nothing to measure (NaN never equals itself)
         zero = torch.zeros(base.shape[:2], dtype=torch.float64)
-        return {"max_abs": zero, "mean_abs": zero, "jsd": zero, "argmax": torch.ones_like(zero)}
-    b, c = base.float(), cur.float()
-    diff = (c - b).abs()
-    # Jensen-Shannon divergence per row (Lin 1991), the mean KL of both rows to their midpoint m, with
-    # log(b/m) = log1p((b-c)/2m): exact for tiny changes, where log(b) - log(m) would cancel in float32.
-    half = (b - c) / (b + c).clamp_min(torch.finfo(torch.float32).tiny)  # (b - m) / m
-    kl = torch.where(b > 0, b * torch.log1p(half), 0.0) + torch.where(c > 0, c * torch.log1p(-half), 0.0)  # (L, H, Q, K)
+        return {"max_abs": zero, "mean_abs": zero, "jsd": zero, "argmax": torch.ones_like(zero), "nonfinite": bad}
+    b, c = base.double(), cur.double()
+    diff = (c - b).abs()  # (L, H, Q, K)
     top = c.argmax(-1, keepdim=True)  # (L, H, Q, 1)
     # A changed argmax counts only when the baseline's own gap between the two keys exceeds max_abs.
     agree = b.gather(-1, top).squeeze(-1) >= b.amax(-1) - tol.max_abs  # (L, H, Q)
-    return {
-        "max_abs": diff.amax(dim=(-1, -2)).double(), "mean_abs": diff.double().mean(dim=(-1, -2)),
-        "jsd": (0.5 * kl.double().sum(-1)).clamp_min(0).amax(-1), "argmax": agree.double().mean(-1),
-    }
+    return {"max_abs": diff.amax(dim=(-1, -2)), "mean_abs": diff.mean(dim=(-1, -2)),
+            "jsd": jensen_shannon(b, c).amax(-1), "argmax": agree.double().mean(-1), "nonfinite": bad}
 
 
-def _severity(stats: dict[str, torch.Tensor], tol: Tolerance) -> torch.Tensor:
-    """(L, H): the largest metric-to-tolerance ratio; an argmax shortfall always counts as > 1."""
+def severity(stats: dict[str, torch.Tensor], tol: Tolerance) -> torch.Tensor:
+    """(L, H): the largest metric-to-tolerance ratio; an argmax shortfall counts as > 1, a non-finite head as inf."""
     sev = torch.zeros_like(stats["max_abs"])
     for name in ("max_abs", "mean_abs", "jsd"):
         limit = getattr(tol, name)
         ratio = stats[name] / limit if limit > 0 else torch.where(stats[name] > 0, math.inf, 0.0)
         sev = torch.maximum(sev, ratio)
     short = (tol.argmax - stats["argmax"]).clamp_min(0)
-    return torch.where(short > 1e-12, torch.maximum(sev, 1 + short), sev)
+    sev = torch.where(short > 1e-12, torch.maximum(sev, 1 + short), sev)
+    return torch.where(stats["nonfinite"] > 0, math.inf, sev)
 
 
 def spearman(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -171,7 +133,7 @@ def compare(base: Baseline, cur: Baseline, tol: Tolerance) -> InputResult:
         _compare_stack(res, base, cur, stack, tol)
     _compare_attrs(res, base, cur, tol)
     res.heads.sort(key=lambda h: -h.severity)
-    if res.status == "ok" and (res.heads or any(a.severity > 1 for a in res.attrs)):
+    if res.status == "ok" and (res.heads or res.drifting_attrs):
         res.status = "drift"
     if res.status != "ok":
         res.pair = (base, cur)
@@ -186,13 +148,14 @@ def _compare_stack(res: InputResult, base: Baseline, cur: Baseline, stack: str, 
         res.status, res.message = "shape", f"the {stack} attention differs in shape from the baseline's"
         return
     stats = head_stats(b[:, 0], c[:, 0], tol)  # (L, 1, H, Q, K) -> (L, H, Q, K)
-    sev = _severity(stats, tol)
+    sev = severity(stats, tol)  # (L, H)
     layers, heads = base.maps.layers, base.maps.heads
-    values = {k: v.tolist() for k, v in stats.items()}
-    rows = sev.tolist()
+    values = {k: stats[k].tolist() for k in ("max_abs", "mean_abs", "jsd", "argmax")}
+    sides, rows = stats["nonfinite"].tolist(), sev.tolist()
 
     def diff(li: int, hi: int) -> HeadDiff:
-        return HeadDiff(res.key, stack, layers[li], heads[hi], *(values[k][li][hi] for k in values), rows[li][hi])
+        return HeadDiff(res.key, stack, layers[li], heads[hi], *(values[k][li][hi] for k in values), rows[li][hi],
+                        _SIDES[sides[li][hi]])
 
     for li, hi in torch.nonzero(sev > 1).tolist():
         res.heads.append(diff(li, hi))
@@ -213,16 +176,12 @@ def _compare_attrs(res: InputResult, base: Baseline, cur: Baseline, tol: Toleran
             res.status, res.message = "shape", f"attribution {method} is missing or differs in shape"
             continue
         b64, c64 = b.double(), c.double()
+        side = _SIDES[int(_nonfinite(b64, c64, 1))]
         rel = float((c64 - b64).abs().max() / b64.abs().max().clamp_min(1e-12)) if b.numel() else 0.0
         rank = spearman(b64, c64)
-        sev = max(_ratio(rel, tol.attr_max), 1 + (tol.attr_rank - rank) if rank < tol.attr_rank else 0.0)
-        res.attrs.append(AttrDiff(res.key, method, rel, rank, sev))
-
-
-def context_changes(base: dict, cur: dict) -> list[tuple[str, str, str]]:
-    """Fields of two manifests that differ: shown beside a verdict, never a verdict by themselves.
-
-    A field the current manifest leaves as None (a hash not computed) is not compared.
-    """
-    return [(k, str(base.get(k, "")), str(cur[k])) for k in CONTEXT
-            if cur.get(k) is not None and base.get(k) != cur[k]]
+        if side:
+            sev = math.inf
+        else:
+            ratio = rel / tol.attr_max if tol.attr_max > 0 else (math.inf if rel > 0 else 0.0)
+            sev = max(ratio, 1 + (tol.attr_rank - rank) if rank < tol.attr_rank else 0.0)
+        res.attrs.append(AttrDiff(res.key, method, rel, rank, sev, side))

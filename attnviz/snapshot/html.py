@@ -12,7 +12,7 @@ from pathlib import Path
 
 from attnviz.render.headview import drift_png
 from attnviz.io import write_atomic
-from attnviz.snapshot.compare import CheckResult, HeadDiff
+from attnviz.snapshot.result import HEAD_COLUMNS, CheckResult, HeadDiff, head_cells, short
 
 MAX_PANELS = 8  # heads drawn; the tables list every drifting one
 MAX_ROWS = 20  # rows of the worst-heads table
@@ -42,19 +42,11 @@ def _panel(result: CheckResult, head: HeadDiff) -> tuple[str, bytes] | None:
 
 
 def _heads_table(heads: list[HeadDiff], texts: dict[str, str]) -> str:
-    rows = "".join(
-        f"<tr><td>{escape(_short(texts.get(h.key, h.key)))}</td><td>{escape(h.stack)}</td><td>{h.layer}</td>"
-        f"<td>{h.head}</td><td>{h.max_abs:.3g}</td><td>{h.mean_abs:.3g}</td><td>{h.jsd:.3g}</td>"
-        f"<td>{h.argmax:.1%}</td><td class=bad>{h.severity:.3g}x</td></tr>"
-        for h in heads
-    )
-    head = ("<tr><th>input</th><th>stack</th><th>layer</th><th>head</th><th>max |Δ|</th><th>mean |Δ|</th>"
-            "<th>JSD</th><th>argmax agree</th><th>of tolerance</th></tr>")
-    return f"<table>{head}{rows}</table>"
-
-
-def _short(text: str, limit: int = 70) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    head = "".join(f"<th>{escape(c)}</th>" for c in ("input", *HEAD_COLUMNS))
+    rows = "".join(f"<tr><td>{escape(short(texts.get(h.key, h.key), 70))}</td>"
+                   + "".join(f"<td>{escape(c)}</td>" for c in head_cells(h)[:-1])
+                   + f"<td class=bad>{escape(head_cells(h)[-1])}</td></tr>" for h in heads)
+    return f"<table><tr>{head}</tr>{rows}</table>"
 
 
 def _sections(result: CheckResult) -> list[str]:
@@ -65,14 +57,13 @@ def _sections(result: CheckResult) -> list[str]:
         out.append(f"<h2>Worst heads</h2>{_heads_table(heads, texts)}")
     other = [r for r in result.failed if r.status in ("tokens", "shape")]
     if other:
-        items = "".join(f"<li>{escape(_short(r.text))}: {escape(r.message)}</li>" for r in other)
+        items = "".join(f"<li>{escape(short(r.text, 70))}: {escape(r.message)}</li>" for r in other)
         out.append(f"<h2>Not compared</h2><ul>{items}</ul>")
-    attrs = [a for r in result.inputs for a in r.attrs if a.severity > 1]
+    attrs = [a for r in result.inputs for a in r.drifting_attrs]
     if attrs:
-        rows = "".join(f"<tr><td>{escape(_short(texts[a.key]))}</td><td>{escape(a.method)}</td><td>{a.max_rel:.3g}</td>"
-                       f"<td>{a.rank:.3f}</td></tr>" for a in attrs)
-        out.append("<h2>Attributions</h2><table><tr><th>input</th><th>method</th><th>max |Δ| / max |baseline|</th>"
-                   f"<th>rank correlation</th></tr>{rows}</table>")
+        rows = "".join(f"<tr><td>{escape(short(texts[a.key], 70))}</td><td>{escape(a.method)}</td>"
+                       f"<td class=bad>{escape(a.problem)}</td></tr>" for a in attrs)
+        out.append(f"<h2>Attributions</h2><table><tr><th>input</th><th>method</th><th>drift</th></tr>{rows}</table>")
     if result.context:
         rows = "".join(f"<tr><td>{escape(k)}</td><td><code>{escape(b)}</code></td><td><code>{escape(c)}</code></td></tr>"
                        for k, b, c in result.context)
@@ -96,14 +87,14 @@ def _by_layer(result: CheckResult) -> str:
 def _figures(result: CheckResult) -> list[str]:
     parts, seen = [], set()
     for head in result.worst_heads(200):
-        if len(seen) >= MAX_PANELS or (head.key, head.stack, head.layer, head.head) in seen:
-            continue
+        if len(seen) >= MAX_PANELS or (head.key, head.stack, head.layer, head.head) in seen or head.nonfinite:
+            continue  # a head with NaN or Inf has no picture to draw: the tables name it
         seen.add((head.key, head.stack, head.layer, head.head))
         panel = _panel(result, head)
         if panel:
             text, png = panel
             data = base64.b64encode(png).decode("ascii")
-            caption = f"{escape(_short(text, 120))} — {escape(head.stack)} layer {head.layer} head {head.head}"
+            caption = f"{escape(short(text, 120))} — {escape(head.stack)} layer {head.layer} head {head.head}"
             alt = escape(f"baseline, current and difference of layer {head.layer} head {head.head}", quote=True)
             parts.append(f"<figure><figcaption>{caption}</figcaption><img alt=\"{alt}\" src=\"data:image/png;base64,{data}\"></figure>")
     return ([f"<h2>The {len(parts)} worst heads: baseline | current | |difference|</h2>"] + parts) if parts else []

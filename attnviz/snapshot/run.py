@@ -1,62 +1,36 @@
-"""Running a model for snapshots: record baselines, and check a model against them.
+"""Running a model for snapshots: record baselines, update them, and check a model against them.
 
-The thin driver between a loaded model (capture, attribution) and the pure snapshot files and
-comparison in ``attnviz.snapshot`` and ``attnviz.snapshot.compare``.
+The driver between a loaded model (capture, attribution) and the pure files (``store``, ``manifest``)
+and comparison (``compare``) of the package. The CLI and the pytest plugin call these three functions.
 """
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass, field
-from importlib import metadata
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
+from attnviz.errors import BadInput, BaselineError
 from attnviz.recording import capture
-from attnviz.errors import BadInput
-from attnviz.io import make_folder
-from attnviz.snapshot.store import (Baseline, BaselineError, Tolerance, baseline_path, file_hash, input_key, load_baseline,
-                              read_manifest, save_baseline, stored_keys, tensor_hash, trim, write_manifest)
-from attnviz.snapshot.compare import CheckResult, compare, context_changes
-
-WEIGHT_FILES = ("*.safetensors", "*.bin", "*.pt", "*.pth")
-
-
-@dataclass(frozen=True)
-class SnapshotSettings:
-    layers: tuple[int, ...] | None = None  # model layers to keep (None: all)
-    heads: tuple[int, ...] | None = None  # heads to keep (None: all)
-    store_dtype: str = "float32"  # float32 or float16: what the baselines hold
-    methods: tuple[str, ...] = ()  # attribution methods whose scores are kept too
-    batch_size: int = 32  # inputs per forward pass; padding does not change the weights of real tokens
-    target: str | None = None  # attribution target label (default: the model's own prediction)
-    reference: str | None = None  # attribution reference text (sentence encoders are explained by similarity)
-
-    def __post_init__(self):
-        if self.store_dtype not in ("float32", "float16"):
-            raise BadInput(f"store dtype must be float32 or float16, not {self.store_dtype!r}")
-        if self.batch_size < 1:
-            raise BadInput(f"batch size must be >= 1, not {self.batch_size}")
-
-    @classmethod
-    def from_manifest(cls, manifest: dict) -> "SnapshotSettings":
-        cap = manifest.get("capture", {})
-        as_tuple = lambda v: tuple(v) if v is not None else None  # noqa: E731
-        return cls(as_tuple(cap.get("layers")), as_tuple(cap.get("heads")), cap.get("store_dtype", "float32"),
-                   tuple(cap.get("methods", ())), int(cap.get("batch_size", 32)), cap.get("target"),
-                   cap.get("reference"))
+from attnviz.snapshot.compare import Tolerance, compare
+from attnviz.snapshot.manifest import SnapshotSettings, context_changes, describe, read_manifest
+from attnviz.snapshot.result import CheckResult
+from attnviz.snapshot.store import (MANIFEST, Baseline, baseline_path, how_to_regenerate, input_key, load_baseline,
+                                    remove_baselines, trim, write_snapshot)
 
 
 @dataclass
 class RecordResult:
     folder: Path
-    written: list[Path]
-    removed: list[str] = field(default_factory=list)  # baselines that no input used any more
+    settings: SnapshotSettings  # as recorded in the manifest
+    written: list[Path]  # one baseline per distinct input
+    removed: list[str] = field(default_factory=list)  # keys of the old manifest's baselines no input uses now
     duplicates: int = 0  # repeated inputs, snapshotted once
 
 
 def unique(texts: list[str]) -> tuple[list[str], int]:
+    """The texts without repeats (first occurrence kept, by key), and how many repeats were dropped."""
     seen: dict[str, str] = {}
     for text in texts:
         seen.setdefault(input_key(text), text)
@@ -64,7 +38,7 @@ def unique(texts: list[str]) -> tuple[list[str], int]:
 
 
 def current(loaded, texts: list[str], settings: SnapshotSettings) -> list[Baseline]:
-    """Each input's attention (and attribution scores), cut to its real positions."""
+    """Each input's attention (L, 1, H, s, s) and attribution scores (s,), cut to its real positions."""
     layers = list(settings.layers) if settings.layers is not None else None
     heads = list(settings.heads) if settings.heads is not None else None
     out: list[Baseline] = []
@@ -100,106 +74,89 @@ def _item(value, i: int):
     return value[i] if isinstance(value, (list, tuple)) else value
 
 
-def manifest(loaded, settings: SnapshotSettings, bases: list[Baseline], *, hashes: bool = True) -> dict:
-    """What a check shows as context: which model, weights, tokenizer, versions and device.
-
-    ``hashes``: hash the weights (in memory and the files on disk) and the tokenizer; a check that
-    passes skips them, as they cost about a third of a capture of 100 inputs on MiniLM.
-    """
-    model = loaded.model
-    param = next(model.parameters())
-    where = getattr(model, "name_or_path", "") or loaded.source  # HF models remember the folder they came from
-    folder = Path(where) if where and hashes else None
-    files = [p for pattern in WEIGHT_FILES for p in folder.glob(pattern)] if folder and folder.is_dir() else []
-    return {
-        "model": loaded.name, "kind": loaded.kind, "task": loaded.task, "architecture": loaded.architecture,
-        "backend": loaded.backend,
-        "weights_hash": tensor_hash(model.state_dict()) if hashes else None,
-        "weight_files_hash": file_hash(files) if files else None,
-        "tokenizer_hash": tokenizer_hash(loaded) if hashes else None,
-        "config": _config(model),
-        "capture": asdict(settings),
-        "store_dtype": settings.store_dtype, "dtype": str(param.dtype).replace("torch.", ""),
-        "device": str(param.device),
-        "attnviz": _version("attnviz"), "torch": torch.__version__, "transformers": _version("transformers"),
-        "inputs": [{"key": b.key, "text": b.text} for b in bases],
-    }
-
-
-def tokenizer_hash(loaded) -> str | None:
-    import hashlib
-
-    tok = loaded.tokenizer if loaded.tokenizer is not None else loaded.processor
-    if tok is None:
-        return None
-    backend = getattr(tok, "backend_tokenizer", None)
-    if backend is not None and hasattr(backend, "to_str"):  # a fast tokenizer: its whole pipeline, serialised
-        state = json.loads(backend.to_str())
-        state.pop("truncation", None), state.pop("padding", None)  # set by each call, not part of the tokenizer
-        blob = type(tok).__name__ + json.dumps(state, sort_keys=True, ensure_ascii=False)
-    elif hasattr(tok, "get_vocab"):
-        blob = json.dumps([type(tok).__name__, sorted(tok.get_vocab().items())], ensure_ascii=False)
-    else:
-        blob = json.dumps(tok.to_dict() if hasattr(tok, "to_dict") else repr(tok), sort_keys=True, default=str)
-    return hashlib.sha256(blob.encode("utf-8")).hexdigest()
-
-
-def _config(model) -> dict:
-    cfg = getattr(model, "config", None)
-    data = cfg.to_dict() if hasattr(cfg, "to_dict") else {}
-    return json.loads(json.dumps(data, default=str))
-
-
-def _version(package: str) -> str:
-    try:
-        return metadata.version(package)
-    except metadata.PackageNotFoundError:
-        return "not installed"
-
-
 def record(loaded, texts: list[str], folder: Path, settings: SnapshotSettings, *, update: bool = False) -> RecordResult:
-    """Write every input's baseline and the manifest; existing baselines change only with ``update``."""
+    """Write every input's baseline, then the manifest; an existing snapshot changes only with ``update``.
+
+    Nothing is ever removed but, with ``update``, the baselines that the old manifest lists and no input
+    uses now: other files in the folder (a model's weights, a maps file) are never touched.
+    """
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
         raise BadInput(f"snapshot folder {folder} is a file")
-    if (folder / "manifest.json").exists() and not update:
+    if (folder / MANIFEST).exists() and not update:
         raise BadInput(f"snapshots already exist in {folder}; rewrite them with --update")
     texts, dupes = unique(texts)
+    if not texts:
+        raise BadInput("no inputs to snapshot")
+    owned = _owned_keys(folder) if update else []
     bases = current(loaded, texts, settings)
-    make_folder(folder, "snapshot folder")
-    written = [save_baseline(folder, b) for b in bases]
+    written = write_snapshot(folder, bases, describe(loaded, settings, bases))
     keep = {b.key for b in bases}
-    removed = [k for k in stored_keys(folder) if k not in keep]
-    for key in removed:
-        baseline_path(folder, key).unlink(missing_ok=True)
-    write_manifest(folder, manifest(loaded, settings, bases))
-    return RecordResult(folder, written, removed, dupes)
+    removed = remove_baselines(folder, [k for k in owned if k not in keep])
+    return RecordResult(folder, settings, written, removed, dupes)
+
+
+def _owned_keys(folder: Path) -> list[str]:
+    """The keys the folder's manifest lists as its own; none without a sound manifest."""
+    try:
+        return [input_key(i["text"]) for i in read_manifest(folder)["inputs"]]
+    except BaselineError:
+        return []
+
+
+def update(loaded, texts: list[str] | None, folder: Path) -> RecordResult:
+    """Rewrite a snapshot from ``loaded`` with its recorded settings and (unless ``texts`` are given) inputs.
+
+    What ``check`` names as the way to regenerate a snapshot, so it works where a check cannot: a missing
+    or damaged manifest, or settings this model cannot satisfy, give way to the default settings.
+    """
+    try:
+        saved = read_manifest(folder)
+    except BaselineError:
+        saved = None
+    settings = SnapshotSettings.from_manifest(saved) if saved else SnapshotSettings()
+    if settings.fit_problem(loaded.num_layers, loaded.num_heads):
+        settings = SnapshotSettings()
+    if texts is None:
+        texts = [i["text"] for i in saved["inputs"]] if saved else []
+    if not texts:
+        raise BadInput("no inputs to snapshot: give --inputs FILE")
+    return record(loaded, texts, folder, settings, update=True)
+
+
+def _check_fits(settings: SnapshotSettings, loaded, folder: Path, regenerate: str) -> None:
+    problem = settings.fit_problem(loaded.num_layers, loaded.num_heads)
+    if problem:
+        raise BaselineError(how_to_regenerate(f"snapshot manifest {Path(folder) / MANIFEST}: {problem}", regenerate))
 
 
 def check(loaded, texts: list[str] | None, folder: Path, *, tolerance: Tolerance | None = None,
           regenerate: str = "", overrides: dict | None = None) -> CheckResult:
-    """Recompute every input with the manifest's capture settings and compare it with its baseline."""
+    """Recompute every input (default: the manifest's) with the recorded settings and compare it with its baseline.
+
+    A missing folder, manifest or baseline, or a manifest the model cannot satisfy, is a BaselineError
+    whose message ends with ``regenerate``. Tolerances: ``tolerance``, else the stored dtype's defaults
+    with ``overrides`` (name -> value or None).
+    """
     folder = Path(folder)
-    if not folder.is_dir():
-        raise BaselineError(f"no snapshot folder {folder}" + (f"; create it with: {regenerate}" if regenerate else ""))
     saved = read_manifest(folder, regenerate)
     settings = SnapshotSettings.from_manifest(saved)
-    if texts is None:
-        texts = [i["text"] for i in saved["inputs"]]
-    texts, _ = unique(texts)
-    keys, stored = [input_key(t) for t in texts], set(stored_keys(folder))
-    missing = [k for k in keys if k not in stored]
+    _check_fits(settings, loaded, folder, regenerate)
+    tol = tolerance or Tolerance.for_dtype(settings.store_dtype, **(overrides or {}))
+    texts, _ = unique([i["text"] for i in saved["inputs"]] if texts is None else texts)
+    if not texts:
+        raise BadInput("no inputs to check")
+    keys = [input_key(t) for t in texts]
+    missing = [k for k in keys if not baseline_path(folder, k).is_file()]
     if missing:
         names = ", ".join(str(baseline_path(folder, k)) for k in missing[:3])
         more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
         counted = "1 input has" if len(missing) == 1 else f"{len(missing)} inputs have"
-        raise BaselineError(f"{counted} no baseline ({names}{more})"
-                            + (f"; regenerate with: {regenerate}" if regenerate else ""))
+        raise BaselineError(how_to_regenerate(f"{counted} no baseline ({names}{more})", regenerate))
     bases = [load_baseline(baseline_path(folder, k), regenerate) for k in keys]
-    tol = tolerance or Tolerance.for_dtype(settings.store_dtype, **(overrides or {}))
     now = current(loaded, texts, settings)
     results = [compare(b, c, tol) for b, c in zip(bases, now)]
-    unused = sorted(stored - set(keys))
-    ok = all(r.status == "ok" for r in results)
-    context = context_changes(saved, manifest(loaded, settings, now, hashes=not ok))
+    unused = sorted({input_key(i["text"]) for i in saved["inputs"]} - set(keys))
+    passed = all(r.status == "ok" for r in results)
+    context = context_changes(saved, describe(loaded, settings, now, hashes=not passed))
     return CheckResult(tol, results, missing, unused, context)

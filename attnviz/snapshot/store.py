@@ -1,56 +1,32 @@
-"""Numeric snapshots on disk: one baseline file per input plus ``manifest.json``, and their tolerances.
+"""Snapshot files: one baseline ``.safetensors`` file per input, plus ``manifest.json``, written together.
 
-A baseline is one ``.safetensors`` file holding that input's attention, cut to its real (unpadded)
-positions, as an AttentionMaps of batch 1 (tensors ``weights``, ``mask``, and for encoder-decoder
-models ``decoder``, ``cross``, ``decoder_mask``), plus one tensor ``attr.<method>`` (S,) per
-attribution method. Pure storage: nothing here runs a model (see ``attnviz.snapshot.run``).
+A baseline holds that input's attention, cut to its real (unpadded) positions, as an AttentionMaps of
+batch 1 (tensors ``weights``, ``mask``, and for encoder-decoder models ``decoder``, ``cross``,
+``decoder_mask``), plus one tensor ``attr.<method>`` (S,) per attribution method. Pure storage: nothing
+here runs a model (see ``attnviz.snapshot.run``) or reads the manifest's content (``manifest``).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
-from dataclasses import dataclass, field, fields, replace
+import shutil
+import tempfile
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
 
-from attnviz.errors import BadInput, BaselineError  # noqa: F401  (BaselineError: re-exported)
-from attnviz.io import write_atomically
-from attnviz.maps import AttentionMaps
+from attnviz.errors import BadInput, BaselineError
+from attnviz.io import make_folder, write_atomically
+from attnviz.maps import AttentionMaps, contract_problem
 
 SNAPSHOT_VERSION = 1
 MANIFEST = "manifest.json"
 SUFFIX = ".safetensors"
 _ATTR = "attr."
-
-
-@dataclass(frozen=True)
-class Tolerance:
-    max_abs: float = 1e-4  # largest |current - baseline| of one attention weight, per layer and head
-    mean_abs: float = 1e-5  # mean |current - baseline| over a head's real query x key cells
-    jsd: float = 1e-6  # largest Jensen-Shannon divergence (nats) between a baseline and a current row
-    argmax: float = 1.0  # least share of rows whose top key agrees (a tie within max_abs agrees)
-    attr_max: float = 1e-3  # largest |current - baseline| attribution, relative to max |baseline|
-    attr_rank: float = 0.9  # least Spearman rank correlation of attribution scores over tokens
-
-    @classmethod
-    def for_dtype(cls, dtype: str, **overrides) -> "Tolerance":
-        """Defaults that fit the stored dtype: float16 keeps ~3 significant digits (eps 9.8e-4)."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(overrides) - known)
-        if unknown:
-            raise BadInput(f"unknown tolerance {unknown[0]!r}; known: {', '.join(sorted(known))}")
-        base = _HALF if dtype == "float16" else cls()
-        values = {k: float(v) for k, v in overrides.items() if v is not None}
-        for name, value in values.items():
-            if not value >= 0:
-                raise BadInput(f"tolerance {name} must be >= 0, not {value}")
-        return replace(base, **values)
-
-
-_HALF = Tolerance(max_abs=2e-3, mean_abs=5e-4, jsd=1e-4, argmax=1.0, attr_max=1e-2, attr_rank=0.9)
 
 
 @dataclass
@@ -65,76 +41,108 @@ class Baseline:
 
 
 def input_key(text: str) -> str:
-    """A file stem that is safe on every file system: a readable ASCII prefix and a content hash."""
+    """A file stem that is safe on every file system: a readable ASCII prefix and a content hash.
+
+    Not ``io.slug``: that keeps letters of every script, and existing snapshot folders are named by this.
+    """
     words = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:32].strip("-")
     return f"{words or 'input'}-{hashlib.sha256(text.encode('utf-8')).hexdigest()[:10]}"
 
 
 def baseline_path(folder: Path, key: str) -> Path:
+    """``folder/<key>.safetensors``; a key that input_key could not have made is refused."""
     if not re.fullmatch(r"[a-z0-9-]+", key):
         raise BadInput(f"not a snapshot key: {key!r}")
     return Path(folder) / f"{key}{SUFFIX}"
 
 
-def save_baseline(folder: Path, base: Baseline) -> Path:
-    """Write atomically: a temporary file beside the target, then a rename."""
-    from safetensors.torch import save_file
+def how_to_regenerate(problem: str, regenerate: str) -> str:
+    """The problem, then the command that rewrites the snapshot (when one is known)."""
+    return f"{problem}; regenerate it with: {regenerate}" if regenerate else problem
 
-    path = baseline_path(folder, base.key)
+
+def save_baseline(folder: Path, base: Baseline) -> Path:
+    """Write ``folder/<key>.safetensors`` atomically; a full disk is a BadInput (exit 2), never a partial file."""
+    from safetensors.torch import save
+
     tensors, maps_meta = base.maps.to_parts()
     tensors.update({_ATTR + k: v.detach().cpu().clone(memory_format=torch.contiguous_format)
                     for k, v in base.attributions.items()})
     snap = {"version": SNAPSHOT_VERSION, "key": base.key, "text": base.text, "attr_info": base.attr_info}
-    text_meta = {"attnviz": maps_meta, "snapshot": json.dumps(snap, ensure_ascii=False)}
-    return write_atomically(path, lambda tmp: save_file(tensors, str(tmp), metadata=text_meta))
+    # Serialised in memory, then written by Python: an I/O error is an OSError (safetensors' own writer
+    # raises its SafetensorError for a full disk, which no caller could tell from a bug).
+    data = save(tensors, metadata={"attnviz": maps_meta, "snapshot": json.dumps(snap, ensure_ascii=False)})
+    return write_atomically(baseline_path(folder, base.key), lambda tmp: tmp.write_bytes(data))
 
 
 def load_baseline(path: Path, regenerate: str = "") -> Baseline:
-    """Read one baseline; an empty, truncated or foreign file is a BaselineError naming the file."""
+    """Read one baseline; an empty, truncated, foreign or inconsistent file is a BaselineError naming it.
+
+    NaN and infinities are kept: a check reports them as drift, not as a corrupt file.
+    """
     from safetensors import safe_open
 
     path = Path(path)
     if not path.is_file():
-        raise BaselineError(_how(f"baseline {path} is missing", regenerate))
+        raise BaselineError(how_to_regenerate(f"baseline {path} is missing", regenerate))
     if path.stat().st_size == 0:
-        raise BaselineError(_how(f"baseline {path} is corrupt (empty file)", regenerate))
+        raise BaselineError(how_to_regenerate(f"baseline {path} is corrupt (empty file)", regenerate))
     try:
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}
             tensors = {k: f.get_tensor(k) for k in f.keys()}
         maps, snap = AttentionMaps.from_parts(tensors, meta["attnviz"]), json.loads(meta["snapshot"])
+        base = Baseline(snap["key"], snap["text"], maps, {k[len(_ATTR):]: v for k, v in tensors.items()
+                                                          if k.startswith(_ATTR)}, snap.get("attr_info", {}))
+        problem = contract_problem(replace(maps, **{name: torch.nan_to_num(t, 0.0, 0.0, 0.0) for name, t in
+                                                    (("weights", maps.weights), ("decoder", maps.decoder),
+                                                     ("cross", maps.cross)) if t is not None}))
     except Exception as err:  # safetensors raises its own SafetensorError for a truncated header
         why = "not a safetensors file" if "header" in str(err).lower() else f"{type(err).__name__}"
-        raise BaselineError(_how(f"baseline {path} is corrupt ({why})", regenerate)) from None
-    attrs = {k[len(_ATTR):]: v for k, v in tensors.items() if k.startswith(_ATTR)}
-    return Baseline(snap["key"], snap["text"], maps, attrs, snap.get("attr_info", {}))
+        raise BaselineError(how_to_regenerate(f"baseline {path} is corrupt ({why})", regenerate)) from None
+    if problem:
+        raise BaselineError(how_to_regenerate(f"baseline {path} is corrupt ({problem})", regenerate))
+    return base
 
 
-def write_manifest(folder: Path, manifest: dict) -> Path:
-    text = json.dumps({"version": SNAPSHOT_VERSION, **manifest}, indent=2, ensure_ascii=False) + "\n"
-    return write_atomically(Path(folder) / MANIFEST, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+def write_snapshot(folder: Path, bases: list[Baseline], manifest: dict) -> list[Path]:
+    """Every baseline, then ``manifest.json`` last, all or nothing: the paths of the baselines written.
 
-
-def read_manifest(folder: Path, regenerate: str = "") -> dict:
-    path = Path(folder) / MANIFEST
-    if not path.is_file():
-        raise BaselineError(_how(f"no snapshot manifest {path}", regenerate))
+    Each file is first written whole into a temporary folder inside ``folder``, then renamed into place,
+    the manifest last. A failed write (a full disk, a file-size limit) leaves ``folder`` as it was, and
+    removes it again if this call created it: a folder never holds new baselines without their manifest.
+    """
+    folder = Path(folder)
+    created = not folder.exists()
+    make_folder(folder, "snapshot folder")
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-        if not isinstance(data, dict) or not isinstance(data.get("inputs"), list):
-            raise ValueError("no inputs list")
-    except (OSError, UnicodeDecodeError, ValueError) as err:
-        raise BaselineError(_how(f"snapshot manifest {path} is corrupt ({type(err).__name__})", regenerate)) from None
-    return data
+        stage = Path(tempfile.mkdtemp(prefix=".staging-", dir=folder))
+    except OSError as err:
+        raise BadInput(f"cannot write in {folder}: {err.strerror or err}") from None
+    try:
+        staged = [save_baseline(stage, b) for b in bases]
+        text = json.dumps({"version": SNAPSHOT_VERSION, **manifest}, indent=2, ensure_ascii=False) + "\n"
+        staged.append(write_atomically(stage / MANIFEST, lambda tmp: tmp.write_text(text, encoding="utf-8")))
+        for path in staged:  # renames within one file system: they need no space
+            os.replace(path, folder / path.name)
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        if created:
+            shutil.rmtree(folder, ignore_errors=True)
+        raise
+    shutil.rmtree(stage, ignore_errors=True)
+    return [folder / p.name for p in staged[:-1]]
 
 
-def stored_keys(folder: Path) -> list[str]:
-    """Stems of the baseline files in ``folder`` (temporary files excluded)."""
-    return sorted(p.name[: -len(SUFFIX)] for p in Path(folder).glob(f"*{SUFFIX}") if not p.name.startswith("."))
-
-
-def _how(problem: str, regenerate: str) -> str:
-    return f"{problem}; regenerate it with: {regenerate}" if regenerate else problem
+def remove_baselines(folder: Path, keys: list[str]) -> list[str]:
+    """Delete the baselines of ``keys`` (the manifest's own, never another file): the keys removed."""
+    removed = []
+    for key in keys:
+        path = baseline_path(folder, key)
+        if path.is_file() and not path.is_symlink():
+            path.unlink()
+            removed.append(key)
+    return removed
 
 
 def _positions(keep: torch.Tensor) -> slice | torch.Tensor:
@@ -150,7 +158,7 @@ def _cut(stack: torch.Tensor, example: int, rows, cols) -> torch.Tensor:
 
 
 def trim(maps: AttentionMaps, example: int) -> AttentionMaps:
-    """One example of a padded batch, cut to its real positions: attention (L, 1, H, s, s)."""
+    """One example of a padded batch, cut to its real positions, as a baseline holds it: (L, 1, H, s, s)."""
     keep = maps.valid(example)
     at = _positions(keep)
     enc = _cut(maps.weights, example, at, at)
@@ -166,23 +174,3 @@ def trim(maps: AttentionMaps, example: int) -> AttentionMaps:
     tokens = [[maps.tokens[example][i] for i in keep.tolist()]]
     return replace(maps, weights=enc, mask=maps.mask[example : example + 1, at], tokens=tokens,
                    decoder=dec, cross=cross, decoder_mask=dmask, decoder_tokens=dec_tokens, notes=[])
-
-
-def tensor_hash(named: dict[str, torch.Tensor]) -> str:
-    """sha256 over names, dtypes, shapes and raw bytes, in name order."""
-    digest = hashlib.sha256()
-    for name in sorted(named):
-        t = named[name].detach().cpu().contiguous()
-        digest.update(f"{name}|{t.dtype}|{tuple(t.shape)}".encode())
-        digest.update(t.reshape(-1).view(torch.uint8).numpy() if t.numel() else b"")  # no copy: a buffer
-    return digest.hexdigest()
-
-
-def file_hash(paths: list[Path]) -> str:
-    digest = hashlib.sha256()
-    for path in sorted(paths):
-        digest.update(path.name.encode())
-        with open(path, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                digest.update(block)
-    return digest.hexdigest()
