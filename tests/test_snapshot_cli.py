@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from attnviz.cli import app
+from attnviz.snapshot.store import input_key, load_baseline
 from snapshot_models import save_bert
 
 INPUTS = ["the cat sat on the mat", "a dog ran far", "hello <script> & 猫", "the big dog"]
@@ -54,9 +57,12 @@ def test_check_passes_on_the_same_model(recorded, models):
     assert "ok: 4 inputs within tolerance" in res.output
 
 
-def test_check_defaults_to_the_manifest_model_and_inputs(recorded):
-    res = invoke("check", "--dir", "snaps")
+def test_check_defaults_to_the_manifest_model_and_inputs(recorded, models):
+    res = invoke("check", "--dir", "snaps")  # another model (the default minilm) would tokenize differently
     assert res.exit_code == 0, res.output
+    assert "ok: 4 inputs within tolerance" in one_line(res.output)
+    res = invoke("check", "--dir", "snaps", "--model", str(models["drift"]))  # the flag wins over the manifest
+    assert res.exit_code == 1 and "drift in" in one_line(res.output), res.output
 
 
 def test_drift_exits_1_names_the_layer_and_writes_reports(recorded, models):
@@ -81,6 +87,9 @@ def test_drift_exits_1_names_the_layer_and_writes_reports(recorded, models):
 def test_a_1e7_change_passes(recorded, models):
     res = invoke("check", "--dir", "snaps", "--model", str(models["tiny"]))
     assert res.exit_code == 0, res.output
+    used = re.search(r"ok: 4 inputs within tolerance; the closest head used ([0-9.]+)% of its tolerance",
+                     one_line(res.output))
+    assert used and 0 < float(used.group(1)) < 100  # the change is seen, and it is within tolerance
 
 
 @pytest.mark.parametrize("damage", ["empty", "truncated", "not-safetensors"])
@@ -108,36 +117,46 @@ def test_missing_baselines_and_manifest_exit_3(recorded):
     assert res.exit_code == 3 and "1 input has no baseline" in one_line(res.output)
     (recorded / "manifest.json").unlink()
     res = invoke("check", "--dir", "snaps")
-    assert res.exit_code == 3 and "manifest.json" in one_line(res.output)
-    assert invoke("check", "--dir", "nowhere").exit_code == 3
+    assert res.exit_code == 3 and "no snapshot manifest snaps/manifest.json" in one_line(res.output)
+    res = invoke("check", "--dir", "nowhere")
+    assert res.exit_code == 3 and "no snapshot folder nowhere" in one_line(res.output)
 
 
 def test_unused_baselines_are_listed_and_update_rewrites(recorded, models):
     Path("fewer.txt").write_text("\n".join(INPUTS[:2]), encoding="utf-8")
     res = invoke("check", "--dir", "snaps", "--inputs", "fewer.txt")
-    assert res.exit_code == 0 and "baselines no input uses" in res.output
+    assert res.exit_code == 0 and "ok: 2 inputs" in one_line(res.output)
+    listed = one_line(res.output).split("baselines no input uses: ")[1].split(" ")[0:2]
+    assert sorted(k.rstrip(",") for k in listed) == sorted(input_key(t) for t in INPUTS[2:])
     res = invoke("record", "--model", str(models["drift"]), "--inputs", "inputs.txt", "--dir", "snaps")
     assert res.exit_code == 2 and "--update" in res.output
     res = invoke("check", "--dir", "snaps", "--inputs", "fewer.txt", "--model", str(models["drift"]), "--update")
     assert res.exit_code == 0 and "removed 2 baselines" in one_line(res.output)
-    assert len(baseline_files(recorded)) == 2
-    assert invoke("check", "--dir", "snaps", "--model", str(models["drift"])).exit_code == 0
+    assert sorted(p.stem for p in baseline_files(recorded)) == sorted(input_key(t) for t in INPUTS[:2])
+    res = invoke("check", "--dir", "snaps", "--model", str(models["drift"]))
+    assert res.exit_code == 0 and "ok: 2 inputs within tolerance" in one_line(res.output), res.output
+    res = invoke("check", "--dir", "snaps", "--model", str(models["base"]))  # the baselines are the drift model's now
+    assert res.exit_code == 1, res.output
 
 
 def test_tolerances_from_pyproject_and_flags(recorded, models):
+    assert invoke("check", "--dir", "snaps", "--model", str(models["drift"])).exit_code == 1  # the defaults
     Path("pyproject.toml").write_text("[tool.attnviz.snapshot]\nmax-abs = 1.0\nmean_abs = 1.0\njsd = 1.0\n")
-    assert invoke("check", "--dir", "snaps", "--model", str(models["drift"])).exit_code == 0
+    res = invoke("check", "--dir", "snaps", "--model", str(models["drift"]))
+    assert res.exit_code == 0 and "ok: 4 inputs within tolerance" in one_line(res.output), res.output
     res = invoke("check", "--dir", "snaps", "--model", str(models["drift"]), "--max-abs", "1e-6")
-    assert res.exit_code == 1, res.output
+    assert res.exit_code == 1 and "drift in 4 of 4 inputs" in one_line(res.output), res.output
 
 
 def test_fp16_baselines_pass(tmp_path, models, monkeypatch):
     monkeypatch.chdir(tmp_path)
     Path("inputs.txt").write_text("\n".join(INPUTS), encoding="utf-8")
     res = invoke("record", "-m", str(models["base"]), "-i", "inputs.txt", "-d", "half", "--store-dtype", "float16")
-    assert res.exit_code == 0, res.output
+    assert res.exit_code == 0 and "recorded 4 baselines in half" in res.output and "float16" in res.output
+    assert json.loads(Path("half/manifest.json").read_text())["capture"]["store_dtype"] == "float16"
+    assert {load_baseline(p).maps.weights.dtype for p in baseline_files(Path("half"))} == {torch.float16}
     res = invoke("check", "--dir", "half", "--model", str(models["tiny"]))
-    assert res.exit_code == 0, res.output
+    assert res.exit_code == 0 and "ok: 4 inputs within tolerance" in one_line(res.output), res.output
 
 
 @pytest.mark.parametrize("args, message", [
@@ -160,6 +179,11 @@ def test_record_with_attribution_methods(tmp_path, models, monkeypatch):
     res = invoke("record", "-m", str(models["base"]), "-i", "inputs.txt", "-d", "s", "--methods", "saliency,rollout",
                  "--reference", "a cat on a mat")
     assert res.exit_code == 0, res.output
+    bases = [load_baseline(p) for p in baseline_files(Path("s"))]
+    assert [sorted(b.attributions) for b in bases] == [["rollout", "saliency"]] * 2
+    assert all(b.attributions["saliency"].shape == (b.maps.weights.shape[-1],) for b in bases)
     res = invoke("check", "--dir", "s", "--markdown", "s.md")
     assert res.exit_code == 0, res.output
     assert re.search(r"ok: 2 inputs", Path("s.md").read_text(encoding="utf-8"))
+    res = invoke("check", "--dir", "s", "--attr-max", "0", "--attr-rank", "1.01")  # no attribution passes
+    assert res.exit_code == 1 and "attributions drift: rollout, saliency" in one_line(res.output), res.output
