@@ -2,16 +2,17 @@
 
 attnviz runs one row per (window or step, text) that changes something, in passes cut to their longest
 text. The baseline, in the same process on the same inputs, runs what attnviz ran before: every window
-and step for every text of the batch at its padded width. Both give the same scores.
+and step for every text of the batch at its padded width. Both give the same scores. Each timed call
+gets a new context (nothing cached from an earlier call); the speed-up is the median of per-pair ratios.
 
-    python benchmarks/bench_attribute.py [--model minilm] [--device cpu] [--repeat 3]
+    python3 benchmarks/bench_attribute.py [--model minilm] [--device cpu] [--repeat 5]
 """
 
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
+
+from common import Ratio, interleaved, median_ms
 
 import torch
 
@@ -57,39 +58,36 @@ def _grid(ctx) -> tuple[torch.Tensor, list]:
     return scores.cpu(), [d[: int(n) + 1].tolist() for d, n in zip(dele.cpu(), counts)]
 
 
-def _time(ctx, repeat: int, fn=_run) -> tuple[float, tuple]:
-    out, times = None, []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        out = fn(ctx)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times), out
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="minilm")
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--repeat", type=int, default=5, help="interleaved pairs")
     args = parser.parse_args()
     torch.manual_seed(0)
     loaded = load_model(args.model, device=args.device)
     reference = REFERENCE if loaded.task == "embedding" else None  # a sentence encoder explains a similarity
-    cut = prepare(loaded, TEXTS, reference=reference)
-    full = prepare(loaded, TEXTS, reference=reference)
-    width = full.mask.shape[1]
-    full.lengths = lambda: torch.full((full.size,), width, device=full.mask.device)  # no cut: padded width
-    _run(cut)  # warm-up
-    t_cut, (s_cut, d_cut) = _time(cut, args.repeat)
-    t_full, (s_full, d_full) = _time(full, args.repeat, _grid)
+    fresh = lambda: prepare(loaded, TEXTS, reference=reference)  # noqa: E731  nothing cached from a run before
+    cases = {"full width": lambda ctx: _grid(_uncut(ctx)), "attnviz": _run}
+    for fn in cases.values():
+        fn(fresh())  # warm-up
+    times, out = interleaved(cases, args.repeat, device=loaded.device, setup=fresh)
+    (s_cut, d_cut), (s_full, d_full) = out["attnviz"], out["full width"]
     gap = max(float((s_cut - s_full).abs().max()),
               max(abs(a - b) for x, y in zip(d_cut, d_full) for a, b in zip(x, y)))
-    lengths = cut.lengths().tolist()
+    ctx = fresh()
+    lengths = ctx.lengths().tolist()
     print(f"[{loaded.name} on {args.device}] {len(TEXTS)} texts of {min(lengths)}..{max(lengths)} tokens, "
-          f"padded to {width}; occlusion + deletion/insertion curves, median of {args.repeat}")
-    print(f"  attnviz {t_cut * 1e3:8.1f} ms   every window and step at full width {t_full * 1e3:8.1f} ms   "
-          f"speed-up {t_full / t_cut:.2f}x   largest difference {gap:.1e}")
+          f"padded to {ctx.mask.shape[1]}; occlusion + deletion/insertion curves, {args.repeat} interleaved pairs")
+    print(f"  attnviz {median_ms(times['attnviz'])}   every window and step at full width {median_ms(times['full width'])}   "
+          f"speed-up {Ratio.of(times['full width'], times['attnviz'])}   largest difference {gap:.1e}")
 
+
+def _uncut(ctx):
+    """The context as attnviz ran it before: every text at the padded width."""
+    width = ctx.mask.shape[1]
+    ctx.lengths = lambda: torch.full((ctx.size,), width, device=ctx.mask.device)
+    return ctx
 
 if __name__ == "__main__":
     main()

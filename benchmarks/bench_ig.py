@@ -2,20 +2,23 @@
 
 Every figure is a ratio against a baseline measured in the same run. Peak memory is the most memory
 allocated at once during the call: the allocator's peak on CUDA, and on CPU the same quantity counted
-op by op (see LiveBytes).
+op by op (see LiveBytes). Every timed call of attnviz gets a new context, so that none is served from
+what an earlier call (or another method) left in the context's cache. Times come from interleaved runs;
+each ratio is the median of per-round ratios, with their range (benchmarks/common.py).
 
-    python benchmarks/bench_ig.py [--model minilm] [--device cpu] [--repeat 3]
+    python3 benchmarks/bench_ig.py [--model minilm] [--device cpu] [--repeat 5]
 """
 
 from __future__ import annotations
 
 import argparse
-import time
 import weakref
 
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
+
+from common import Ratio, interleaved, median_ms
 
 from attnviz.attribution import prepare, run_method
 from attnviz.attribution.context import baseline
@@ -74,19 +77,6 @@ def peak(fn, device) -> int:
     return mode.top
 
 
-def timed(fn, repeat: int, device) -> float:
-    best = float("inf")
-    for _ in range(repeat):
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        t = time.perf_counter()
-        fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        best = min(best, time.perf_counter() - t)
-    return best
-
-
 def captum_ig(ctx, steps: int):
     from captum.attr import IntegratedGradients
 
@@ -112,37 +102,39 @@ def _classes(ctx):
 def bench(name: str, device: str, repeat: int) -> None:
     loaded = load_model(name, device=device)
     dev = loaded.device
-    texts = TEXTS["minilm" if name == "minilm" else "toy"]
-    ctx = prepare(loaded, texts, chunk=CHUNK)
     if loaded.task != "classification":
         raise SystemExit(f"{name} is not a classifier; the captum comparison needs one (try toy-sentiment)")
-    ours = lambda: run_method(ctx, "integrated-gradients", steps=50)  # noqa: E731
-    theirs = captum_ig(ctx, 50)
-    ours(), theirs()  # warm-up
-    t_ours, t_theirs = timed(ours, repeat, dev), timed(theirs, repeat, dev)
-    m_ours, m_theirs = peak(ours, dev), peak(theirs, dev)
-    print(f"[{name} on {dev}] {len(texts)} inputs, 50 steps, {CHUNK} rows per pass")
-    print(f"  IG time    attnviz {t_ours * 1e3:8.1f} ms  captum {t_theirs * 1e3:8.1f} ms  ratio {t_ours / t_theirs:.2f} (target <= 1.0)")
-    same = prepare(loaded, SAME_LENGTH, chunk=CHUNK)
-    t_same, t_same_captum = timed(lambda: run_method(same, "integrated-gradients", steps=50), repeat, dev), \
-        timed(captum_ig(same, 50), repeat, dev)
-    print(f"  IG time, texts of one length: ratio {t_same / t_same_captum:.2f}")
+    texts = TEXTS["minilm" if name == "minilm" else "toy"]
+    fresh = lambda: prepare(loaded, texts, chunk=CHUNK)  # noqa: E731  a new context: nothing cached
+    ig = lambda steps: lambda ctx: run_method(ctx, "integrated-gradients", steps=steps)  # noqa: E731
+    theirs = captum_ig(fresh(), 50)  # captum keeps nothing between calls
+    cases = {"captum": lambda _: theirs(), "attnviz": ig(50)}
+    for fn in cases.values():
+        fn(fresh())  # warm-up
+    times, _ = interleaved(cases, repeat, device=dev, setup=fresh)
+    m_ours, m_theirs = peak(lambda: ig(50)(fresh()), dev), peak(theirs, dev)
+    print(f"[{name} on {dev}] {len(texts)} inputs, 50 steps, {CHUNK} rows per pass, {repeat} interleaved pairs")
+    print(f"  IG time    attnviz {median_ms(times['attnviz'])}  captum {median_ms(times['captum'])}  "
+          f"attnviz / captum {Ratio.of(times['attnviz'], times['captum'])} (target <= 1.0)")
+    same = lambda: prepare(loaded, SAME_LENGTH, chunk=CHUNK)  # noqa: E731
+    theirs_same = captum_ig(same(), 50)
+    t_same, _ = interleaved({"captum": lambda _: theirs_same(), "attnviz": ig(50)}, repeat, device=dev, setup=same)
+    print(f"  IG time, texts of one length: attnviz / captum {Ratio.of(t_same['attnviz'], t_same['captum'])}")
     print(f"  IG memory  attnviz {m_ours / 2**20:8.1f} MiB captum {m_theirs / 2**20:8.1f} MiB ratio {m_ours / max(m_theirs, 1):.2f} (target <= 0.6)")
-    fixed = run_method(ctx, "integrated-gradients", steps=50)
-    auto = run_method(ctx, "integrated-gradients", steps="auto")
-    t_fixed = timed(lambda: run_method(ctx, "integrated-gradients", steps=50), repeat, dev)
-    t_auto = timed(lambda: run_method(ctx, "integrated-gradients", steps="auto"), repeat, dev)
+    t_steps, out = interleaved({"50": ig(50), "auto": ig("auto"), "saliency": lambda c: run_method(c, "saliency")},
+                               repeat, device=dev, setup=fresh)
+    fixed, auto = out["50"], out["auto"]
     print(f"  --steps auto: {auto.extra['steps']} steps, max gap {100 * max(auto.extra['completeness_gap']):.3f}% "
-          f"vs 50 steps max gap {100 * max(fixed.extra['completeness_gap']):.3f}%: speed-up {t_fixed / t_auto:.2f}x")
-    t_sal = timed(lambda: run_method(ctx, "saliency"), repeat, dev)
-    print(f"  IG (50 steps) / saliency cost: {t_fixed / t_sal:.1f}x (target <= 30x)")
+          f"vs 50 steps max gap {100 * max(fixed.extra['completeness_gap']):.3f}%: "
+          f"speed-up (50 / auto) {Ratio.of(t_steps['50'], t_steps['auto'])}")
+    print(f"  IG (50 steps) / saliency cost: {Ratio.of(t_steps['50'], t_steps['saliency'])} (target <= 30)")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", action="append", help="a classifier (default: toy-sentiment, toy-encoder)")
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--repeat", type=int, default=5, help="interleaved pairs")
     parser.add_argument("--threads", type=int, default=1, help="CPU threads (one keeps ratios stable on a busy machine)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
