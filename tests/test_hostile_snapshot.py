@@ -92,7 +92,9 @@ def test_non_finite_attention_is_drift_in_every_output(work, models):
         out = one_line(res.output)
         assert "nan%" not in out and f"non-finite values in the {side}" in out
         for path in ("diff.html", "summary.md"):
-            assert f"non-finite values in the {side}" in one_line(Path(path).read_text(encoding="utf-8"))
+            text = one_line(Path(path).read_text(encoding="utf-8"))
+            assert f"non-finite values in the {side}" in text and f"non-finite ({side})" in text
+            assert ">nan" not in text and "| nan" not in text and "infx" not in text  # no number stands for NaN
         failures = [f.get("message") + (f.text or "") for f in ET.parse("results.xml").getroot().iter("failure")]
         assert failures and all(f"non-finite values in the {side}" in f for f in failures)
 

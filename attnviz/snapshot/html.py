@@ -12,7 +12,7 @@ from pathlib import Path
 
 from attnviz.render.headview import drift_png
 from attnviz.io import write_atomic
-from attnviz.snapshot.result import HEAD_COLUMNS, CheckResult, HeadDiff, head_cells, short
+from attnviz.snapshot.result import HEAD_COLUMNS, CheckResult, HeadDiff, head_cells, number, short
 
 MAX_PANELS = 8  # heads drawn; the tables list every drifting one
 MAX_ROWS = 20  # rows of the worst-heads table
@@ -79,7 +79,8 @@ def _by_layer(result: CheckResult) -> str:
         return ""
     n_heads = max((len(r.pair[0].maps.heads) for r in result.inputs if r.pair), default=0)
     body = "".join(f"<tr><td>{escape(s)}</td><td>{layer}</td><td>{count} of {n_heads * len(result.inputs)}</td>"
-                   f"<td>{worst:.3g}</td><td class=bad>{sev:.3g}x</td></tr>" for s, layer, count, worst, sev in rows)
+                   f"<td>{number(worst)}</td><td class=bad>{number(sev)}x</td></tr>"
+                   for s, layer, count, worst, sev in rows)
     return ("<h2>Drift by layer</h2><table><tr><th>stack</th><th>layer</th><th>input x head pairs out of tolerance</th>"
             f"<th>largest max |Δ|</th><th>of tolerance</th></tr>{body}</table>")
 

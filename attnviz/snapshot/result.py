@@ -6,6 +6,7 @@ attribution and a non-finite value through the functions here, so that they neve
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -119,12 +120,13 @@ class CheckResult:
         return {s: sorted(v) for s, v in found.items()}
 
     def by_layer(self) -> list[tuple[str, int, int, float, float]]:
-        """(stack, layer, drifting input-head pairs, largest max |Δ|, largest severity), in model order."""
+        """(stack, layer, drifting input-head pairs, largest finite max |Δ| (NaN: none), largest severity), in model order."""
         found: dict[tuple[str, int], list[HeadDiff]] = {}
         for r in self.inputs:
             for h in r.heads:
                 found.setdefault((h.stack, h.layer), []).append(h)
-        rows = [(s, l, len(hs), max(h.max_abs for h in hs), max(h.severity for h in hs)) for (s, l), hs in found.items()]
+        rows = [(s, l, len(hs), max((h.max_abs for h in hs if not h.nonfinite), default=math.nan),
+                 max(h.severity for h in hs)) for (s, l), hs in found.items()]
         return sorted(rows, key=lambda row: (STACKS.index(row[0]), row[1]))
 
     def summary(self) -> str:
@@ -157,12 +159,17 @@ def short(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+def number(value: float, spec: str = ".3g") -> str:
+    """``value`` formatted; NaN (nothing to measure) is "n/a", an infinity "∞"."""
+    return format(value, spec) if math.isfinite(value) else ("n/a" if math.isnan(value) else "∞")
+
+
 def head_cells(h: HeadDiff) -> list[str]:
     """The cells of one row under HEAD_COLUMNS, as text; a non-finite head has no numbers to show."""
     if h.nonfinite:
         return [h.stack, str(h.layer), str(h.head), *["n/a"] * 4, f"non-finite ({h.nonfinite})"]
-    return [h.stack, str(h.layer), str(h.head), f"{h.max_abs:.3g}", f"{h.mean_abs:.3g}", f"{h.jsd:.3g}",
-            f"{h.argmax:.1%}", f"{h.severity:.3g}"]
+    return [h.stack, str(h.layer), str(h.head), number(h.max_abs), number(h.mean_abs), number(h.jsd),
+            number(h.argmax, ".1%"), number(h.severity)]
 
 
 def failure_lines(r: InputResult, limit: int = 20) -> list[str]:
