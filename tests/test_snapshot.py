@@ -186,3 +186,28 @@ def test_minilm_drift_names_layer_1_and_a_1e7_change_passes(tmp_path, minilm):
         with torch.no_grad():
             weight.copy_(saved)
     assert check(minilm, texts, tmp_path).context == []
+
+
+def test_a_failed_write_leaves_the_snapshot_as_it_was(tmp_path, monkeypatch):
+    import attnviz.snapshot.store as store
+
+    loaded = toy()
+    record(loaded, TEXTS, tmp_path / "s", SnapshotSettings())
+    before = {p.name: p.read_bytes() for p in (tmp_path / "s").iterdir()}
+    real, calls = store.save_baseline, []
+
+    def failing(folder, base):  # the third file finds the disk full
+        calls.append(base.key)
+        if len(calls) == 3:
+            raise BadInput("cannot write: No space left on device")
+        return real(folder, base)
+
+    monkeypatch.setattr(store, "save_baseline", failing)
+    nudge_query(loaded, 1, 1e-3)
+    with pytest.raises(BadInput, match="No space left"):
+        record(loaded, TEXTS[:2] + ["a new input"], tmp_path / "s", SnapshotSettings(), update=True)
+    assert {p.name: p.read_bytes() for p in (tmp_path / "s").iterdir()} == before
+    calls.clear()
+    with pytest.raises(BadInput, match="No space left"):
+        record(loaded, TEXTS, tmp_path / "new" / "s", SnapshotSettings())
+    assert not (tmp_path / "new" / "s").exists()
