@@ -170,3 +170,27 @@ def test_long_views_draw_the_statistics_of_stats_maps_and_of_full_maps(minilm):
     assert grid.shape == (8, 8) and abs(grid - stats.stats["overview"][2, 0, 3].numpy()).max() == 0
     with pytest.raises(BadInput, match="head 99 is out of range"):
         long_view(stats, "overview", layer=2, head=99)
+
+
+def test_the_command_line_keeps_statistics_draws_long_views_and_refuses_what_cannot_fit(tmp_path):
+    from typer.testing import CliRunner
+
+    from attnviz.cli import app
+
+    run = CliRunner().invoke
+    text = "the music was wonderful " * 12
+    res = run(app, ["capture", text, "--keep", "stats", "--queries", "3-5", "--top-k", "4", "--overview", "16",
+                    "--out", str(tmp_path / "m.safetensors")])
+    assert res.exit_code == 0, res.output
+    maps = AttentionMaps.load(tmp_path / "m.safetensors")
+    assert maps.weights.shape[3] == 3 and maps.query_start == 3 and maps.topk_index.shape[-1] == 4
+    for view in ("overview", "positions", "heads"):
+        res = run(app, ["heatmap", "--from", str(tmp_path / "m.safetensors"), "--view", view, "--out",
+                        str(tmp_path / f"{view}.png")])
+        assert res.exit_code == 0 and (tmp_path / f"{view}.png").read_bytes()[:4] == b"\x89PNG", res.output
+    res = run(app, ["heatmap", "--from", str(tmp_path / "m.safetensors"), "--out", str(tmp_path / "head.png")])
+    assert res.exit_code == 2 and "full rows of queries 3-5" in res.output and not (tmp_path / "head.png").exists()
+    res = run(app, ["capture", text, "--keep", "full", "--max-memory", "100KB", "--out", str(tmp_path / "x.safetensors")])
+    assert res.exit_code == 2 and "needs about" in res.output and not (tmp_path / "x.safetensors").exists()
+    res = run(app, ["heatmap", text, "--queries", "9-2"])
+    assert res.exit_code == 2 and "--queries" in res.output

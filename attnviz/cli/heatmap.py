@@ -13,6 +13,17 @@ Texts = Annotated[Optional[list[str]], typer.Argument(help="input texts (quote e
 File = Annotated[Optional[Path], typer.Option("--file", "-f", help="a file with one input per line ('-' for stdin)")]
 Layers = Annotated[Optional[str], typer.Option(help="layers to keep, e.g. 0,3-5 (default: all)")]
 Heads = Annotated[Optional[str], typer.Option(help="heads to keep, e.g. 0-3 (default: all)")]
+Keep = Annotated[str, typer.Option(help="full maps, per-head statistics (grow with L, not L^2), or auto: full "
+                                        "where they fit in --max-memory")]
+TopK = Annotated[int, typer.Option("--top-k", help="keys kept per query with statistics")]
+Overview = Annotated[int, typer.Option(help="side R of the pooled R x R overview kept with statistics (at most 256)")]
+Queries = Annotated[Optional[str], typer.Option(help="query rows kept whole with statistics, e.g. 4000-4095")]
+MaxMemory = Annotated[Optional[str], typer.Option("--max-memory", help="what the capture may keep, e.g. 8GiB "
+                                                                       "(default: 70% of the free memory)")]
+
+
+def _long(keep, top_k, overview, queries, max_memory) -> dict:
+    return {"keep": keep, "top_k": top_k, "overview": overview, "queries": queries, "max_memory": max_memory}
 
 
 def _capture_config(texts, file, model, loader: c.Loader, **options):
@@ -50,13 +61,18 @@ def capture_cmd(
     heads: Heads = None,
     store_dtype: Annotated[str, typer.Option(help="float32 or float16")] = "float32",
     on_long: c.OnLong = "truncate",
+    keep: Keep = "auto",
+    top_k: TopK = 8,
+    overview: Overview = 64,
+    queries: Queries = None,
+    max_memory: MaxMemory = None,
     loader: c.Loader = c.Loader(),
 ):
     """Capture every layer's and head's attention to one .safetensors file."""
     from attnviz.report.capture import write_maps
 
     config = _capture_config(texts, file, model, loader, layers=layers, heads=heads, store_dtype=store_dtype,
-                             on_long=on_long)
+                             on_long=on_long, **_long(keep, top_k, overview, queries, max_memory))
     if out == Path("outputs/maps.safetensors"):
         out.parent.mkdir(exist_ok=True)
     maps = write_maps(config, out)
@@ -69,7 +85,8 @@ def heatmap_cmd(
     texts: Texts = None,
     file: File = None,
     from_file: Annotated[Optional[Path], typer.Option("--from", help="render a saved maps file; loads no model")] = None,
-    view: Annotated[str, typer.Option(help="head, layer, model or mean")] = "head",
+    view: Annotated[str, typer.Option(help="head, layer, model or mean; for long inputs overview, positions or "
+                                           "heads")] = "head",
     layer: Annotated[int, typer.Option(help="layer to show (negative counts from the end)")] = -1,
     head: Annotated[int, typer.Option(help="head to show (head view)")] = 0,
     stack: Annotated[str, typer.Option(help="encoder, decoder or cross (encoder-decoder models)")] = "encoder",
@@ -78,12 +95,19 @@ def heatmap_cmd(
     fmt: Annotated[Optional[str], typer.Option("--format", help="png, svg or pdf")] = None,
     model: c.Model = "minilm",
     on_long: c.OnLong = "truncate",
+    keep: Keep = "auto",
+    top_k: TopK = 8,
+    overview: Overview = 64,
+    queries: Queries = None,
+    max_memory: MaxMemory = None,
     loader: c.Loader = c.Loader(),
 ):
     """Draw attention as a heatmap: one head, a layer's heads, the whole model, or the head mean."""
     from attnviz.report.capture import HeatmapConfig, write_heatmap_files
 
-    source = from_file if from_file is not None else _capture_config(texts, file, model, loader, on_long=on_long)
+    long = _long(keep, top_k, overview, queries, max_memory)
+    source = from_file if from_file is not None else _capture_config(texts, file, model, loader, on_long=on_long,
+                                                                      **long)
     result = write_heatmap_files(HeatmapConfig(source, view=view, layer=layer, head=head, stack=stack,
                                                hide_special=hide_special, fmt=fmt, out=out))
     if from_file is None:

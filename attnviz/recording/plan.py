@@ -89,6 +89,37 @@ def resolve(plan: Plan, shape: Shape, budget: int) -> tuple[str, int, str | None
     return keep, need, note
 
 
+def parse_size(text: str | None) -> int | None:
+    """'8GiB', '512MB', '2g' or a number of bytes -> bytes; None stays None (the default budget)."""
+    if text is None or str(text).strip() == "":
+        return None
+    units = {"": 1, "b": 1, "k": 2**10, "kb": 10**3, "kib": 2**10, "m": 2**20, "mb": 10**6, "mib": 2**20,
+             "g": 2**30, "gb": 10**9, "gib": 2**30, "t": 2**40, "tb": 10**12, "tib": 2**40}
+    raw = str(text).strip().lower().replace(" ", "")
+    number = raw.rstrip("abcdefghijklmnopqrstuvwxyz")
+    try:
+        size = float(number) * units[raw[len(number):]]
+    except (ValueError, KeyError):
+        raise BadInput(f"cannot read the size {text!r}; write e.g. 8GiB, 512MB or a number of bytes") from None
+    if size <= 0:
+        raise BadInput(f"a size must be more than 0, not {text!r}")
+    return int(size)
+
+
+def parse_queries(text: str | None) -> tuple[int, int] | None:
+    """'4000-4095' -> (4000, 4096): the query rows whose full maps are kept (both ends included)."""
+    if text is None or str(text).strip() == "":
+        return None
+    first, _, last = str(text).strip().partition("-")
+    try:
+        start, stop = int(first), int(last or first) + 1
+    except ValueError:
+        raise BadInput(f"cannot read --queries {text!r}; write START-END, e.g. 4000-4095") from None
+    if not 0 <= start < stop:
+        raise BadInput(f"--queries {text} must run from a smaller to a larger position")
+    return start, stop
+
+
 def gib(n: int) -> str:
     return f"{n / 2**30:.2f} GiB" if n >= 2**28 else f"{n / 2**20:.1f} MiB"
 

@@ -16,6 +16,7 @@ from attnviz.maps import AttentionMaps, parse_ranges
 from attnviz.models import DEFAULT_MODEL, LoadedModel, LoadOptions, model_shape
 from attnviz.models.loaded import check_texts
 from attnviz.recording import STORE_DTYPES, capture
+from attnviz.recording.plan import Plan, parse_queries, parse_size
 
 Check = Callable[[int, int], object]  # (layers, heads) -> raises BadInput when the config asks for more
 
@@ -31,10 +32,21 @@ class CaptureConfig:
     store_dtype: str = "float32"  # float32 or float16
     on_long: str = "truncate"  # truncate (with a note) or error
     loading: LoadOptions = LoadOptions()
+    keep: str = "auto"  # full maps, per-head statistics, or auto: full where they fit (recording/plan.py)
+    top_k: int = 8  # keys kept per query under statistics
+    overview: int = 64  # side of the pooled overview
+    queries: str | None = None  # e.g. "4000-4095": query rows kept whole under statistics
+    max_memory: str | None = None  # e.g. "8GiB": what the capture may keep; None: a safe share of free memory
+
+    def plan(self) -> Plan:
+        """The long-input plan, checked (bad values are refused before any model loads)."""
+        return Plan(keep=self.keep, top_k=self.top_k, overview=self.overview, queries=parse_queries(self.queries),
+                    max_memory=parse_size(self.max_memory))
 
     def check(self) -> None:
-        """What needs no model: at least one text, a known dtype and long-input rule."""
+        """What needs no model: at least one text, a known dtype, long-input rule and plan."""
         check_texts(self.inputs)
+        self.plan()
         if self.store_dtype not in STORE_DTYPES:
             raise BadInput(f"--store-dtype must be float32 or float16, not {self.store_dtype!r}")
         if self.on_long not in ("truncate", "error"):
@@ -60,9 +72,11 @@ class HeatmapConfig:
 
     def check(self) -> None:
         from attnviz.render import VIEWS
+        from attnviz.render.long import LONG_VIEWS
         from attnviz.report.figures import pick_format
 
-        VIEWS.get(self.view)
+        if self.view not in LONG_VIEWS:
+            VIEWS.get(self.view)
         pick_format(self.fmt, self.out)
         if isinstance(self.source, CaptureConfig):
             self.source.check()
@@ -102,8 +116,10 @@ def capture_maps(config: CaptureConfig, *checks: Check) -> AttentionMaps:
     config.check()
     loaded = load_checked(config.model, config.loading, config.ranges, *checks)
     layers, heads = config.ranges(loaded.num_layers, loaded.num_heads)
+    plan = config.plan()
     return capture(loaded, list(config.inputs), layers=layers, heads=heads, on_long=config.on_long,
-                   store_dtype=STORE_DTYPES[config.store_dtype])
+                   store_dtype=STORE_DTYPES[config.store_dtype], keep=plan.keep, top_k=plan.top_k,
+                   overview=plan.overview, queries=plan.queries, max_memory=plan.max_memory)
 
 
 def write_maps(config: CaptureConfig, out: Path) -> AttentionMaps:

@@ -55,8 +55,16 @@ def write_heatmaps(maps: AttentionMaps, *, view: str = "head", layer: int = -1, 
                    out: Path | None = None, texts: list[str] | None = None) -> tuple[list[Path], list[str]]:
     """Render every example of ``maps``; returns the written paths and any warnings."""
     from attnviz.render import VIEWS, select, view_bytes
+    from attnviz.render.long import LONG_VIEWS
 
+    if view in LONG_VIEWS:
+        return _write_long(maps, view, layer, head, pick_format(fmt, out), out, texts), []
     VIEWS.get(view)
+    if maps.weights is None or maps.weights.shape[-2] != maps.weights.shape[-1]:
+        kept = "" if maps.weights is None else f" and the full rows of queries {maps.query_start}-" \
+            f"{maps.query_start + maps.weights.shape[-2] - 1}"
+        raise BadInput(f"these maps hold per-head statistics{kept}, not every full map (an input too long to keep "
+                       f"L x L): draw them with --view {', '.join(LONG_VIEWS)}, or capture with --keep full")
     fmt = pick_format(fmt, out)
     paths = output_paths(maps, view, fmt, out, texts)
     for path in paths:
@@ -71,6 +79,20 @@ def write_heatmaps(maps: AttentionMaps, *, view: str = "head", layer: int = -1, 
     for path, data in rendered:  # every figure rendered before anything is written
         write_atomic(path, data)
     return [p for p, _ in rendered], warnings
+
+
+def _write_long(maps: AttentionMaps, view: str, layer: int, head: int, fmt: str, out: Path | None,
+                texts: list[str] | None) -> list[Path]:
+    """A long-input view (render/long.py) of every example, all rendered before anything is written."""
+    from attnviz.render.long import long_view
+    from attnviz.render.output import figure_bytes
+
+    paths = output_paths(maps, view, fmt, out, texts)
+    for path in paths:
+        check_writable(path)
+    rendered = [(p, figure_bytes(long_view(maps, view, layer=layer, head=head, example=i), fmt, dpi=DPI))
+                for i, p in enumerate(paths)]
+    return [write_atomic(p, data) for p, data in rendered]
 
 
 @dataclass(frozen=True)
