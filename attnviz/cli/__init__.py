@@ -8,7 +8,7 @@ import os
 
 import typer
 
-from attnviz.cli import attribute, bench, cam, gallery, heatmap, models, report, snapshot, toy
+from attnviz.cli import attribute, bench, cam, gallery, generate, heatmap, models, report, snapshot, toy
 from attnviz.cli.common import config_defaults, err_console, guard, labelled
 from attnviz.errors import AttnvizError
 
@@ -24,6 +24,7 @@ COMMANDS = {
     "heatmap": heatmap.heatmap_cmd,
     "capture": heatmap.capture_cmd,
     "attribute": attribute.attribute_cmd,
+    "generate": generate.generate_cmd,
     "cam": cam.cam_cmd,
     "report": report.report_cmd,
     "models": models.models_cmd,

@@ -130,6 +130,6 @@ def build_target(loaded, batch: dict, output, spec: TargetSpec) -> Target:
     return TARGETS.get(target_name(loaded, output, spec))(loaded, batch, output, spec)
 
 
-from attnviz.attribution.targets import images, text  # noqa: E402,F401  (registration)
+from attnviz.attribution.targets import generated, images, text  # noqa: E402,F401  (registration)
 
 __all__ = ["TARGETS", "Target", "TargetSpec", "build_target", "resolve_label"]
