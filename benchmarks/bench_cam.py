@@ -1,11 +1,12 @@
 """CAM overlays per second on a folder of 64 images: attnviz batched vs one at a time, and the same
 Grad-CAM computed with the ``grad-cam`` package (pytorch_grad_cam) on the same model and images.
 
-    python benchmarks/bench_cam.py [--images 64] [--device cpu]
+    python3 benchmarks/bench_cam.py [--images 64] [--device cpu] [--repeat 5] [--base-repeat 3]
 
 Models: toy-shapes (the built-in toy ViT; the random toy-vit if its weights are missing) and a
 ViT-base-shaped random model (12 layers, 12 heads, 768 wide, 224 px in 16 px patches) saved to a
-temporary folder and loaded through attnviz's normal path. Ratios compare runs of this one process.
+temporary folder and loaded through attnviz's normal path. Ratios compare runs of this one process,
+interleaved: the median of per-round ratios, with their range.
 
 The grad-cam package declares torchvision, whose PyPI wheels are CUDA builds that do not load on a
 CPU-only torch; its Grad-CAM code does not use torchvision, so install it without dependencies
@@ -16,23 +17,23 @@ torchvision names the package imports at start-up placeholders that raise if eve
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
 import tempfile
 import time
 import types
 from pathlib import Path
 
+from common import Ratio, interleaved
+
 import numpy as np
 import torch
 from PIL import Image
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from attnviz.attribution.cam import cam  # noqa: E402
-from attnviz.attribution.vision import blocks, tower  # noqa: E402
-from attnviz.models import load_model  # noqa: E402
-from attnviz.render.overlay import overlay  # noqa: E402
+from attnviz.attribution.cam import cam
+from attnviz.attribution.vision import blocks, tower
+from attnviz.models import load_model
+from attnviz.render.overlay import overlay
 
 
 def grad_cam_package():
@@ -138,36 +139,36 @@ def agreement(ours: torch.Tensor, theirs: np.ndarray, pkg) -> float:
     return float(np.abs(resized - theirs).max())
 
 
-def best(fn, repeats: int):
-    """Fastest of ``repeats`` runs (the others share the CPU with whatever else runs)."""
-    runs = [fn() for _ in range(repeats)]
-    return min(runs, key=lambda r: r[0])
-
-
 def bench(name: str, loaded, images, batch: int, pkg, repeats: int, single: int) -> None:
+    """Batched, one by one and the package, interleaved ``repeats`` rounds; ratios per round."""
     attnviz_run(loaded, images[:2], batch)  # warm-up
-    t_batch, ours = best(lambda: attnviz_run(loaded, images, batch), repeats)
-    few = images[:single]
-    t_single, _ = best(lambda: attnviz_run(loaded, few, 1), repeats)
-    n = len(images)
-    print(f"\n{name}: {n} images, batch {batch}, device {loaded.device}, best of {repeats}")
-    print(f"  attnviz gradcam + overlay, batched     {n / t_batch:8.2f} overlays/s")
-    print(f"  attnviz gradcam + overlay, one by one  {len(few) / t_single:8.2f} overlays/s ({len(few)} images)"
-          f"   batch speed-up x{(t_single / len(few)) / (t_batch / n):.2f}")
+    few, n = images[:single], len(images)
+    cases = {"batched": lambda: attnviz_run(loaded, images, batch)[1], "single": lambda: attnviz_run(loaded, few, 1)}
+    if pkg is not None:
+        prefix = cam(loaded, images[:1], method="raw").prefix
+        package_run(pkg, loaded, images[:2], batch, prefix)  # warm-up
+        cases["package"] = lambda: package_run(pkg, loaded, images, batch, prefix)[1]
+    times, out = interleaved(cases, repeats, device=loaded.device)
+    per_image = {k: [t / (len(few) if k == "single" else n) for t in v] for k, v in times.items()}
+    rate = {k: 1 / statistics.median(v) for k, v in per_image.items()}
+    print(f"\n{name}: {n} images, batch {batch}, device {loaded.device}, {repeats} interleaved rounds")
+    print(f"  attnviz gradcam + overlay, batched     {rate['batched']:8.2f} overlays/s")
+    print(f"  attnviz gradcam + overlay, one by one  {rate['single']:8.2f} overlays/s ({len(few)} images)"
+          f"   batch speed-up {Ratio.of(per_image['single'], per_image['batched'])}")
     if pkg is None:
         print("  grad-cam package not installed: no comparison")
         return
-    prefix = cam(loaded, images[:1], method="raw").prefix
-    package_run(pkg, loaded, images[:2], batch, prefix)  # warm-up
-    t_pkg, theirs = best(lambda: package_run(pkg, loaded, images, batch, prefix), repeats)
-    print(f"  grad-cam package GradCAM + overlay     {n / t_pkg:8.2f} overlays/s   attnviz speed / package x{t_pkg / t_batch:.2f}")
-    print(f"  same maps: largest difference from the package's {agreement(ours, theirs, pkg):.1e}")
+    print(f"  grad-cam package GradCAM + overlay     {rate['package']:8.2f} overlays/s   "
+          f"attnviz speed / package {Ratio.of(per_image['package'], per_image['batched'])}")
+    print(f"  same maps: largest difference from the package's {agreement(out['batched'], out['package'], pkg):.1e}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=64)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--repeat", type=int, default=5, help="interleaved rounds on the toy")
+    parser.add_argument("--base-repeat", type=int, default=3, help="interleaved rounds on the ViT-base-shaped model")
     args = parser.parse_args()
     import transformers  # noqa: F401  (before the grad-cam import, which may stand in for torchvision)
 
@@ -177,10 +178,10 @@ def main() -> None:
     except Exception as err:  # weights not built yet
         print(f"toy-shapes unavailable ({type(err).__name__}); using the random toy-vit")
         toy = load_model("toy-vit", device=args.device)
-    bench(toy.name, toy, pictures(args.images, 32), 64, pkg, repeats=3, single=args.images)
+    bench(toy.name, toy, pictures(args.images, 32), 64, pkg, repeats=args.repeat, single=args.images)
     with tempfile.TemporaryDirectory() as tmp:
         base = load_model(str(vit_base(Path(tmp) / "vit-base")), device=args.device)
-        bench("ViT-base-shaped (random)", base, pictures(args.images, 224), 16, pkg, repeats=1, single=16)
+        bench("ViT-base-shaped (random)", base, pictures(args.images, 224), 16, pkg, repeats=args.base_repeat, single=16)
 
 
 if __name__ == "__main__":

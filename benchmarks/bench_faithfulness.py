@@ -5,12 +5,14 @@ difference per scene with a 95% bootstrap interval, and the same split by how ma
 since a class-specific map can only beat a class-agnostic one where there is another shape to ignore.
 Give a weights file from `attnviz toy train toy-shapes --seed N --out FILE` to compare training seeds.
 
-    python benchmarks/bench_faithfulness.py [--model toy-shapes | FILE.safetensors] [--n 900] [--device cpu]
+    python3 benchmarks/bench_faithfulness.py [--model toy-shapes | FILE.safetensors] [--n 900] [--device cpu]
 """
 
 from __future__ import annotations
 
 import argparse
+
+from common import bootstrap_interval
 
 import numpy as np
 
@@ -19,13 +21,6 @@ from attnviz.models import load_model
 from attnviz.models.toys.data import generate, heldout_seed
 
 METHODS = ["attn-grad", "rollout"]
-
-
-def interval(diff: np.ndarray, rounds: int = 2000) -> tuple[float, float]:
-    """95% bootstrap interval of the mean of ``diff`` (scenes resampled with replacement)."""
-    rng = np.random.default_rng(0)
-    means = [diff[rng.integers(0, len(diff), len(diff))].mean() for _ in range(rounds)]
-    return float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
 
 
 def main() -> None:
@@ -50,10 +45,11 @@ def main() -> None:
     for k in ("all", *sorted(set(shapes.tolist()))):
         pick = np.ones(len(shapes), bool) if k == "all" else shapes == k
         diff = auc["attn-grad"][pick] - auc["rollout"][pick]
-        low, high = interval(diff)
+        low, high = bootstrap_interval(diff)
         means = " ".join(f"{auc[m][pick].mean():12.4f}" for m in names)
         print(f"{k!s:>6} {pick.sum():6d} {means} {diff.mean():+20.4f} {low:+8.4f} to {high:+.4f} "
               f"{hit['attn-grad'][pick].mean():20.3f} {hit['rollout'][pick].mean():8.3f}")
+
 
 if __name__ == "__main__":
     main()

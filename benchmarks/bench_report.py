@@ -1,19 +1,24 @@
 """Batch report throughput, and the HTML report's size and first paint with 1,000 items.
 
-    python3 benchmarks/bench_report.py [--items 200] [--workers 2]
+    python3 benchmarks/bench_report.py [--items 200] [--workers 2] [--repeat 3]
 
 Both runs do the same work on the same sentences with MiniLM: capture, one head-view PNG per item, and
 report.html. The baseline draws every PNG on a new matplotlib figure in this process (what
-`attnviz heatmap` does); the report reuses figures in worker processes. Ratios come from this one run.
+`attnviz heatmap` does); the report reuses figures in worker processes. The two run interleaved, each
+into a new folder; the ratio is the median of per-pair ratios, with their range.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
+import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from common import Ratio, interleaved
 
 import numpy as np
 
@@ -26,30 +31,27 @@ def sentences(n: int, seed: int = 0) -> list[str]:
     return [" ".join(rng.choice(WORDS, size=int(rng.integers(6, 30)))) for _ in range(n)]
 
 
-def baseline(loaded, texts: list[str], out: Path) -> float:
+def baseline(loaded, texts: list[str], out: Path) -> None:
     from attnviz.recording import capture
     from attnviz.render import figure_bytes, render_view
     from attnviz.io import write_atomic
     from attnviz.report.html import write_html
 
-    start = time.perf_counter()
+    out.mkdir()
     for i in range(0, len(texts), 16):
         maps = capture(loaded, texts[i:i + 16])
         for e in range(len(maps.tokens)):
             fig, _ = render_view(maps, "head", layer=-1, head=0, example=e)
             write_atomic(out / f"{i + e}.png", figure_bytes(fig, "png", dpi=100))
     write_html(out / "report.html", [], {"model": "baseline"})
-    return time.perf_counter() - start
 
 
-def report(loaded, texts: list[str], out: Path, workers: int) -> float:
+def report(loaded, texts: list[str], out: Path, workers: int) -> None:
     from attnviz.report.batch import ReportConfig, run_report
     from attnviz.report.inputs import Item
 
     items = [Item(str(i), t) for i, t in enumerate(texts)]
-    start = time.perf_counter()
     run_report(loaded, items, ReportConfig(out=out, workers=workers))
-    return time.perf_counter() - start
 
 
 def html_paint(n: int, folder: Path) -> tuple[float, float]:
@@ -82,6 +84,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--items", type=int, default=200)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--repeat", type=int, default=3, help="interleaved pairs")
     args = parser.parse_args()
     from attnviz.models import load_model
 
@@ -89,15 +92,17 @@ def main() -> None:
     texts = sentences(args.items)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        (tmp / "base").mkdir()
         report(loaded, texts[:16], tmp / "warm", 0)  # first-call costs (fonts, kernels) out of both timings
-        t_base = baseline(loaded, texts, tmp / "base")
-        t_rep = report(loaded, texts, tmp / "rep", args.workers)
+        folders = (tmp / str(i) for i in itertools.count())  # a new output folder for every run
+        times, _ = interleaved({"baseline": lambda out: baseline(loaded, texts, out),
+                                "report": lambda out: report(loaded, texts, out, args.workers)},
+                               args.repeat, setup=lambda: next(folders))
         size, paint = html_paint(1000, tmp)
-    print(f"items                 {args.items}")
+    t_base, t_rep = statistics.median(times["baseline"]), statistics.median(times["report"])
+    print(f"items                 {args.items}, {args.repeat} interleaved pairs, medians")
     print(f"baseline              {args.items / t_base:6.1f} items/s  (new figure per PNG, no workers)")
     print(f"report, {args.workers} workers      {args.items / t_rep:6.1f} items/s  (incl. worker start-up and report.html)")
-    print(f"ratio                 {t_base / t_rep:6.2f}x")
+    print(f"ratio baseline/report {Ratio.of(times['baseline'], times['report'])}")
     print(f"1,000-item HTML       {size:6.1f} MB, index painted in {paint:.2f} s")
     sys.stdout.flush()
 

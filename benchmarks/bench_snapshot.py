@@ -4,7 +4,9 @@ Both run in one process on a loaded model: the baseline is ``capture()`` of the 
 batches that check uses; check adds reading 100 baseline files, comparing every head, hashing the
 weights and tokenizer for the context lines. Also shown: recording, and the HTML report of a drift.
 
-    python benchmarks/bench_snapshot.py [--inputs 100] [--repeat 3]
+    python3 benchmarks/bench_snapshot.py [--inputs 100] [--repeat 5]
+
+Check and capture run interleaved; the ratio is the median of per-pair ratios, with their range.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
+
+from common import Ratio, interleaved
 
 import torch
 
@@ -37,19 +41,6 @@ def inputs(n: int) -> list[str]:
     return [f"{SUBJECTS[i % 10]} {VERDICTS[(i // 10 + i) % 10]}, said reviewer number {i}." for i in range(n)]
 
 
-def paired(first, second, repeat: int) -> tuple[list[float], list[float], object]:
-    """Alternate the two (and which goes first), so that both see the same load on a shared machine."""
-    times: dict[int, list[float]] = {0: [], 1: []}
-    out = None
-    for r in range(repeat):
-        for which in ((0, 1) if r % 2 == 0 else (1, 0)):
-            start = time.perf_counter()
-            result = (first, second)[which]()
-            times[which].append(time.perf_counter() - start)
-            out = result if which == 1 else out
-    return times[0], times[1], out
-
-
 def overhead(loaded, texts, folder: Path, settings) -> dict[str, float]:
     """What check does besides capturing, each part timed alone (less sensitive to a busy machine)."""
     now = current(loaded, texts, settings)
@@ -71,7 +62,7 @@ def overhead(loaded, texts, folder: Path, settings) -> dict[str, float]:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--inputs", type=int, default=100)
-    ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--repeat", type=int, default=5, help="interleaved pairs")
     args = ap.parse_args()
     torch.set_num_threads(max(torch.get_num_threads(), 1))
     loaded = load_model("minilm", device="cpu")
@@ -88,8 +79,8 @@ def main() -> None:
         start = time.perf_counter()
         record(loaded, texts, folder, settings, update=True)
         t_record = time.perf_counter() - start
-        caps, checks, result = paired(capture_all, lambda: check(loaded, texts, folder), args.repeat)
-        assert result.ok, result.summary()
+        times, out = interleaved({"capture": capture_all, "check": lambda: check(loaded, texts, folder)}, args.repeat)
+        assert out["check"].ok, out["check"].summary()
         with torch.no_grad():
             loaded.model.encoder.layer[1].attention.self.query.weight += 1e-3
         parts = overhead(loaded, texts, folder, settings)
@@ -97,11 +88,10 @@ def main() -> None:
         start = time.perf_counter()
         html = render_html(drift)
         t_html = time.perf_counter() - start
-    ratios = sorted(c / a for a, c in zip(caps, checks))
+    caps, checks = times["capture"], times["check"]
     print(f"inputs: {len(texts)}  model: minilm (6 layers x 12 heads)  threads: {torch.get_num_threads()}")
     print(f"capture            {statistics.median(caps):7.3f} s   (baseline, median of {args.repeat})")
-    print(f"snapshot check     {statistics.median(checks):7.3f} s   {statistics.median(ratios):.2f}x capture, median of "
-          f"{len(ratios)} interleaved pairs (range {ratios[0]:.2f}-{ratios[-1]:.2f}x; target <= 1.2x)")
+    print(f"snapshot check     {statistics.median(checks):7.3f} s   check / capture {Ratio.of(checks, caps)}  (target <= 1.2)")
     print("  of which, outside capture: " + ", ".join(f"{k} {v:.3f} s" for k, v in parts.items()))
     print(f"snapshot record    {t_record:7.3f} s   {t_record / statistics.median(caps):.2f}x capture (one run)")
     print(f"diff.html of drift {t_html:7.3f} s   ({len(html) // 1024} KiB, {len(drift.failed)} drifting inputs)")

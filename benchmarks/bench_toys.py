@@ -1,14 +1,18 @@
 """Training-step time of each trained toy: one thread (what `attnviz toy train` uses) against two.
 
 Prints, per toy, milliseconds per step (CPU time and wall time) and the ratio two threads / one
-thread, both measured in this run, plus the projected time of a full training run.
-Run: python benchmarks/bench_toys.py [--steps N]
+thread, both measured in this run (one and two threads interleaved, the ratio the median of per-pair ratios with
+its range), plus the projected time of a full training run on one thread.
+Run: python3 benchmarks/bench_toys.py [--steps N] [--repeat R]
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 import time
+
+from common import Ratio, interleaved
 
 import torch
 
@@ -40,15 +44,17 @@ def per_step(name: str, threads: int, steps: int) -> tuple[float, float]:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--steps", type=int, default=30)
+    parser.add_argument("--repeat", type=int, default=3, help="interleaved pairs")
     args = parser.parse_args()
-    print(f"{'toy':15} {'1 thread ms (cpu/wall)':>24} {'2 threads ms (cpu/wall)':>25} {'wall ratio 2/1':>15} {'full run s':>11}")
+    print(f"{'toy':15} {'1 thread ms (cpu/wall)':>24} {'2 threads ms (cpu/wall)':>25} {'wall ratio 2/1':>34} {'full run s':>11}")
     for name, recipe in RECIPES.items():
         per_step(name, 1, 3)  # warm-up
-        c1, w1 = per_step(name, 1, args.steps)
-        c2, w2 = per_step(name, 2, args.steps)
+        out: dict[int, list] = {1: [], 2: []}  # threads -> (cpu, wall) per step, one per round
+        interleaved({t: (lambda t=t: out[t].append(per_step(name, t, args.steps))) for t in (1, 2)}, args.repeat)
+        (c1, w1), (c2, w2) = ([statistics.median(x) for x in zip(*out[t])] for t in (1, 2))
+        ratio = Ratio.of([w for _, w in out[2]], [w for _, w in out[1]])
         print(f"{name:15} {c1 * 1e3:11.1f}/{w1 * 1e3:<11.1f} {c2 * 1e3:12.1f}/{w2 * 1e3:<11.1f} "
-              f"{w2 / w1:15.2f} {recipe.steps * w1:11.0f}")
-
+              f"{str(ratio):>34} {recipe.steps * w1:11.0f}")
 
 if __name__ == "__main__":
     main()
