@@ -35,24 +35,29 @@ class BlockStats:
         self.topk_index = torch.zeros(b, h, q, self.top_k, dtype=torch.long)
         self.topk_weight = torch.zeros(b, h, q, self.top_k)
         self.k_bin = torch.arange(k) * self.rk // k  # (K,) overview column of each key
+        self.k_bins = torch.nn.functional.one_hot(self.k_bin, self.rk).float()  # (K, Rk)
+        self.all_real = bool(self.query_mask.all())
 
     def add(self, weights: torch.Tensor, start: int) -> None:
-        """Fold in the rows ``start : start + n`` of one call's weights (B, H, n, K), any device or dtype."""
-        w = weights.detach().float().cpu()  # (B, H, n, K)
+        """Fold in the rows ``start : start + n`` of one call's weights (B, H, n, K), any device or dtype.
+
+        One pass over the block per statistic, each a fused reduction or a BLAS product (the overview is a
+        product with a one-hot (K, Rk) bin matrix): at long lengths this costs about what the attention itself does.
+        """
+        w = weights.detach().to("cpu", torch.float32)  # (B, H, n, K)
         n = w.shape[2]
         stop = start + n
-        real = self.query_mask[:, None, start:stop, None]  # (B, 1, n, 1)
-        w = w * real  # padding queries contribute nothing
-        logw = torch.where(w > 0, w.clamp_min(1e-45).log(), torch.zeros(()))
-        self.rows["entropy"][:, :, start:stop] = -(w * logw).sum(-1)
+        if not self.all_real:
+            w = w * self.query_mask[:, None, start:stop, None]  # padding queries contribute nothing
+        self.rows["entropy"][:, :, start:stop] = -torch.special.xlogy(w, w).sum(-1)
         self.rows["sink"][:, :, start:stop] = w.gather(-1, self.first_key[:, None, None, None].expand(*w.shape[:3], 1))[..., 0]
         q_pos = torch.arange(start, stop) + (self.k_len - self.q_len)  # queries are the last q_len positions
-        span = (q_pos[:, None] - torch.arange(self.k_len)[None, :]).abs().float()  # (n, K)
-        self.rows["distance"][:, :, start:stop] = (w * span).sum(-1)
+        span = (q_pos[:, None] - torch.arange(self.k_len)[None, :]).abs_().float()  # (n, K)
+        self.rows["distance"][:, :, start:stop] = torch.linalg.vecdot(w, span)
         self.received += w.sum(2)
         top = w.topk(self.top_k, dim=-1)
         self.topk_index[:, :, start:stop], self.topk_weight[:, :, start:stop] = top.indices, top.values
-        cols = torch.zeros(*w.shape[:3], self.rk).index_add_(-1, self.k_bin, w)  # (B, H, n, Rk)
+        cols = torch.matmul(w, self.k_bins)  # (B, H, n, Rk)
         q_bin = torch.arange(start, stop) * self.rq // self.q_len  # (n,)
         self.cells.index_add_(2, q_bin, cols)
 
