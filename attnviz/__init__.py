@@ -24,6 +24,7 @@ _LAZY = {
     "OcclusionOptions": ("attnviz.attribution.methods.options", "OcclusionOptions"),
     "RolloutOptions": ("attnviz.attribution.methods.options", "RolloutOptions"),
     "LayerOptions": ("attnviz.attribution.methods.options", "LayerOptions"),
+    "show": ("attnviz.notebook", "show"),
 }
 __all__ = [*_LAZY, "__version__"]
 
@@ -34,4 +35,8 @@ def __getattr__(name: str):
     import importlib
 
     module, attr = _LAZY[name]
-    return getattr(importlib.import_module(module), attr)
+    found = getattr(importlib.import_module(module), attr)
+    # The result types sit below the notebook layer and may not import it (DESIGN.md section 1), so their
+    # notebook reprs are attached from there: every result reaches a user through one of these names.
+    importlib.import_module("attnviz.notebook").install()
+    return found
