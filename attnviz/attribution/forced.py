@@ -132,6 +132,6 @@ def attention_scores(method: str, options, forced: Forced, weights: torch.Tensor
         rows = []
         for first, last in units:
             lo, hi = len(p) + first - 1 - q0, len(p) + last - q0
-            rows.append(matrix[b, lo:hi, : len(p) + last].mean(0))
+            rows.append(matrix[b, lo, : len(p) + last] if hi - lo == 1 else matrix[b, lo:hi, : len(p) + last].mean(0))
         out.append(rows)
     return out

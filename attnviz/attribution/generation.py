@@ -9,6 +9,7 @@ attention-based methods, and runs the gradient methods on rows of several steps 
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Mapping
 
@@ -130,7 +131,7 @@ def run_generation(loaded, prompts: list[str], config: GenerationConfig) -> list
         steps = _steps(tokens, len(forced.prompts[b]), units[b], probs[b], versus[b] if versus else None, extras[b])
         out.append(GeneratedAttribution(
             model=loaded.name, prompt=prompt, tokens=tokens, prompt_length=len(forced.prompts[b]), steps=steps,
-            scores={m: [[float(v) for v in row] for row in scores[m][b]] for m in config.methods},
+            scores={m: [row.tolist() for row in scores[m][b]] for m in config.methods},
             params={m: dataclasses.asdict(config.options[m]) for m in config.methods}, notes=list(encoded.notes)))
     return out
 
@@ -176,16 +177,17 @@ def _contrast(loaded, prompts: list[list[int]], contrast: list[int]) -> list[tor
 
 def _steps(tokens, prompt_length: int, units, probs, versus, extras) -> list[dict]:
     """The step entries of one example (see GeneratedAttribution)."""
-    prob, entropy = probs
+    prob, entropy = (t.tolist() for t in probs)
+    versus = versus.tolist() if versus is not None else None
     steps = []
     for (first, last), facts in zip(units, extras):
-        p = float(prob[first: last + 1].prod())  # a span's joint probability
+        p = math.prod(prob[first: last + 1])  # a span's joint probability
         step = {"token": "".join(tokens[prompt_length + first: prompt_length + last + 1]),
                 "position": prompt_length + last, "probability": p,
-                "entropy": float(entropy[first: last + 1].mean())}
+                "entropy": sum(entropy[first: last + 1]) / (last + 1 - first)}
         if versus is not None:
             # Each answer is read after its own prefix: why this answer rather than that one (arXiv:2202.10419).
-            step["contrast"] = p - float(versus[first: last + 1].prod()) if last < len(versus) else None
+            step["contrast"] = p - math.prod(versus[first: last + 1]) if last < len(versus) else None
         if first != last:
             step["span"] = [first, last]
         step.update(facts)

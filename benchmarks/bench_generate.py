@@ -1,0 +1,128 @@
+"""attnviz generate on a tiny Llama-shaped model (seeded, built in code), every figure a ratio in one run:
+
+1. the attention matrix of a 64-token answer (one teacher-forced pass, last layer recorded) vs one plain
+   forward pass over prompt + answer (target <= 1.3x);
+2. saliency for every step, steps batched as rows of one pass, vs one forward + backward per step;
+3. integrated gradients of every step vs captum's IntegratedGradients run step by step on the same target,
+   steps and baseline. inseq cannot be installed beside the transformers release used here (it pins an
+   older one), so captum, which inseq itself calls, is the comparison.
+
+Times come from interleaved runs; each ratio is the median of per-round ratios with their range
+(benchmarks/common.py).
+
+    python3 benchmarks/bench_generate.py [--device cpu] [--repeat 5] [--prompt 64] [--answer 64]
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import torch
+
+from common import Ratio, interleaved, median_ms
+
+from attnviz.attribution.generation import attribute_generation
+from attnviz.models import load_model
+
+IG_STEPS = 16
+
+
+def tiny_llama(folder: str, prompt_len: int, answer_len: int, device: str):
+    """A seeded 2-layer Llama (hidden 64, 4 heads, GQA) with a word-level tokenizer, saved and loaded by attnviz."""
+    import transformers as tf
+
+    words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + [f"w{i}" for i in range(95)]
+    torch.manual_seed(0)
+    cfg = tf.LlamaConfig(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                         intermediate_size=128, vocab_size=len(words), pad_token_id=0,
+                         max_position_embeddings=prompt_len + answer_len + 8)
+    tf.LlamaForCausalLM(cfg).save_pretrained(folder)
+    tf.BertTokenizer(vocab={w: i for i, w in enumerate(words)}, model_input_names=["input_ids", "attention_mask"],
+                     model_max_length=prompt_len + answer_len + 8).save_pretrained(folder)
+    loaded = load_model(folder, device=device)
+    rng = torch.Generator().manual_seed(1)
+    prompt = " ".join(f"w{int(i)}" for i in torch.randint(0, 95, (prompt_len - 2,), generator=rng))
+    answer = " ".join(f"w{int(i)}" for i in torch.randint(0, 95, (answer_len,), generator=rng))
+    return loaded, prompt, answer
+
+
+def plain_forward(loaded, prompt: str, answer: str):
+    ids = loaded.tokenizer(prompt + " " + answer, return_tensors="pt")["input_ids"][:, :-1].to(loaded.device)
+    with torch.inference_mode():
+        return loaded.model(input_ids=ids, use_cache=False).logits
+
+
+def naive_saliency(loaded, prompt: str, answer: str):
+    """One forward and one backward per generated token: the loop that batching the steps replaces."""
+    p = loaded.tokenizer(prompt, return_tensors=None)["input_ids"]
+    a = loaded.tokenizer(answer, add_special_tokens=False, return_tensors=None)["input_ids"]
+    seq = torch.tensor([p + a], device=loaded.device)
+    out = []
+    for t in range(len(a)):
+        x = loaded.model.get_input_embeddings()(seq[:, : len(p) + t]).detach().requires_grad_(True)
+        score = loaded.model(inputs_embeds=x, use_cache=False).logits[0, -1, a[t]]
+        (grad,) = torch.autograd.grad(score, x)
+        out.append(grad.norm(dim=-1)[0])
+    return out
+
+
+def captum_steps(loaded, prompt: str, answer: str):
+    """captum's IntegratedGradients for each generated token, each its own call (the baseline: [PAD] on text)."""
+    from captum.attr import IntegratedGradients
+
+    p = loaded.tokenizer(prompt, return_tensors=None)["input_ids"]
+    a = loaded.tokenizer(answer, add_special_tokens=False, return_tensors=None)["input_ids"]
+    embed = loaded.model.get_input_embeddings()
+    seq = torch.tensor([p + a], device=loaded.device)
+    special = torch.tensor(loaded.tokenizer.all_special_ids, device=loaded.device)
+    pad = embed(torch.tensor([loaded.tokenizer.pad_token_id], device=loaded.device))[0].detach()
+    out = []
+    for t in range(len(a)):
+        ids = seq[:, : len(p) + t]
+        x = embed(ids).detach()
+        x0 = torch.where(torch.isin(ids, special)[..., None], x, pad)
+        ig = IntegratedGradients(lambda e, tok=a[t]: loaded.model(inputs_embeds=e, use_cache=False).logits[:, -1, tok])
+        out.append(ig.attribute(x, baselines=x0, n_steps=IG_STEPS, internal_batch_size=32).sum(-1))
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--prompt", type=int, default=64)
+    ap.add_argument("--answer", type=int, default=64)
+    ap.add_argument("--ig-answer", type=int, default=16, help="answer tokens for the IG comparison")
+    args = ap.parse_args()
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as folder:
+        loaded, prompt, answer = tiny_llama(folder, args.prompt, args.answer, args.device)
+        device = loaded.device
+        print(f"tiny Llama (2 layers, 4 heads, hidden 64) on {device}; prompt {args.prompt} tokens, "
+              f"answer {args.answer}, {args.repeat} interleaved rounds")
+
+        def ours(method, text=answer, **kw):
+            return lambda: attribute_generation(loaded, prompt, methods=[method], answer=text, **kw)
+
+        times, _ = interleaved({"forward": lambda: plain_forward(loaded, prompt, answer),
+                                "attention": ours("attention")}, args.repeat, device=device)
+        print(f"attention matrix vs plain forward: {Ratio.of(times['attention'], times['forward'])}x "
+              f"({median_ms(times['attention'])} vs {median_ms(times['forward'])}; target <= 1.3x)")
+
+        times, _ = interleaved({"naive": lambda: naive_saliency(loaded, prompt, answer),
+                                "batched": ours("saliency")}, args.repeat, device=device)
+        print(f"saliency, every step: naive loop / batched steps: {Ratio.of(times['naive'], times['batched'])}x "
+              f"faster ({median_ms(times['batched'])} vs {median_ms(times['naive'])})")
+
+        short = " ".join(answer.split()[: args.ig_answer])
+        times, _ = interleaved({"captum": lambda: captum_steps(loaded, prompt, short),
+                                "ours": ours("integrated-gradients", short, steps=IG_STEPS)},
+                               max(1, args.repeat // 2), device=device)
+        print(f"integrated gradients ({args.ig_answer} steps of the answer, {IG_STEPS} quadrature steps): "
+              f"captum / attnviz: {Ratio.of(times['captum'], times['ours'])}x "
+              f"({median_ms(times['ours'])} vs {median_ms(times['captum'])}); inseq: not installable here")
+
+
+if __name__ == "__main__":
+    main()
