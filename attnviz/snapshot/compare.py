@@ -53,9 +53,14 @@ _SIDES = ("", "baseline", "current", "baseline and current")  # indexed by 1 * b
 
 
 def _nonfinite(base: torch.Tensor, cur: torch.Tensor, dims: int) -> torch.Tensor:
-    """Which side holds a NaN or an infinity in its last ``dims`` dimensions: an index into _SIDES."""
-    bad_b = (~torch.isfinite(base)).flatten(-dims).any(-1)
-    bad_c = (~torch.isfinite(cur)).flatten(-dims).any(-1)
+    """Which side holds a NaN or an infinity in its last ``dims`` dimensions: an index into _SIDES.
+
+    A sum is non-finite exactly when a term is (NaN and inf propagate; float64 cannot overflow on
+    float32 or float16 terms), and costs a tenth of an elementwise test and reduction.
+    """
+    last = tuple(range(-dims, 0))
+    bad_b = ~torch.isfinite(base.sum(last, dtype=torch.float64))
+    bad_c = ~torch.isfinite(cur.sum(last, dtype=torch.float64))
     return bad_b.long() + 2 * bad_c.long()
 
 
@@ -66,9 +71,12 @@ def jensen_shannon(base: torch.Tensor, cur: torch.Tensor) -> torch.Tensor:
     changes (a 1e-7 change gives a JSD near 1e-14) and the peaked rows (a key at 1e-13 on one side)
     that float32 rounds away.
     """
+    tiny = torch.finfo(torch.float64).tiny
     b, c = base.double(), cur.double()
-    m = ((b + c) / 2).clamp_min(torch.finfo(torch.float64).tiny)  # where b = c = 0, both terms are 0
-    kl = torch.xlogy(b, b / m) + torch.xlogy(c, c / m)  # (..., K); xlogy(0, 0) = 0
+    m = ((b + c) / 2).clamp_min(tiny)  # a key neither side attends to: 0 / tiny, not 0 / 0
+    # 0 log 0 = 0: the ratio is clamped to the smallest normal float64, so a key that one side never
+    # attends to adds 0 * log(tiny) = 0 there, never 0 * -inf = NaN (and costs no masking).
+    kl = b * torch.log((b / m).clamp_min(tiny)) + c * torch.log((c / m).clamp_min(tiny))  # (..., K)
     return (0.5 * kl.sum(-1)).clamp_min(0)  # rounding may leave -1e-17
 
 
@@ -81,12 +89,12 @@ def head_stats(base: torch.Tensor, cur: torch.Tensor, tol: Tolerance) -> dict[st
     if torch.equal(base, cur):  # the usual CI case: nothing to measure (NaN never equals itself)
         zero = torch.zeros(base.shape[:2], dtype=torch.float64)
         return {"max_abs": zero, "mean_abs": zero, "jsd": zero, "argmax": torch.ones_like(zero), "nonfinite": bad}
-    b, c = base.double(), cur.double()
-    diff = (c - b).abs()  # (L, H, Q, K)
+    b, c = base.float(), cur.float()
+    diff = (c - b).abs()  # (L, H, Q, K); float32 holds a difference of two weights in [0, 1] to 6e-8
     top = c.argmax(-1, keepdim=True)  # (L, H, Q, 1)
     # A changed argmax counts only when the baseline's own gap between the two keys exceeds max_abs.
     agree = b.gather(-1, top).squeeze(-1) >= b.amax(-1) - tol.max_abs  # (L, H, Q)
-    return {"max_abs": diff.amax(dim=(-1, -2)), "mean_abs": diff.mean(dim=(-1, -2)),
+    return {"max_abs": diff.amax(dim=(-1, -2)).double(), "mean_abs": diff.mean(dim=(-1, -2), dtype=torch.float64),
             "jsd": jensen_shannon(b, c).amax(-1), "argmax": agree.double().mean(-1), "nonfinite": bad}
 
 
