@@ -247,3 +247,22 @@ def test_the_notebook_layer_is_light_until_something_is_shown():
     code = "import sys, attnviz.notebook; print(sorted(m for m in ('matplotlib', 'IPython') if m in sys.modules))"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and done.stdout.strip() == "[]", done.stderr
+
+
+def test_an_explained_generation_shows_its_matrix(browser, tmp_path):
+    from attnviz.attribution.generation import GeneratedAttribution
+
+    tokens = ["a", INJECT[0], "b", INJECT[1], "c"]  # prompt of 3, answer of 2
+    steps = [{"token": INJECT[1], "position": 3, "probability": 0.5, "entropy": 1.0},
+             {"token": "c", "position": 4, "probability": 0.25, "entropy": 2.0}]
+    result = GeneratedAttribution(model="toy", prompt="a <b>", tokens=tokens, prompt_length=3, steps=steps,
+                                  scores={"attention": [[0.1, -0.5, 1.0], [1.0, 0.0, -1.0, 0.5]]})
+    shown = result._repr_mimebundle_()
+    assert shown["image/png"] and shown["text/html"].count("<td style") == 4 * 2  # 4 sources x 2 steps
+    p = Page(browser, tmp_path, [shown["text/html"]])
+    cells = p.page.eval_on_selector_all("table.av-matrix td", "ts => ts.map(t => t.style.background)")
+    assert len(set(cells)) == 7 and cells[6] == "rgb(244, 244, 244)"  # position 3 is not seen by step 0
+    assert p.page.eval_on_selector_all("table.av-matrix tr > th:first-child", "s => s.map(e => e.textContent)")[1:] \
+        == tokens[:4]
+    assert p.page.query_selector_all("img[src='x'], b") == []
+    p.clean()

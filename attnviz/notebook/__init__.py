@@ -1,9 +1,10 @@
 """Notebook views: every result shows itself, interactive and offline.
 
 ``AttentionMaps`` (head view with layer/head choice and token hover, model view; the long-input views when
-only per-head statistics were kept), ``Attribution`` (tokens coloured per method, faithfulness table) and
-``CamResult`` (maps over the original images) get ``_repr_html_`` and ``_repr_mimebundle_`` (text/html with
-inline CSS, script and data; image/png for frontends without JavaScript). ``show`` picks a view.
+only per-head statistics were kept), ``Attribution`` (tokens coloured per method, faithfulness table),
+``CamResult`` (maps over the original images) and ``GeneratedAttribution`` (generated x source matrix) get
+``_repr_html_`` and ``_repr_mimebundle_`` (text/html with inline CSS, script and data; image/png for
+frontends without JavaScript). ``show`` picks a view.
 
 The result types live below this layer (DESIGN.md section 1), so they cannot import it, not even inside a
 method; ``install`` attaches the methods to them instead, and ``attnviz`` calls it the first time one of its
@@ -23,7 +24,7 @@ _installed = False
 def build(obj, view: str | None = None, *, layer: int = -1, head: int | None = 0, example: int | None = None,
          stack: str = "encoder", images=None, max_bytes: int = MAX_BYTES) -> View:
     """The notebook view of ``obj``: AttentionMaps, an Attribution or a list of them (one per method, as
-    ``explain`` returns), or a CamResult.
+    ``explain`` returns), a CamResult, or a GeneratedAttribution or a list of them (one per prompt).
 
     AttentionMaps: ``view`` is head, model (both when None, from full weights (layer, batch, head, Q, K)),
     statistics, overview or positions (the long-input views, from the per-head statistics); ``layer`` and
@@ -49,8 +50,15 @@ def build(obj, view: str | None = None, *, layer: int = -1, head: int | None = 0
         from attnviz.notebook.results import cam_view
 
         return cam_view(obj, images, max_bytes=max_bytes)
+    from attnviz.attribution.generation import GeneratedAttribution
+
+    if isinstance(obj, GeneratedAttribution) or (isinstance(obj, (list, tuple)) and obj
+                                                 and all(isinstance(g, GeneratedAttribution) for g in obj)):
+        from attnviz.notebook.generation import generation_view
+
+        return generation_view([obj] if isinstance(obj, GeneratedAttribution) else list(obj), max_bytes=max_bytes)
     raise BadInput(f"cannot show a {type(obj).__name__}; attnviz.show takes AttentionMaps, Attribution "
-                   "(or a list of them) or CamResult")
+                   "(or a list of them), CamResult or GeneratedAttribution (or a list of them)")
 
 
 def show(obj, view: str | None = None, **options) -> View | None:
@@ -81,10 +89,11 @@ def install() -> None:
     global _installed
     if _installed:
         return
+    from attnviz.attribution.generation import GeneratedAttribution
     from attnviz.attribution.results import Attribution, CamResult
     from attnviz.maps import AttentionMaps
 
-    for cls in (AttentionMaps, Attribution, CamResult):
+    for cls in (AttentionMaps, Attribution, CamResult, GeneratedAttribution):
         cls._repr_html_ = _repr_html_
         cls._repr_mimebundle_ = _repr_mimebundle_
     _installed = True
