@@ -166,3 +166,31 @@ def test_a_multi_label_item_shows_every_class_present(browser, tmp_path):
     shown = facts.split("prediction ")[1].split(" · ")[0]  # "circle (1.0), cross (1.0), square (0.9931)"
     assert sorted(part.split(" (")[0] for part in shown.split(", ")) == ["circle", "cross", "square"]
     w.clean()
+
+
+def test_a_long_item_shows_its_statistics_views_instead_of_a_canvas(browser, tmp_path, monkeypatch):
+    """Inputs over LONG_TOKENS are captured as per-head statistics; their card opens the overview and positions."""
+    from attnviz.models import load_model
+    from attnviz.report.batch import ReportConfig, run_report
+    from attnviz.report.inputs import read_items
+
+    monkeypatch.setattr("attnviz.report.analyse.LONG_TOKENS", 6)
+    loaded = load_model(str(text_classifier(tmp_path / "bert")), device="cpu")
+    src = tmp_path / "in.jsonl"
+    src.write_text('{"id": "short", "text": "the cat sat"}\n'
+                   '{"id": "long", "text": "the movie was not good but the music was wonderful"}\n', encoding="utf-8")
+    run_report(loaded, read_items(src), ReportConfig(out=tmp_path / "out", batch_size=1))
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text(encoding="utf-8"))
+    files = {i["id"]: sorted(i["files"]) for i in summary["items"]}
+    assert files == {"short": ["head"], "long": ["overview", "positions"]}
+    w = Watched(browser)
+    page = w.page
+    page.goto((tmp_path / "out" / "report.html").as_uri())
+    page.click(".card >> nth=1")
+    page.wait_for_selector("figure.long img")
+    sizes = page.eval_on_selector_all("figure.long img", "s => s.map(i => [i.alt, i.naturalWidth])")
+    assert [a for a, _ in sizes] == ["overview", "positions"] and all(wd > 100 for _, wd in sizes)
+    assert page.eval_on_selector_all("#head-canvas", "s => s.length") == 0
+    page.click(".card >> nth=0")  # a short item still opens its canvas
+    page.wait_for_selector("#tokens-to .tok")
+    w.clean()

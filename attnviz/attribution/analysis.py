@@ -42,11 +42,13 @@ def model_outputs(model: torch.nn.Module) -> Iterator[list]:
         handle.remove()
 
 
-def analyse_batch(loaded, inputs: list, methods: tuple[str, ...] = ()) -> BatchAnalysis:
+def analyse_batch(loaded, inputs: list, methods: tuple[str, ...] = (), *, keep: str = "full",
+                  max_memory: int | None = None) -> BatchAnalysis:
     """Capture, attribution (with faithfulness) and CAM of one batch of texts or images (already checked
-    for length: over-long inputs are truncated). An attribution error leaves the attention intact."""
+    for length: over-long inputs are truncated). An attribution error leaves the attention intact.
+    ``keep`` and ``max_memory`` are capture's: under statistics ``maps.weights`` is None (long inputs)."""
     with model_outputs(loaded.model) as seen:
-        maps = capture(loaded, inputs, on_long="truncate")
+        maps = capture(loaded, inputs, on_long="truncate", keep=keep, max_memory=max_memory)
     result = BatchAnalysis(maps, seen[-1] if seen else None)
     if methods:
         from attnviz.attribution.tokens import explain

@@ -36,6 +36,10 @@ def report_cmd(
     on_long: Annotated[str, typer.Option(help="skip or truncate inputs longer than the model's maximum")] = "skip",
     html: Annotated[bool, typer.Option("--html/--no-html", help="write report.html")] = True,
     dpi: Annotated[int, typer.Option(help="PNG resolution")] = 100,
+    keep: Annotated[str, typer.Option(help="full maps, per-head statistics, or auto: statistics for inputs over "
+                                           "512 tokens or what does not fit in --max-memory")] = "auto",
+    max_memory: Annotated[Optional[str], typer.Option("--max-memory", help="what one batch's capture may keep, "
+                                                                           "e.g. 8GiB")] = None,
     model: c.Model = "minilm",
     loader: c.Loader = c.Loader(),
 ):
@@ -44,6 +48,7 @@ def report_cmd(
     from attnviz.errors import BadInput
     from attnviz.render import VIEWS
     from attnviz.report.batch import ReportConfig, check_settings, run_report
+    from attnviz.recording.plan import Plan, parse_size
     from attnviz.report.inputs import Shard, read_items
 
     chosen_views = c.names(views, VIEWS)
@@ -52,7 +57,7 @@ def report_cmd(
     items = read_items(source, limit=limit, shard=Shard.parse(shard))
     cfg = ReportConfig(out=out, views=chosen_views, layer=layer, head=head, batch_size=batch_size,
                        workers=_workers(workers, len(items)), methods=c.names(methods, METHODS), resume=resume,
-                       on_long=on_long, dpi=dpi, html=html)
+                       on_long=on_long, dpi=dpi, html=html, keep=Plan(keep=keep).keep, max_memory=parse_size(max_memory))
     loaded = loader.load(model)
     check_settings(loaded, items, cfg)  # before the progress bar: a refusal is then the only line printed
     result = _run_with_progress(loaded, items, cfg, run_report)

@@ -3,10 +3,12 @@ and report.html are made of, from the batch's analysis (``attnviz.attribution.an
 
 from __future__ import annotations
 
+import numpy as np
+
 from attnviz.attribution.analysis import analyse_batch, prediction
 from attnviz.errors import AttnvizError, BadInput
 from attnviz.report import summary
-from attnviz.report.html import encode_attention, encode_image, thumbnail
+from attnviz.report.html import encode_attention, encode_image, encode_png, thumbnail
 
 
 FAITH_KEYS = ("deletion_auc", "insertion_auc", "top1", "topk")
@@ -58,10 +60,19 @@ def _reason(err: Exception) -> str:
     return str(err) if isinstance(err, AttnvizError) else f"{type(err).__name__}: {err}"
 
 
+LONG_TOKENS = 512  # above this an item's L x L canvas is no use to a reader: its statistics are shown instead
+
+
 def _run(loaded, batch: list, cfg) -> list:
     inputs = [value for _, value, _ in batch]
-    done = analyse_batch(loaded, inputs, tuple(cfg.methods))
+    keep = "stats" if cfg.keep == "auto" and max(n for _, _, n in batch) > LONG_TOKENS else cfg.keep
+    done = analyse_batch(loaded, inputs, tuple(cfg.methods), keep=keep, max_memory=cfg.max_memory)
     maps = done.maps
+    if maps.weights is None:
+        nothing = dict(views=(), weights=np.zeros((0, 0, 0, 0), np.float32), tokens=[], layers=maps.layers,
+                       heads=maps.heads, layer=0, head=0, title=maps.model or "model", dpi=cfg.dpi)  # drawn here
+        return [(item, _long_record(loaded, item, maps, done, e, cfg), nothing, None)
+                for e, (item, _, _) in enumerate(batch)]
     cams = _cams(done.cams, inputs) if done.cams is not None else [None] * len(inputs)
     li = maps.layer_index(cfg.layer)
     hi = maps.head_index(cfg.head)
@@ -97,6 +108,37 @@ def _record(loaded, item, value, tokens, weights, maps, out, e) -> dict:
     }
     if value is not None and hasattr(value, "convert"):
         record["image_data"] = encode_image(value)
+    return record
+
+
+def _long_record(loaded, item, maps, done, e: int, cfg) -> dict:
+    """The record of an input whose capture kept per-head statistics: numbers from them, and the overview and
+    positions views as PNGs (embedded in report.html, written beside item.json) instead of an L x L canvas."""
+    from dataclasses import replace
+
+    from attnviz.render.long import long_view
+    from attnviz.render.output import figure_bytes
+
+    valid = maps.valid(e)
+    tokens = [maps.tokens[e][i] for i in valid.tolist()]
+    entropy = maps.entropy[:, e][:, :, valid].float().mean(-1).numpy()  # (L, H): mean over real queries
+    received = maps.received[:, e][:, :, valid].float().numpy()  # (L, H, n)
+    one = replace(maps, tokens=[maps.tokens[e]], mask=maps.mask[e:e + 1],
+                  stats={k: v[:, e:e + 1] for k, v in maps.stats.items()})  # (layer, 1, head, ...)
+    pngs = {v: figure_bytes(long_view(one, v, layer=cfg.layer, head=cfg.head), "png", dpi=cfg.dpi)
+            for v in ("overview", "positions")}
+    record = {
+        "id": item.id, "text": item.text, "image": item.image.name if item.image else None,
+        "target": item.target, "reference": item.reference, "tokens": tokens,
+        "prediction": prediction(loaded, done.output, maps, e), "layers": maps.layers, "heads": maps.heads,
+        "entropy": [[round(float(v), 4) for v in row] for row in entropy], "mean_entropy": round(float(entropy.mean()), 4),
+        "most_attended": summary.most_attended(received[:, :, None, :] / max(len(tokens), 1), tokens, set(maps.special)),
+        "notes": [n for n in maps.notes if n.startswith(f"input {e + 1} ")] + [
+            f"{len(tokens)} tokens: per-head statistics shown instead of the L x L maps"],
+        "thumb": thumbnail(maps.overview[-1, e].float().mean(0).numpy()),
+        "long": {v: encode_png(png) for v, png in pngs.items()}, "long_png": pngs,
+        "attribution": {m: _attribution(a, e) for m, a in done.attributions.items()},
+    }
     return record
 
 

@@ -37,6 +37,8 @@ class ReportConfig:
     on_long: str = "skip"  # skip or truncate inputs longer than the model's maximum
     dpi: int = 100  # PNG resolution
     html: bool = True  # write report.html
+    keep: str = "auto"  # full maps, statistics, or auto: statistics for inputs over LONG_TOKENS or what cannot fit
+    max_memory: int | None = None  # bytes one batch's capture may keep; None: a safe share of free memory
 
 
 @dataclass
@@ -215,6 +217,9 @@ def _finish(entry, out: Path, done_ids: dict[str, dict], finished) -> None:
     written = result.result() if isinstance(result, Future) else result
     rel = folder.relative_to(out.resolve()).as_posix()
     record["files"] = {view: f"{rel}/{name}" for view, name in written.items()}
+    for view, png in record.pop("long_png", {}).items():  # a long input's views, drawn with its statistics
+        write_atomic(folder / f"{view}.png", png)
+        record["files"][view] = f"{rel}/{view}.png"
     # item.json is written last: its presence is what marks the item finished for --resume.
     record = flag_non_finite(record)
     write_atomic(folder / "item.json", json_bytes(record))

@@ -53,6 +53,11 @@ def thumbnail(matrix: np.ndarray, size: int = 32) -> dict:
     return {"rows": r, "cols": c, "data": base64.b64encode(q.tobytes()).decode("ascii")}
 
 
+def encode_png(data: bytes) -> str:
+    """PNG bytes as a data URI (the report's CSP allows images from data: only)."""
+    return "data:image/png;base64," + base64.b64encode(data).decode("ascii")
+
+
 def encode_image(image, side: int = 224) -> str:
     """A JPEG data URI of an image, at most ``side`` pixels on its longer edge."""
     im = image.convert("RGB")
@@ -77,7 +82,7 @@ def _asset(name: str) -> str:
 def render_html(records: list[dict], meta: dict) -> str:
     """The whole report as one string."""
     keep = ("id", "text", "image", "tokens", "prediction", "target", "mean_entropy", "most_attended", "notes",
-            "view", "thumb", "attribution", "image_data", "cam", "files", "non_finite")
+            "view", "thumb", "attribution", "image_data", "cam", "files", "non_finite", "long")
     data = {"cmap": ramp_hex(CMAP),  # the PNGs' colour map, for the canvas views
             "meta": meta, "items": [{k: r.get(k) for k in keep} for r in records]}
     model = str(meta.get("model", ""))

@@ -118,12 +118,35 @@ function matrix(att, layer, head) {
   return out;
 }
 
+// ---- a long input: its statistics views, drawn when the report was written ----
+function openLong(item) {
+  current = null;
+  const d = document.getElementById("detail");
+  d.replaceChildren();
+  d.append(el("h2", null, item.text || item.id));
+  d.append(el("div", "info", "id " + item.id + (predLabel(item) ? " · prediction " + predLabel(item) : "") +
+    " · mean head entropy " + item.mean_entropy));
+  (item.notes || []).forEach(n => d.append(el("div", "note", n)));
+  const views = el("div", "views");
+  for (const [name, caption] of [["overview", "pooled map (block means)"], ["positions", "along the positions"]]) {
+    const fig = el("figure", "long");
+    const img = el("img");
+    img.src = safeImage(item.long[name]);
+    img.alt = name;
+    fig.append(img, el("figcaption", null, caption));
+    views.append(fig);
+  }
+  d.append(views);
+  d.append(attributionPanel(item));
+}
+
 // ---- one item ----
 async function openItem(i) {
   document.querySelectorAll(".card.active").forEach(c => c.classList.remove("active"));
   const card = document.querySelector('.card[data-i="' + i + '"]');
   if (card) card.classList.add("active");
   const item = DATA.items[i];
+  if (item.long) { openLong(item); return; }
   const att = await decode(i);
   current = { i, item, att, layer: att.L - 1, head: 0, hover: -1 };
   const d = document.getElementById("detail");
