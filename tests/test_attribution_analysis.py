@@ -24,7 +24,7 @@ def test_a_batch_gives_the_captured_attention_the_output_and_each_method():
 
 
 def test_an_attribution_error_keeps_the_attention_and_an_image_batch_gets_its_cams():
-    from vision_models import picture
+    from conftest import picture
 
     seq2seq = load_model("toy-seq2seq", device="cpu")
     done = analyse_batch(seq2seq, ["abc"], ("attention-flow",))

@@ -109,7 +109,7 @@ def test_generated_needs_at_least_one_example(tmp_path):
 
 
 def test_masked_lm_explains_the_mask_token(tmp_path):
-    from tiny_models import save
+    from conftest import save
 
     folder = save("bert-mlm", tmp_path / "mlm")
     out = tmp_path / "m.json"

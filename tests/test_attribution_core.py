@@ -301,7 +301,7 @@ def test_a_class_index_may_be_given_as_an_int():
 
 def test_eager_fallback_models_give_the_same_rollout_as_their_captured_attention(tmp_path):
     """BLOOM does not dispatch through the attention interface: attribution reads output_attentions."""
-    from tiny_models import save
+    from conftest import save
 
     from attnviz.recording import capture
 

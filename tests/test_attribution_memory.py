@@ -7,7 +7,7 @@ from contextlib import nullcontext
 import pytest
 import torch
 
-import tiny_models
+from conftest import save
 from attnviz.attribution import attribute, prepare
 from attnviz.attribution.context import baseline, recomputed_layers
 from attnviz.attribution.methods import integrated
@@ -21,7 +21,7 @@ TEXTS = ["the cat sat on the mat and the dog ran far", "猫", "a big red dog"]
 def loaded(request, tmp_path_factory):
     if request.param.startswith("toy-"):
         return load_model(request.param, device="cpu")
-    folder = tiny_models.save(request.param, tmp_path_factory.mktemp(request.param))
+    folder = save(request.param, tmp_path_factory.mktemp(request.param))
     return load_model(str(folder), device="cpu")
 
 

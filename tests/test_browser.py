@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from report_models import text_classifier
+from conftest import text_classifier
 
 from attnviz.report.html import encode_attention, thumbnail, write_html
 

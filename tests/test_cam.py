@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from vision_models import picture, save
+from conftest import picture, save_vision as save
 
 from attnviz.attribution.cam import CAM_METHODS, cam, normalise
 from attnviz.attribution.vision import blocks, block_input, tower

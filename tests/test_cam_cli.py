@@ -9,7 +9,7 @@ import pytest
 import torch
 from PIL import Image
 from typer.testing import CliRunner
-from vision_models import picture, save
+from conftest import picture, save_vision as save
 
 from attnviz.attribution.cam import CAM_METHODS
 from attnviz.cli import app

@@ -19,7 +19,7 @@ from attnviz.errors import AttnvizError, BadInput
 from attnviz.io import write_atomically
 from attnviz.maps import AttentionMaps
 from attnviz.models import load_model
-from tiny_models import build, load, save
+from conftest import build, load, save
 
 TEXTS = ["the cat sat on the mat", "猫 在 上", "hello world"]
 

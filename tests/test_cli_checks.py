@@ -44,7 +44,7 @@ def test_a_layer_or_head_the_model_lacks_is_refused_before_it_loads(args, needle
 
 
 def test_a_folder_model_is_checked_from_its_config_json(tmp_path, monkeypatch):
-    from tiny_models import save
+    from conftest import save
 
     import attnviz.models
 

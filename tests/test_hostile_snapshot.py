@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 from attnviz.cli import app
 from attnviz.snapshot.compare import Tolerance, head_stats
 from attnviz.snapshot.store import load_baseline, save_baseline
-from snapshot_models import save_bert
+from conftest import save_bert
 
 INPUTS = ["the cat sat on the mat", "a dog ran far", "hello world", "the big dog"]
 runner = CliRunner()

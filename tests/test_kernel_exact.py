@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from attnviz.attention.hf import dispatches, preflight, register
 from attnviz.attention.kernel import SINK, attention, repeat_kv
 from attnviz.recording import STACKS, recording
-from tiny_models import BUILDERS, VOCAB, build, load
+from conftest import VOCAB, build, load
 
 EXACT = 1e-6  # fp32: the same operations in the same order
 ALONE = 1e-5  # a padded example against itself run alone (different matmul shapes)

@@ -13,7 +13,7 @@ import torch
 
 from attnviz.errors import BadInput, ModelNotFound, Unsafe
 from attnviz.models import ModelShape, builtin_names, load_model, model_shape
-from tiny_models import build, save, tokenizer
+from conftest import build, save, tokenizer
 
 
 @pytest.fixture(autouse=True)
@@ -215,10 +215,10 @@ def test_long_text_is_truncated_with_a_note_or_refused(bert):
 
 @pytest.mark.parametrize("name", ["bert", "gpt2", "t5", "bart", "distilbert", "vision:clip", "vision:swin"])
 def test_the_shape_read_from_the_config_is_the_loaded_models(name, tmp_path):
-    import vision_models
+    from conftest import save_vision
 
     vision = name.startswith("vision:")
-    path = str(vision_models.save(name[7:], tmp_path) if vision else save(name, tmp_path))
+    path = str(save_vision(name[7:], tmp_path) if vision else save(name, tmp_path))
     loaded = load_model(path, device="cpu")
     assert model_shape(path) == ModelShape(loaded.num_layers, loaded.num_heads)
 

@@ -13,8 +13,8 @@ from attnviz.errors import BadInput
 from attnviz.maps import STATS, AttentionMaps
 from attnviz.models import load_model
 from attnviz.recording import capture
-from tiny_models import load, save
-from vision_models import picture, save as save_vision
+from conftest import load, save
+from conftest import picture, save_vision
 
 TEXTS = ["the cat sat on the mat and ran far", "猫 在 上", "hello world is big"]
 TOP_K, R = 3, 3  # R does not divide the lengths: uneven overview cells

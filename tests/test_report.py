@@ -18,7 +18,7 @@ from attnviz.errors import BadInput
 from attnviz.report import html as H
 from attnviz.report import summary as S
 from attnviz.report.inputs import Shard, read_items
-from report_models import image_classifier, text_classifier
+from conftest import image_classifier, text_classifier
 
 runner = CliRunner()
 INJECT = ["<script>alert(1)</script>", '"><img src=x onerror=alert(1)>']
@@ -289,7 +289,7 @@ def test_built_in_toys_report_texts_of_different_lengths(tmp_path, toy):
 def test_a_full_clip_model_captures_and_reports_images(tmp_path):
     """Its forward wants text too: images run through its vision tower; a report has no prompts, so no CAM."""
     from PIL import Image
-    from vision_models import save as save_vision
+    from conftest import save_vision
 
     from attnviz.recording import capture
     from attnviz.models import load_model

@@ -13,7 +13,7 @@ from attnviz.errors import BadInput
 from attnviz.snapshot import SnapshotSettings, Tolerance, check, record
 from attnviz.snapshot.compare import head_stats, spearman
 from attnviz.snapshot.store import input_key, load_baseline
-from snapshot_models import TEXTS, nudge_query, toy
+from conftest import TEXTS, nudge_query, toy
 
 
 @pytest.mark.parametrize("kind", ["encoder", "decoder", "encoder-decoder"])

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from attnviz.cli import app
 from attnviz.snapshot.store import input_key, load_baseline
-from snapshot_models import save_bert
+from conftest import save_bert
 
 INPUTS = ["the cat sat on the mat", "a dog ran far", "hello <script> & 猫", "the big dog"]
 runner = CliRunner()
