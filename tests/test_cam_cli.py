@@ -214,6 +214,7 @@ def test_a_multi_label_model_keeps_an_image_while_its_class_stays_above_one_half
     assert recognised(SimpleNamespace(multi_label=True), logits, labels).tolist() == [True, False]  # present or not
 
 
+@pytest.mark.slow
 def test_toy_shapes_maps_are_faithful():
     """The issue's criteria on the shipped toy's held-out scenes: attn-grad points at the explained shape
     (>= 0.9); removing pixels in attn-grad's order loses the class sooner than in rollout's, and rollout's

@@ -93,6 +93,7 @@ def test_cam_out_names_one_file_for_one_image_and_never_a_folder(tmp_path):
     assert res.exit_code == 0 and (tmp_path / "figs" / "a-attn-grad-panel.png").is_file(), res.output
 
 
+@pytest.mark.slow
 def test_a_pipe_into_the_installed_command_is_read_once_and_nothing_else_is_printed(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "TRANSFORMERS_VERBOSITY"}  # as a user's shell has it
     out = tmp_path / "piped.png"

@@ -199,6 +199,7 @@ def _limited(args: list[str], limit: int) -> subprocess.CompletedProcess:
                           preexec_fn=cap, env=env, timeout=300)
 
 
+@pytest.mark.slow
 def test_a_file_size_limit_exits_2_and_leaves_no_baselines_without_a_manifest(work, models):
     """Issue 16 #14: a full disk or a size limit while writing safetensors: exit 2, no half-written snapshot."""
     long = " ".join(["the big dog sat on the mat"] * 8)  # its baseline is ~100 KB; the others are a few KB

@@ -6,6 +6,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 # Imported here, so pytester's in-process runs find them loaded: it drops the modules a run imports,
 # and importing torch-backed modules afresh in one process is not safe.
 import attnviz.models.toys.toy  # noqa: F401
@@ -52,6 +54,7 @@ def run(pytester, *args):
     return pytester.runpytest(*EXTRA, "-p", "no:cacheprovider", *args)
 
 
+@pytest.mark.slow
 def test_plugin_records_checks_and_fails_on_drift(pytester):
     pytester.makepyfile(test_model=TEST_FILE)
     nudge = pytester.path / "nudge.txt"

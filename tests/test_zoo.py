@@ -114,6 +114,7 @@ def test_reverse_cross_attention_follows_the_anti_diagonal():
     assert float(scores.max()) >= 0.95, scores
 
 
+@pytest.mark.slow
 def test_a_short_training_run_learns_and_repeats_exactly():
     # Chance is 1/3; neutral plus the word's polarity alone (ignoring negation) gives 1/3 + 2/3 * 0.7 = 0.8.
     first = train("toy-sentiment", seed=3, steps=300, heldout=300)
