@@ -16,9 +16,11 @@ _LAZY = {
     "attribute_many": ("attnviz.attribution.tokens", "attribute_many"),
     "explain": ("attnviz.attribution.tokens", "explain"),
     "cam": ("attnviz.attribution.cam", "cam"),
+    "attribute_generation": ("attnviz.attribution.generation", "attribute_generation"),
     # what those hand back, and the typed options they take
     "Attribution": ("attnviz.attribution.results", "Attribution"),
     "CamResult": ("attnviz.attribution.results", "CamResult"),
+    "GeneratedAttribution": ("attnviz.attribution.generation", "GeneratedAttribution"),
     "Target": ("attnviz.attribution.targets", "Target"),
     "IntegratedOptions": ("attnviz.attribution.methods.options", "IntegratedOptions"),
     "OcclusionOptions": ("attnviz.attribution.methods.options", "OcclusionOptions"),

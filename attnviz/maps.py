@@ -32,6 +32,12 @@ _STAT_NAMES = {f"{prefix}{name}" for prefix in ("", "decoder.", "cross.") for na
 
 @dataclass
 class AttentionMaps:
+    """Captured attention (module docstring): ``weights`` (layer, B, head, query, key) or None when only the
+    per-head statistics were kept (``stats``: entropy, sink, distance (layer, B, head, query), received
+    (layer, B, head, key), overview (layer, B, head, R, R), topk_index/topk_weight (layer, B, head, query, k));
+    ``mask`` (B, S) 1 on real tokens; ``tokens`` B lists of S strings; ``layers``/``heads`` the model numbers kept.
+    ``save(path)`` / ``AttentionMaps.load(path)``: one .safetensors file, loadable without the model."""
+
     weights: torch.Tensor | None  # (layer, batch, head, query, key); the encoder stack of an encoder-decoder
     mask: torch.Tensor  # (batch, seq) 1 for real tokens, 0 for padding
     tokens: list[list[str]]  # per example, padded to seq with the tokenizer's pad string

@@ -22,6 +22,11 @@ class Encoded:
 
 @dataclass
 class LoadedModel:
+    """A model ready to explain: the torch module with its tokenizer or image processor and the facts attnviz
+    needs (kind, task, layers, heads, labels, the backend it computes attention with). ``encode(inputs)`` gives one
+    padded batch: ``batch`` (model keyword arguments, input_ids (B, S)), ``tokens`` (B lists of S strings),
+    ``mask`` (B, S), and for an encoder-decoder the decoded ``decoder_tokens`` and ``decoder_mask`` (B, T)."""
+
     model: torch.nn.Module
     name: str  # what the user asked for: a built-in name, a folder or a hub id
     kind: str  # encoder | decoder | encoder-decoder | vision
