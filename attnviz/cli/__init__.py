@@ -9,7 +9,8 @@ import os
 import typer
 
 from attnviz.cli import attribute, bench, cam, gallery, generate, heatmap, models, report, snapshot, toy
-from attnviz.cli.common import config_defaults, err_console, guard, labelled
+from attnviz.cli.common import err_console, guard, labelled
+from attnviz.cli.pyproject import check_values, option_types, read_table, split
 from attnviz.errors import AttnvizError
 
 app = typer.Typer(
@@ -41,17 +42,22 @@ app.add_typer(toy.app, name="toy")  # train, data
 def default_map() -> dict:
     """``[tool.attnviz]`` defaults for every command; command-line options override them.
 
-    A key that no command takes gets a warning, so that a misspelt option is not silently ignored.
+    A key that no command takes gets a warning, so that a misspelt option is not silently ignored; a value
+    of the wrong type for its option is BadInput (one line, exit 2) before any command runs.
     """
-    cfg = config_defaults()
+    path, table = read_table()
+    cfg = split(table, path) if path is not None else {}
     shared = cfg.pop("shared", {})
-    known = {name: set(inspect.signature(fn).parameters) for name, fn in COMMANDS.items()}
-    known["snapshot"] = set(snapshot.CONFIG_KEYS)
+    typed = {name: option_types(fn) for name, fn in COMMANDS.items()}
+    flagged = {**option_types(snapshot.record_cmd, flags=True), **option_types(snapshot.check_cmd, flags=True)}
+    typed["snapshot"] = {k: flagged.get(k) for k in snapshot.CONFIG_KEYS}  # keys spelt as the flags (dir, max-abs)
     for section, keys in [("", shared), *((f".{name}", keys) for name, keys in cfg.items())]:
-        options = set().union(*known.values()) if not section else known.get(section[1:])
+        options = set().union(*typed.values()) if not section else typed.get(section[1:])
         if options is None:
-            _warn(f"[tool.attnviz{section}] is not a command; commands: {', '.join(known)}")
+            _warn(f"[tool.attnviz{section}] is not a command; commands: {', '.join(typed)}")
             continue
+        for types_ in ([typed[section[1:]]] if section else typed.values()):
+            check_values(section, keys, types_, path)
         for key in keys:
             if key not in options:
                 close = difflib.get_close_matches(key, options, n=1)

@@ -15,11 +15,6 @@ from rich.text import Text
 
 from attnviz.errors import AttnvizError, BadInput
 
-try:
-    import tomllib
-except ImportError:  # Python 3.10
-    import tomli as tomllib
-
 # Messages carry file names, labels and tokens: brackets in them are text, never rich markup.
 console = Console(highlight=False, markup=False)
 err_console = Console(stderr=True, highlight=False, markup=False)
@@ -143,19 +138,9 @@ def read_texts(texts: list[str] | None, file: Path | None) -> list[str]:
 
 
 def config_defaults(start: Path | None = None) -> dict:
-    """``[tool.attnviz]`` of the nearest pyproject.toml: shared keys apply to every command."""
-    here = (start or Path.cwd()).resolve()
-    for folder in (here, *here.parents):
-        path = folder / "pyproject.toml"
-        if path.is_file():
-            try:
-                table = tomllib.loads(path.read_text(encoding="utf-8")).get("tool", {}).get("attnviz", {})
-            except OSError:
-                return {}
-            except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
-                raise BadInput(f"{path} is not valid TOML: {err}") from None
-            shared = {k.replace("-", "_"): v for k, v in table.items() if not isinstance(v, dict)}
-            per_command = {k: {o.replace("-", "_"): v for o, v in sub.items()}
-                           for k, sub in table.items() if isinstance(sub, dict)}
-            return {"shared": shared, **per_command}
-    return {}
+    """``[tool.attnviz]`` of the nearest pyproject.toml: shared keys apply to every command; a table that is
+    not shaped like options is BadInput (cli/pyproject.py)."""
+    from attnviz.cli.pyproject import read_table, split
+
+    path, table = read_table(start)
+    return split(table, path) if path is not None else {}

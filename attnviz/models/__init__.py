@@ -139,7 +139,10 @@ def _toy_shape(path: Path) -> ModelShape | None:
 
 
 def _is_toy_file(spec: str) -> bool:
-    return str(spec).endswith(".safetensors") and Path(spec).is_file()
+    try:
+        return str(spec).endswith(".safetensors") and Path(spec).is_file()
+    except (OSError, ValueError):  # a name too long, a NUL byte: not a toy file (resolve says what is wrong)
+        return False
 
 
 def _check_device_map(spec: str) -> None:

@@ -93,13 +93,17 @@ def _put_env(key: str, value: str | None) -> None:
 
 def resolve(spec: str, online: bool, revision: str | None) -> Path | str:
     """A local folder, or a hub id found in the local cache (or any hub id when online)."""
-    path = Path(spec).expanduser()
-    if path.exists():
+    try:
+        path = Path(spec).expanduser()
+        exists = path.exists()
+    except (OSError, RuntimeError, ValueError) as err:  # a name too long, an unknown ~user, a NUL byte
+        raise ModelNotFound(f"model path {_short(spec)} cannot be used: {getattr(err, 'strerror', None) or _one_line(err, 80)}") from None
+    if exists:
         if not (path / "config.json").is_file():
             raise ModelNotFound(f"{spec} has no config.json; it is not a Hugging Face model folder")
         return path
     if _looks_like_path(spec):
-        raise ModelNotFound(f"model path does not exist: {spec}")
+        raise ModelNotFound(f"model path does not exist: {_short(spec)}")
     if online:
         return spec
     from huggingface_hub import try_to_load_from_cache
@@ -108,7 +112,7 @@ def resolve(spec: str, online: bool, revision: str | None) -> Path | str:
     try:
         found = try_to_load_from_cache(spec, "config.json", cache_dir=os.environ.get("HF_HUB_CACHE"), revision=revision)
     except ValueError:  # not a valid hub id (HFValidationError)
-        raise ModelNotFound(f"{spec!r} is neither a model folder nor a valid hub id") from None
+        raise ModelNotFound(f"{_short(spec)!r} is neither a model folder nor a valid hub id") from None
     if isinstance(found, str):
         return Path(found).parent
     return ""
@@ -118,6 +122,11 @@ def _looks_like_path(spec: str) -> bool:
     """A hub id is ``name`` or ``org/name``; anything else with a separator is a path."""
     parts = spec.replace("\\", "/").split("/")
     return spec.startswith((".", "/", "~")) or len(parts) > 2 or any(p in ("", ".", "..") for p in parts)
+
+
+def _short(spec: str, limit: int = 80) -> str:
+    """A model name for a one-line message: a path of thousands of characters is cut in the middle."""
+    return spec if len(spec) <= limit else f"{spec[:limit // 2]}...{spec[-limit // 2:]}"
 
 
 def _one_line(err: BaseException, limit: int = 300) -> str:
@@ -132,14 +141,25 @@ def _check_safety(folder: Path | str, allow_pickle: bool, trust_remote_code: boo
         pickled = [p.name for pat in _PICKLE for p in folder.glob(pat)]
         if pickled and not has_safe and not allow_pickle:
             raise Unsafe(f"{folder} has only pickle weights ({pickled[0]}); pass --allow-pickle to load them anyway")
-        try:
-            config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, ValueError) as err:
-            raise ModelNotFound(f"cannot read {folder / 'config.json'}: {_one_line(err)}") from None
+        config = read_config(folder)
         if config.get("auto_map") and not trust_remote_code:
             raise Unsafe(f"{folder} needs remote code; pass --trust-remote-code together with --revision")
     if trust_remote_code and not revision:
         raise Unsafe("--trust-remote-code needs --revision pinning the code that will run")
+
+
+def read_config(folder: Path) -> dict:
+    """A folder's config.json as a JSON object; anything else (a list, JSON nested past Python's recursion
+    limit, a broken file) is ModelNotFound naming the file."""
+    path = folder / "config.json"
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as err:
+        problem = "nested too deeply" if isinstance(err, RecursionError) else _one_line(err)
+        raise ModelNotFound(f"cannot read {path}: {problem}") from None
+    if not isinstance(config, dict):
+        raise ModelNotFound(f"{path} is not a model config: a JSON object was expected, not {type(config).__name__}")
+    return config
 
 
 def _auto_class(config):
@@ -171,7 +191,7 @@ def load_hf(spec: str, *, device, dtype, online=False, allow_pickle=False, trust
     with hub_settings(online):
         folder = resolve(spec, online, revision)
         if folder == "":
-            raise ModelNotFound(f"model {spec!r} is neither built in, nor a folder, nor in the local Hugging Face cache")
+            raise ModelNotFound(f"model {_short(spec)!r} is neither built in, nor a folder, nor in the local Hugging Face cache")
         _check_safety(folder, allow_pickle, trust_remote_code, revision)
         from attnviz.attention.hf import preflight
 
@@ -202,7 +222,7 @@ def _from_pretrained(spec, folder, dtype, allow_pickle, device_map, common):
     except Exception as err:  # transformers and safetensors raise many types for a broken folder
         if isinstance(err, MemoryError):
             raise
-        raise ModelNotFound(f"cannot load {spec}: {type(err).__name__}: {_one_line(err)}") from None
+        raise ModelNotFound(f"cannot load {_short(spec)}: {type(err).__name__}: {_one_line(err)}") from None
     return config, model, task
 
 
@@ -263,7 +283,11 @@ def _wrap(spec, model, config, task, folder, common) -> LoadedModel:
         raise ModelNotFound(f"the tokenizer of {spec} has no vocabulary; are its tokenizer files missing?")
     cfg = _side(config, kind)
     layers, heads = _shape(config, kind)
+    if layers < 1 or heads < 1:
+        raise ModelNotFound(f"{_short(spec)} has {layers} layers of {heads} heads; its config names no attention to show")
     labels = [config.id2label[i] for i in sorted(config.id2label)] if task.endswith("classification") else []
+    if not all(isinstance(label, str) for label in labels):
+        raise ModelNotFound(f"the id2label of {_short(spec)} must map class numbers to names (texts)")
     max_len = getattr(cfg, "max_position_embeddings", None) or getattr(cfg, "n_positions", None) or 512
     if tokenizer is not None and 0 < getattr(tokenizer, "model_max_length", 0) < max_len:
         max_len = tokenizer.model_max_length
