@@ -113,7 +113,7 @@ def check_settings(loaded, items: list[Item], cfg: ReportConfig) -> None:
         raise BadInput("--batch-size must be at least 1")
     if not -loaded.num_layers <= cfg.layer < loaded.num_layers:
         raise BadInput(f"layer {cfg.layer} is out of range; valid layers: 0-{loaded.num_layers - 1}")
-    if "head" in cfg.views and not -loaded.num_heads <= cfg.head < loaded.num_heads:
+    if "head" in cfg.views and not 0 <= cfg.head < loaded.num_heads:  # heads do not count from the end
         raise BadInput(f"head {cfg.head} is out of range; valid heads: 0-{loaded.num_heads - 1}")
 
 

@@ -18,6 +18,7 @@ from attnviz.models.loaded import check_texts
 from attnviz.recording import STORE_DTYPES, capture
 from attnviz.recording.plan import Plan, parse_queries, parse_size
 
+STACKS = ("encoder", "decoder", "cross")  # a single-stack model's one stack answers to encoder and decoder
 Check = Callable[[int, int], object]  # (layers, heads) -> raises BadInput when the config asks for more
 
 
@@ -77,6 +78,8 @@ class HeatmapConfig:
 
         if self.view not in LONG_VIEWS:
             VIEWS.get(self.view)
+        if self.stack not in STACKS:
+            raise BadInput(f"--stack must be one of {', '.join(STACKS)}, not {self.stack!r}")
         pick_format(self.fmt, self.out)
         if isinstance(self.source, CaptureConfig):
             self.source.check()
