@@ -37,6 +37,7 @@ class BlockStats:
         self.k_bin = torch.arange(k) * self.rk // k  # (K,) overview column of each key
         self.k_bins = torch.nn.functional.one_hot(self.k_bin, self.rk).float()  # (K, Rk)
         self.all_real = bool(self.query_mask.all())
+        self.k_pos = torch.arange(k, dtype=torch.float32)
 
     def add(self, weights: torch.Tensor, start: int) -> None:
         """Fold in the rows ``start : start + n`` of one call's weights (B, H, n, K), any device or dtype.
@@ -51,10 +52,10 @@ class BlockStats:
             w = w * self.query_mask[:, None, start:stop, None]  # padding queries contribute nothing
         self.rows["entropy"][:, :, start:stop] = -torch.special.xlogy(w, w).sum(-1)
         self.rows["sink"][:, :, start:stop] = w.gather(-1, self.first_key[:, None, None, None].expand(*w.shape[:3], 1))[..., 0]
-        q_pos = torch.arange(start, stop) + (self.k_len - self.q_len)  # queries are the last q_len positions
-        span = (q_pos[:, None] - torch.arange(self.k_len)[None, :]).abs_().float()  # (n, K)
+        q_pos = torch.arange(start, stop, dtype=torch.float32) + (self.k_len - self.q_len)  # the last q_len positions
+        span = (self.k_pos[None, :] - q_pos[:, None]).abs_()  # (n, K) |q - k|, built in float32 directly
         self.rows["distance"][:, :, start:stop] = torch.linalg.vecdot(w, span)
-        self.received += w.sum(2)
+        self.received += torch.matmul(torch.ones(1, n), w)[:, :, 0]  # (B, H, K): a product, not a strided sum
         top = w.topk(self.top_k, dim=-1)
         self.topk_index[:, :, start:stop], self.topk_weight[:, :, start:stop] = top.indices, top.values
         cols = torch.matmul(w, self.k_bins)  # (B, H, n, Rk)
