@@ -13,6 +13,7 @@ from attnviz.cli import common as c
 
 _METHODS = ", ".join(METHODS.names())
 DEFAULT_METHODS = "grad-x-input,integrated-gradients,occlusion,rollout,attn-grad"
+MAX_GENERATED = 1000  # fresh toy examples for --generated: each is explained by every method
 
 
 @c.loads_models()
@@ -52,6 +53,8 @@ def attribute_cmd(
     if generated is not None:
         if texts or file:
             raise BadInput("give texts or --generated, not both")
+        if generated > MAX_GENERATED:
+            raise BadInput(f"--generated must be at most {MAX_GENERATED}, not {generated}")
         inputs, truth = make_examples(model, generated, seed)
     else:
         inputs = c.read_texts(texts, file)
@@ -61,6 +64,7 @@ def attribute_cmd(
     pick_format(out)
     check_writable(out)
     loaded = loader.load(model)
+    _check_memory(loaded, inputs, on_long)
     attrs = explain(loaded, inputs, methods=methods, truth=truth, faithful=faithfulness, baseline=baseline,
                     target=target, target_token=target_token, reference=reference, on_long=on_long, options=options)
     paths, warnings = write_report(attrs, out, model=loaded.name, task=loaded.task, special=loaded.special_tokens)
@@ -69,6 +73,26 @@ def attribute_cmd(
         c.err_console.print(c.labelled("warning:", "yellow", warning), soft_wrap=True)
     for path in paths:
         c.console.print(str(path))
+
+
+def _check_memory(loaded, inputs: list[str], on_long: str) -> None:
+    """The inputs are explained as one batch (B, S): a gradient pass keeps, per layer, the attention
+    (B, heads, S, S) and a few (B, S, hidden) activations. Refuse a batch whose estimate is over the budget
+    that captures use (70% of the free memory), before the model runs it."""
+    from attnviz.errors import BadInput
+    from attnviz.recording import plan
+
+    if loaded.tokenizer is None:
+        return
+    longest = max(len(ids) for ids in loaded.tokenizer(list(inputs), truncation=False)["input_ids"])
+    seq = min(longest, loaded.max_length) if on_long == "truncate" else longest
+    hidden = getattr(getattr(loaded.model, "config", None), "hidden_size", None) or 1024
+    per_layer = 3 * loaded.num_heads * seq * seq + 12 * seq * hidden  # float32 values per example
+    need, budget = 4 * per_layer * loaded.num_layers * len(inputs), plan.default_budget()
+    if need > budget:
+        raise BadInput(f"explaining these {len(inputs)} inputs as one batch needs about {plan.gib(need)} but may "
+                       f"use {plan.gib(budget)}; explain fewer inputs at a time, or run `attnviz report --methods`, "
+                       "which explains them in batches")
 
 
 def _summary(attrs, special: set) -> None:

@@ -117,24 +117,40 @@ def loads_models(*names: str, **defaults):
     return decorate
 
 
+MAX_FILE_BYTES = 64 * 2**20  # --file: far more text than one run draws; /dev/zero or a FIFO would never end
+
+
 def read_texts(texts: list[str] | None, file: Path | None) -> list[str]:
-    """Texts from arguments, or one per line of a file ('-' reads standard input)."""
+    """Texts from arguments, or one per line of a file ('-' reads standard input), split at newlines only."""
+    from attnviz.report.inputs import split_records
+
     if file is not None:
-        if str(file) == "-":
-            lines = sys.stdin.read().splitlines()
-        else:
-            try:
-                lines = Path(file).read_text(encoding="utf-8").splitlines()
-            except (OSError, UnicodeDecodeError) as err:
-                raise BadInput(f"cannot read {file}: {getattr(err, 'strerror', None) or err}") from None
+        name = "standard input" if str(file) == "-" else str(file)
+        lines = split_records(_read_capped(file, name))
         texts = [*(texts or []), *(line for line in lines if line.strip())]
         if not texts:
-            raise BadInput(f"{'standard input' if str(file) == '-' else file} has no text")
+            raise BadInput(f"{name} has no text")
     if not texts:
         raise BadInput("no input: give a TEXT, or --file FILE with one text per line")
     if any(not t.strip() for t in texts):
         raise BadInput("text is empty")
     return texts
+
+
+def _read_capped(file: Path, name: str) -> str:
+    """At most MAX_FILE_BYTES of ``file`` as UTF-8; a larger (or endless) source is BadInput, read no further."""
+    try:
+        if str(file) == "-":
+            data = sys.stdin.buffer.read(MAX_FILE_BYTES + 1)
+        else:
+            with open(file, "rb") as f:
+                data = f.read(MAX_FILE_BYTES + 1)
+        if len(data) > MAX_FILE_BYTES:
+            raise BadInput(f"{name} is larger than {MAX_FILE_BYTES // 2**20} MiB; give a regular file of texts "
+                           "(`attnviz report` reads large files in batches)")
+        return data.decode("utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        raise BadInput(f"cannot read {name}: {getattr(err, 'strerror', None) or err}") from None
 
 
 def config_defaults(start: Path | None = None) -> dict:
