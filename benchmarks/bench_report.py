@@ -3,8 +3,9 @@
     python3 benchmarks/bench_report.py [--items 200] [--workers 2] [--repeat 3]
 
 Both runs do the same work on the same sentences with MiniLM: capture, one head-view PNG per item, and
-report.html. The baseline draws every PNG on a new matplotlib figure in this process (what
-`attnviz heatmap` does); the report reuses figures in worker processes. The two run interleaved, each
+report.html. The baseline draws every PNG on a new matplotlib figure in this process (the head view's
+SVG/PDF figure; `attnviz heatmap` now writes PNGs through the report's renderer); the report reuses
+figures in worker processes. The two run interleaved, each
 into a new folder; the ratio is the median of per-pair ratios, with their range.
 """
 
