@@ -24,20 +24,27 @@ class BlockStats:
 
     def __init__(self, shape: tuple[int, int, int, int], first_key: torch.Tensor, query_mask: torch.Tensor,
                  top_k: int, overview: int):
+        self.shape = shape
         b, h, q, k = shape
         self.q_len, self.k_len = q, k
-        self.first_key, self.query_mask = first_key.long().cpu(), query_mask.float().cpu()
         self.rq, self.rk = min(overview, q), min(overview, k)
         self.top_k = min(top_k, k)
-        self.rows = {n: torch.zeros(b, h, q) for n in ("entropy", "sink", "distance")}
-        self.received = torch.zeros(b, h, k)
-        self.cells = torch.zeros(b, h, self.rq, self.rk)
-        self.topk_index = torch.zeros(b, h, q, self.top_k, dtype=torch.long)
-        self.topk_weight = torch.zeros(b, h, q, self.top_k)
-        self.k_bin = torch.arange(k) * self.rk // k  # (K,) overview column of each key
-        self.k_bins = torch.nn.functional.one_hot(self.k_bin, self.rk).float()  # (K, Rk)
+        self.first_key, self.query_mask = first_key.long(), query_mask.float()
         self.all_real = bool(self.query_mask.all())
-        self.k_pos = torch.arange(k, dtype=torch.float32)
+        self.device: torch.device | None = None  # the accumulators live where the weights are computed
+
+    def _start(self, device: torch.device) -> None:
+        b, h, q, k = self.shape
+        zeros = lambda *size: torch.zeros(*size, device=device)  # noqa: E731
+        self.device = device
+        self.first_key, self.query_mask = self.first_key.to(device), self.query_mask.to(device)
+        self.rows = {n: zeros(b, h, q) for n in ("entropy", "sink", "distance")}
+        self.received, self.cells = zeros(b, h, k), zeros(b, h, self.rq, self.rk)
+        self.topk_index = torch.zeros(b, h, q, self.top_k, dtype=torch.long, device=device)
+        self.topk_weight = zeros(b, h, q, self.top_k)
+        k_bin = torch.arange(k, device=device) * self.rk // k  # (K,) overview column of each key
+        self.k_bins = torch.nn.functional.one_hot(k_bin, self.rk).float()  # (K, Rk)
+        self.k_pos = torch.arange(k, dtype=torch.float32, device=device)
 
     def add(self, weights: torch.Tensor, start: int) -> None:
         """Fold in the rows ``start : start + n`` of one call's weights (B, H, n, K), any device or dtype.
@@ -45,31 +52,32 @@ class BlockStats:
         One pass over the block per statistic, each a fused reduction or a BLAS product (the overview is a
         product with a one-hot (K, Rk) bin matrix): at long lengths this costs about what the attention itself does.
         """
-        w = weights.detach().to("cpu", torch.float32)  # (B, H, n, K)
+        if self.device is None:
+            self._start(weights.device)
+        w = weights.detach().to(self.device, torch.float32)  # (B, H, n, K)
         n = w.shape[2]
         stop = start + n
         if not self.all_real:
             w = w * self.query_mask[:, None, start:stop, None]  # padding queries contribute nothing
         self.rows["entropy"][:, :, start:stop] = -torch.special.xlogy(w, w).sum(-1)
         self.rows["sink"][:, :, start:stop] = w.gather(-1, self.first_key[:, None, None, None].expand(*w.shape[:3], 1))[..., 0]
-        q_pos = torch.arange(start, stop, dtype=torch.float32) + (self.k_len - self.q_len)  # the last q_len positions
+        q_pos = torch.arange(start, stop, dtype=torch.float32, device=self.device) + (self.k_len - self.q_len)
         span = (self.k_pos[None, :] - q_pos[:, None]).abs_()  # (n, K) |q - k|, built in float32 directly
         self.rows["distance"][:, :, start:stop] = torch.linalg.vecdot(w, span)
-        self.received += torch.matmul(torch.ones(1, n), w)[:, :, 0]  # (B, H, K): a product, not a strided sum
+        self.received += torch.matmul(torch.ones(1, n, device=self.device), w)[:, :, 0]  # (B, H, K): a product, not a strided sum
         top = w.topk(self.top_k, dim=-1)
         self.topk_index[:, :, start:stop], self.topk_weight[:, :, start:stop] = top.indices, top.values
         cols = torch.matmul(w, self.k_bins)  # (B, H, n, Rk)
-        q_bin = torch.arange(start, stop) * self.rq // self.q_len  # (n,)
+        q_bin = torch.arange(start, stop, device=self.device) * self.rq // self.q_len  # (n,)
         self.cells.index_add_(2, q_bin, cols)
 
     def result(self, heads: list[int] | None) -> dict[str, torch.Tensor]:
-        """Every statistic (module docstring), cut to ``heads``; the overview as block means."""
+        """Every statistic (module docstring) on the CPU, cut to ``heads``; the overview as block means."""
         q_count = torch.bincount(torch.arange(self.q_len) * self.rq // self.q_len, minlength=self.rq).float()
-        k_count = torch.bincount(self.k_bin, minlength=self.rk).float()
-        out = {**self.rows, "received": self.received,
-               "overview": self.cells / (q_count[:, None] * k_count[None, :]),
+        k_count = torch.bincount(torch.arange(self.k_len) * self.rk // self.k_len, minlength=self.rk).float()
+        out = {**self.rows, "received": self.received, "overview": self.cells.cpu() / (q_count[:, None] * k_count),
                "topk_index": self.topk_index, "topk_weight": self.topk_weight}
-        return {n: t[:, heads] if heads is not None else t for n, t in out.items()}
+        return {n: (t[:, heads] if heads is not None else t).cpu() for n, t in out.items()}
 
 
 def rows_per_block(batch: int, heads: int, keys: int, budget: int) -> int:
