@@ -31,6 +31,13 @@ Online = Annotated[bool, typer.Option("--online", help="allow downloads from the
 AllowPickle = Annotated[bool, typer.Option("--allow-pickle", help="load pickle checkpoints (runs code from the file)")]
 TrustRemote = Annotated[bool, typer.Option("--trust-remote-code", help="run the model's own code; needs --revision")]
 Revision = Annotated[Optional[str], typer.Option(help="model revision (commit) to load")]
+DeviceMap = Annotated[Optional[str], typer.Option(
+    "--device-map", help="spread a Hugging Face model with accelerate: auto, balanced, sequential, or JSON "
+                         "module -> device, e.g. '{\"model.layers.0\": \"cpu\", \"model.layers.1\": \"disk\"}'")]
+DeviceMaxMemory = Annotated[Optional[str], typer.Option(
+    "--device-max-memory", help="accelerate's limit per device, JSON, e.g. '{\"0\": \"20GiB\", \"cpu\": \"2GiB\"}' "
+                                "(with --device-map)")]
+LoadIn = Annotated[Optional[str], typer.Option("--load-in", help="8bit or 4bit: quantise with bitsandbytes (CUDA)")]
 
 
 def guard(fn):
@@ -76,19 +83,25 @@ class Loader:
     allow_pickle: bool = False
     trust_remote_code: bool = False
     revision: str | None = None
+    device_map: str | None = None
+    device_max_memory: str | None = None  # accelerate's max_memory (--max-memory is a capture's budget)
+    load_in: str | None = None
 
     def options(self):
         """The same options as the library's LoadOptions, for a command's config."""
         from attnviz.models import LoadOptions
 
-        return LoadOptions(**{f.name: getattr(self, f.name) for f in fields(self)})
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        values["max_memory"] = values.pop("device_max_memory")
+        return LoadOptions(**values)
 
     def load(self, model: str):
         return self.options().load(model)
 
 
 LOADING_OPTIONS = {"device": Device, "dtype": Dtype, "online": Online, "allow_pickle": AllowPickle,
-                   "trust_remote_code": TrustRemote, "revision": Revision}
+                   "trust_remote_code": TrustRemote, "revision": Revision, "device_map": DeviceMap,
+                   "device_max_memory": DeviceMaxMemory, "load_in": LoadIn}
 
 
 def loads_models(*names: str, **defaults):

@@ -23,17 +23,31 @@ def models_cmd():
     c.console.print(table)
 
 
-@c.loads_models("device", "online", "allow_pickle", "trust_remote_code", "revision", device="cpu")
+@c.loads_models(device="cpu")
 def info_cmd(
     name: Annotated[Optional[str], typer.Argument(help="built-in name, model folder or cached hub id")] = None,
     model: c.Model = "minilm",
     loader: c.Loader = c.Loader(),
 ):
-    """Show a model's architecture and whether it runs on the attnviz kernel or the eager fallback."""
+    """Show a model's architecture, whether it runs on the attnviz kernel or the eager fallback, how it pads a
+    batch and where each layer sits."""
     loaded = loader.load(name or model)
     from attnviz.models import describe
 
     table = Table(show_header=False, title=loaded.name)
-    for key, value in describe(loaded).items():
+    for key, value in {**describe(loaded), **_placed(loaded)}.items():
         table.add_row(key, str(value))
     c.console.print(table)
+
+
+def _placed(loaded) -> dict:
+    """dtype, padding and, per stack, the device of each attention layer (accelerate's map, or the one device)."""
+    from attnviz.models.placement import layer_devices, summary
+
+    facts = {"dtype": str(next(loaded.model.parameters()).dtype).replace("torch.", "")}
+    if loaded.meta.get("padding"):
+        facts["padding"] = loaded.meta["padding"]
+    stacks = layer_devices(loaded.model, loaded.forward_module)
+    for stack, layers in stacks.items():
+        facts["layers on" if len(stacks) == 1 else f"{stack} layers on"] = summary(layers)
+    return facts

@@ -52,7 +52,7 @@ def _said(res, model: str, update: bool) -> None:
         c.console.print(f"removed {len(res.removed)} baselines no input uses: {', '.join(res.removed)}")
 
 
-@c.loads_models("device", "dtype", "online", "allow_pickle")
+@c.loads_models("device", "dtype", "online", "allow_pickle", "device_map", "device_max_memory", "load_in")
 def record_cmd(
     inputs: Inputs = None,
     folder: Dir = None,
@@ -86,7 +86,7 @@ def record_cmd(
     _said(record(loaded, texts, folder, settings, update=update), loaded.name, update)
 
 
-@c.loads_models("device", "dtype", "online", "allow_pickle")
+@c.loads_models("device", "dtype", "online", "allow_pickle", "device_map", "device_max_memory", "load_in")
 def check_cmd(
     folder: Dir = None,
     inputs: Inputs = None,

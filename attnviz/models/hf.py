@@ -186,8 +186,9 @@ def _kind(config, task: str) -> str:
 
 
 def load_hf(spec: str, *, device, dtype, online=False, allow_pickle=False, trust_remote_code=False, revision=None,
-            device_map=None) -> LoadedModel:
-    """A folder or hub id -> LoadedModel on ``device`` (or placed by ``device_map``), attention backend chosen."""
+            placed=None) -> LoadedModel:
+    """A folder or hub id -> LoadedModel on ``device`` (or placed by accelerate: ``placed``, a checked
+    ``models.placement.Placement``), attention backend chosen."""
     with hub_settings(online):
         folder = resolve(spec, online, revision)
         if folder == "":
@@ -196,8 +197,8 @@ def load_hf(spec: str, *, device, dtype, online=False, allow_pickle=False, trust
         from attnviz.attention.hf import preflight
 
         common = {"revision": revision, "trust_remote_code": trust_remote_code, "local_files_only": not online}
-        config, model, task = _from_pretrained(spec, folder, dtype, allow_pickle, device_map, common)
-        if device_map is None:  # with a device map, accelerate has placed the layers already
+        config, model, task = _from_pretrained(spec, folder, dtype, allow_pickle, placed, common)
+        if placed is None or not placed.spread:  # with a device map, accelerate has placed the layers already
             model.to(device)
         model.eval()
         loaded = _wrap(spec, model, config, task, folder, common)
@@ -205,25 +206,70 @@ def load_hf(spec: str, *, device, dtype, online=False, allow_pickle=False, trust
     return loaded
 
 
-def _from_pretrained(spec, folder, dtype, allow_pickle, device_map, common):
+def _from_pretrained(spec, folder, dtype, allow_pickle, placed, common):
     """(config, model, task) with the attnviz kernel as the attention implementation."""
     from transformers import AutoConfig
 
     from attnviz.attention.hf import register
 
-    placement = {} if device_map is None else {"device_map": device_map}
+    placement = _placement_kwargs(placed)
     try:
         config = AutoConfig.from_pretrained(str(folder), **common)
         auto, task = _auto_class(config)
-        model = auto.from_pretrained(
-            str(folder), attn_implementation=register(), use_safetensors=None if allow_pickle else True,
-            dtype=dtype, **placement, **common,
-        )
+        with _quiet_accelerate():
+            model = auto.from_pretrained(
+                str(folder), attn_implementation=register(), use_safetensors=None if allow_pickle else True,
+                dtype=dtype, **placement, **common,
+            )
     except Exception as err:  # transformers and safetensors raise many types for a broken folder
+        _remove(placement.get("offload_folder"))
         if isinstance(err, MemoryError):
             raise
         raise ModelNotFound(f"cannot load {_short(spec)}: {type(err).__name__}: {_one_line(err)}") from None
+    if placement.get("offload_folder"):  # the offloaded weights live as long as the model
+        import weakref
+
+        weakref.finalize(model, _remove, placement["offload_folder"])
     return config, model, task
+
+
+@contextmanager
+def _quiet_accelerate() -> Iterator[None]:
+    """accelerate warns that offloaded parameters sit on the meta device: that is what offloading means."""
+    import logging
+
+    log = logging.getLogger("accelerate")
+    level = log.level
+    log.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        log.setLevel(level)
+
+
+def _remove(folder: str | None) -> None:
+    if folder:
+        import shutil
+
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _placement_kwargs(placed) -> dict:
+    """from_pretrained's placement arguments; nothing at all without a device map (accelerate stays unimported)."""
+    if placed is None or not placed.spread:
+        return {}
+    import tempfile
+
+    # Layers mapped to "disk" whose weights are not already in a safetensors file are written here for the run.
+    kwargs = {"device_map": placed.device_map, "offload_folder": tempfile.mkdtemp(prefix="attnviz-offload-")}
+    if placed.max_memory is not None:
+        kwargs["max_memory"] = placed.max_memory
+    if placed.quantization is not None:
+        from transformers import BitsAndBytesConfig
+
+        bits = {"8bit": {"load_in_8bit": True}, "4bit": {"load_in_4bit": True}}[placed.quantization]
+        kwargs["quantization_config"] = BitsAndBytesConfig(**bits)
+    return kwargs
 
 
 def read_shape(spec: str, revision: str | None = None) -> tuple[int, int] | None:
@@ -281,6 +327,7 @@ def _wrap(spec, model, config, task, folder, common) -> LoadedModel:
     if tokenizer is not None and len(tokenizer) <= len(set(tokenizer.all_special_ids)):
         # transformers builds an empty tokenizer when the files are missing: every word would be [UNK]
         raise ModelNotFound(f"the tokenizer of {spec} has no vocabulary; are its tokenizer files missing?")
+    padding = _padding(tokenizer, kind) if tokenizer is not None else None
     cfg = _side(config, kind)
     layers, heads = _shape(config, kind)
     if layers < 1 or heads < 1:
@@ -295,9 +342,26 @@ def _wrap(spec, model, config, task, folder, common) -> LoadedModel:
         "decoder_start": getattr(config, "decoder_start_token_id", None) or getattr(config, "bos_token_id", 0) or 0,
         "eos": getattr(config, "eos_token_id", None), "pad": getattr(config, "pad_token_id", 0) or 0,
     }
+    if padding:
+        meta["padding"] = padding
     return LoadedModel(
         model=model, name=spec, kind=kind, task=task, num_layers=layers, num_heads=heads, backend="attnviz",
         tokenizer=tokenizer, processor=processor, labels=labels, max_length=int(max_len),
         source=str(folder), architecture=type(model).__name__, meta=meta,
         multi_label=bool(labels) and getattr(config, "problem_type", None) == "multi_label_classification",
     )
+
+
+def _padding(tokenizer, kind: str) -> str:
+    """How a batch is padded, for `attnviz info`. GPT-2's and Llama's tokenizers ship without a pad token: they pad
+    with their end token, and a decoder-only model on the left, so that every text ends at the last position (the
+    kernel masks the padding, and ``encode`` gives positions that follow the mask)."""
+    if tokenizer.pad_token is not None:
+        return f"{tokenizer.padding_side}, with {tokenizer.pad_token}"
+    filler = tokenizer.eos_token or tokenizer.bos_token or tokenizer.unk_token
+    if filler is None:
+        return "none: the tokenizer has no pad, end or unknown token (give one text at a time)"
+    tokenizer.pad_token = filler
+    if kind == "decoder":
+        tokenizer.padding_side = "left"
+    return f"{tokenizer.padding_side}, with {filler} (the tokenizer has no pad token)"

@@ -45,6 +45,12 @@ class LoadedModel:
 
     @property
     def device(self) -> torch.device:
+        """Where inputs go: the model's parameters' device or, placed by accelerate, its first module's (a layer
+        offloaded to disk computes on the CPU; accelerate's hooks move activations between the devices)."""
+        placed = getattr(self.model, "hf_device_map", None)
+        if placed:
+            first = next(iter(placed.values()))
+            return torch.device("cpu" if first == "disk" else f"cuda:{first}" if isinstance(first, int) else first)
         return next(self.model.parameters()).device
 
     def class_probs(self, logits: torch.Tensor) -> torch.Tensor:
@@ -101,6 +107,9 @@ class LoadedModel:
             texts, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt"
         )
         batch = {k: v.to(self.device) for k, v in batch.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
+        if self.kind == "decoder" and getattr(self.tokenizer, "padding_side", "right") == "left":
+            # left padding: each text's positions start at its first real token, as when it runs alone
+            batch["position_ids"] = (batch["attention_mask"].cumsum(-1) - 1).clamp(min=0)  # (B, S)
         tokens = [token_names(self.tokenizer, ids.tolist()) for ids in batch["input_ids"]]
         return Encoded(batch, tokens, batch["attention_mask"].cpu(), notes)
 

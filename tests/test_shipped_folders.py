@@ -1,0 +1,53 @@
+"""Model folders shaped as the real ones ship: a GPT-2 or Llama tokenizer without a pad token, a full CLIP model
+whose patch size lives in its vision config, and Swin's windowed attention."""
+
+from __future__ import annotations
+
+import torch
+import transformers as tf
+from conftest import TEXTS, WORDS, picture, save
+from tokenizers import Tokenizer, models, pre_tokenizers
+from typer.testing import CliRunner
+
+from attnviz import capture, load_model
+from attnviz.cli import app
+
+
+def invoke(*args):
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def _no_pad_tokenizer(eos: str, bos: str) -> tf.PreTrainedTokenizerFast:
+    """A word-level tokenizer with BOS/EOS and no pad token, as GPT-2's and Llama's ship."""
+    words = [w for w in WORDS if w not in ("[PAD]", "[MASK]")] + [bos, eos]
+    core = Tokenizer(models.WordLevel({w: i for i, w in enumerate(dict.fromkeys(words))}, unk_token="[UNK]"))
+    core.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok = tf.PreTrainedTokenizerFast(tokenizer_object=core, bos_token=bos, eos_token=eos, unk_token="[UNK]")
+    assert tok.pad_token is None
+    return tok
+
+
+def _shipped(name: str, folder, eos: str, bos: str):
+    save(name, folder)
+    for extra in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt"):
+        (folder / extra).unlink(missing_ok=True)
+    _no_pad_tokenizer(eos, bos).save_pretrained(folder)
+    return folder
+
+
+def test_decoders_without_a_pad_token_pad_on_the_left_with_eos(tmp_path):
+    for name, eos, bos in (("gpt2", "<|endoftext|>", "<|endoftext|>"), ("llama", "</s>", "<s>")):
+        folder = _shipped(name, tmp_path / name, eos, bos)
+        loaded = load_model(str(folder), device="cpu")
+        assert loaded.tokenizer.padding_side == "left" and loaded.tokenizer.pad_token == eos
+        assert "left" in loaded.meta["padding"] and eos in loaded.meta["padding"]
+        maps = capture(loaded, ["the cat sat on the mat", "a dog"])
+        assert maps.mask[1].tolist()[:4] == [0, 0, 0, 0] and maps.mask[1, -1] == 1  # padded on the left
+        alone = capture(loaded, ["a dog"])
+        n = int(alone.mask.sum())
+        # the real tokens' rows over the real keys are what the text alone gets (positions follow the mask)
+        assert torch.allclose(maps.weights[:, 1, :, -n:, -n:], alone.weights[:, 0], atol=1e-5)
+    res = invoke("info", tmp_path / "gpt2")
+    assert res.exit_code == 0 and "padding" in res.stdout and "left" in res.stdout
+    res = invoke("heatmap", *TEXTS[:2], "--model", tmp_path / "llama", "--out", tmp_path / "out")
+    assert res.exit_code == 0, res.output
