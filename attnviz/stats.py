@@ -8,6 +8,7 @@ query (retrieval heads, arXiv:2404.15574); and a pooled R x R overview (block me
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 NAMES = ("entropy", "sink", "distance", "received", "overview", "topk_index", "topk_weight")
@@ -44,13 +45,13 @@ class BlockStats:
         self.topk_weight = zeros(b, h, q, self.top_k)
         k_bin = torch.arange(k, device=device) * self.rk // k  # (K,) overview column of each key
         self.k_bins = torch.nn.functional.one_hot(k_bin, self.rk).float()  # (K, Rk)
+        self.k_starts = np.searchsorted(k_bin.cpu().numpy(), np.arange(self.rk))  # first key of each column
         self.k_pos = torch.arange(k, dtype=torch.float32, device=device)
 
     def add(self, weights: torch.Tensor, start: int) -> None:
         """Fold in the rows ``start : start + n`` of one call's weights (B, H, n, K), any device or dtype.
 
-        One pass over the block per statistic, each a fused reduction or a BLAS product (the overview is a
-        product with a one-hot (K, Rk) bin matrix): at long lengths this costs about what the attention itself does.
+        One pass over the block per statistic, each a fused reduction, a product or numpy's reduceat.
         """
         if self.device is None:
             self._start(weights.device)
@@ -67,9 +68,16 @@ class BlockStats:
         self.received += torch.matmul(torch.ones(1, n, device=self.device), w)[:, :, 0]  # (B, H, K): a product, not a strided sum
         top = w.topk(self.top_k, dim=-1)
         self.topk_index[:, :, start:stop], self.topk_weight[:, :, start:stop] = top.indices, top.values
-        cols = torch.matmul(w, self.k_bins)  # (B, H, n, Rk)
+        cols = self._bin_keys(w)  # (B, H, n, Rk)
         q_bin = torch.arange(start, stop, device=self.device) * self.rq // self.q_len  # (n,)
         self.cells.index_add_(2, q_bin, cols)
+
+    def _bin_keys(self, w: torch.Tensor) -> torch.Tensor:
+        """(B, H, n, K) -> (B, H, n, Rk) sums over each overview column's keys: numpy's reduceat on the CPU (one
+        pass), a product with the one-hot bin matrix elsewhere (a GPU multiplies faster than it scatters)."""
+        if w.device.type == "cpu":
+            return torch.from_numpy(np.add.reduceat(w.numpy(), self.k_starts, axis=-1))
+        return torch.matmul(w, self.k_bins)
 
     def result(self, heads: list[int] | None) -> dict[str, torch.Tensor]:
         """Every statistic (module docstring) on the CPU, cut to ``heads``; the overview as block means."""
