@@ -51,3 +51,30 @@ def test_decoders_without_a_pad_token_pad_on_the_left_with_eos(tmp_path):
     assert res.exit_code == 0 and "padding" in res.stdout and "left" in res.stdout
     res = invoke("heatmap", *TEXTS[:2], "--model", tmp_path / "llama", "--out", tmp_path / "out")
     assert res.exit_code == 0, res.output
+
+
+def _real_shaped_clip(folder):
+    """A full CLIP model shaped like ViT-B/32 (224 pixels, 32-pixel patches: 50 tokens), but 32 wide and 2 deep."""
+    config = tf.CLIPConfig(
+        text_config=dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=37,
+                         vocab_size=99, max_position_embeddings=16),
+        vision_config=dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=37,
+                           image_size=224, patch_size=32), projection_dim=16)
+    torch.manual_seed(0)
+    tf.CLIPModel(config).eval().save_pretrained(folder)
+    tf.CLIPImageProcessorPil().save_pretrained(folder)  # 224 x 224, as CLIP's own
+    from conftest import tokenizer
+
+    tokenizer().save_pretrained(folder)
+    return folder
+
+
+def test_a_full_clip_model_names_its_patches_from_the_vision_config(tmp_path):
+    folder = _real_shaped_clip(tmp_path / "clip")
+    maps = capture(load_model(str(folder), device="cpu"), [picture()])
+    assert maps.weights.shape[-1] == 50 and len(maps.tokens[0]) == 50
+    assert maps.tokens[0][:2] == ["[CLS]", "p0,0"] and maps.tokens[0][-1] == "p6,6"
+    picture().save(tmp_path / "a.png")
+    for command in ("heatmap", "report"):
+        res = invoke(command, tmp_path / "a.png", "--model", folder, "--out", tmp_path / command)
+        assert res.exit_code == 0, res.output

@@ -172,6 +172,7 @@ def _vision_layout(model, pixels) -> tuple[int, int]:
     DeiT adds a distillation token after CLS; the others have CLS alone.
     """
     cfg = getattr(model, "config", None)
+    cfg = getattr(cfg, "vision_config", None) or cfg  # a full CLIP model: the image tower's own sizes
     size = getattr(cfg, "image_size", pixels.shape[-1])
     patch = getattr(cfg, "patch_size", 16)
     prefix = 2 if "deit" in type(model).__name__.lower() else 1
