@@ -78,3 +78,17 @@ def test_a_full_clip_model_names_its_patches_from_the_vision_config(tmp_path):
     for command in ("heatmap", "report"):
         res = invoke(command, tmp_path / "a.png", "--model", folder, "--out", tmp_path / command)
         assert res.exit_code == 0, res.output
+
+
+def test_swin_is_refused_with_exit_2_saying_why(tmp_path):
+    """Swin attends inside shifted windows, stage by stage: no per-layer map over the image exists to draw."""
+    config = tf.SwinConfig(image_size=32, patch_size=4, embed_dim=16, depths=[2, 2], num_heads=[2, 2], window_size=4)
+    torch.manual_seed(0)
+    tf.SwinForImageClassification(config).eval().save_pretrained(tmp_path / "swin")
+    tf.ViTImageProcessorPil(size={"height": 32, "width": 32}).save_pretrained(tmp_path / "swin")
+    picture().save(tmp_path / "a.png")
+    for args in (["heatmap", "--out", tmp_path / "o"], ["capture", "--out", tmp_path / "o.safetensors"],
+                 ["report", "--out", tmp_path / "r"]):
+        res = invoke(args[0], tmp_path / "a.png", "--model", tmp_path / "swin", *args[1:])
+        assert res.exit_code == 2 and "local windows of 4 x 4 patches" in res.stderr, res.output
+    assert not (tmp_path / "o.safetensors").exists()

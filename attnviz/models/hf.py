@@ -344,6 +344,11 @@ def _wrap(spec, model, config, task, folder, common) -> LoadedModel:
     }
     if padding:
         meta["padding"] = padding
+    if isinstance(getattr(cfg, "depths", None), (list, tuple)):  # Swin and its kin: stages of windowed attention
+        meta["windowed"] = (
+            f"{type(model).__name__} computes attention inside local windows of {getattr(cfg, 'window_size', '?')} x "
+            f"{getattr(cfg, 'window_size', '?')} patches, in stages that merge patches, never over the whole image: "
+            "there is no one attention map per layer to show; use a ViT, DeiT or CLIP model")
     return LoadedModel(
         model=model, name=spec, kind=kind, task=task, num_layers=layers, num_heads=heads, backend="attnviz",
         tokenizer=tokenizer, processor=processor, labels=labels, max_length=int(max_len),

@@ -45,6 +45,8 @@ def capture(
         inputs = [inputs]
     check_indices(heads, loaded.num_heads, "head")
     check_indices(layers, loaded.num_layers, "layer")
+    if loaded.meta.get("windowed"):  # Swin: per-window attention is no (layer, B, H, L, L) stack
+        raise BadInput(loaded.meta["windowed"])
     plan = Plan(keep=keep, top_k=top_k, overview=overview, queries=queries, max_memory=max_memory)
     store_dtype = STORE_DTYPES.get(store_dtype, store_dtype) if isinstance(store_dtype, str) else store_dtype
     if store_dtype not in STORE_DTYPES.values():

@@ -102,6 +102,8 @@ def _torch_threads(n: int | None):
 
 def check_settings(loaded, items: list[Item], cfg: ReportConfig) -> None:
     """Settings that would fail every item are refused before anything is written."""
+    if loaded.meta.get("windowed"):  # Swin: no per-layer map to capture, for any item
+        raise BadInput(loaded.meta["windowed"])
     images = loaded.kind == "vision"
     if items and all((it.image is not None) != images for it in items):
         given, reads = ("texts", "images") if images else ("images", "text")
