@@ -5,13 +5,19 @@ from __future__ import annotations
 import difflib
 import inspect
 import os
+import signal
+import sys
 
-import typer
+try:  # importing the commands takes a while (torch): Ctrl-C meanwhile is the documented exit, not a traceback
+    import typer
 
-from attnviz.cli import attribute, bench, cam, gallery, generate, heatmap, models, report, snapshot, toy
-from attnviz.cli.common import err_console, guard, labelled
-from attnviz.cli.pyproject import check_values, option_types, read_table, split
-from attnviz.errors import AttnvizError
+    from attnviz.cli import attribute, bench, cam, gallery, generate, heatmap, models, report, snapshot, toy
+    from attnviz.cli.common import PROCESS, ending, err_console, guard, labelled
+    from attnviz.cli.pyproject import check_values, option_types, read_table, split
+    from attnviz.errors import AttnvizError
+except KeyboardInterrupt:
+    sys.stderr.write("interrupted\n")
+    raise SystemExit(130) from None
 
 app = typer.Typer(
     name="attnviz",
@@ -74,9 +80,26 @@ def main() -> None:
     # The command line owns its process: transformers' warnings while a model runs would be lines that are
     # not ours (a library call sets this only for its own duration and then restores it).
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    PROCESS["owned"] = True
+    interrupted = []
+
+    def interrupt(signum, frame):  # SIGTERM ends a command as Ctrl-C does: finished work kept, exit 130
+        interrupted.append(signum)
+        raise KeyboardInterrupt
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, interrupt)
     try:
-        defaults = default_map()
+        app(default_map=default_map())
     except AttnvizError as err:
         err_console.print(labelled("error:", "red", err), soft_wrap=True)
         raise SystemExit(err.exit_code) from None
-    app(default_map=defaults)
+    except KeyboardInterrupt:  # before a command runs (reading pyproject.toml)
+        ending()
+        raise SystemExit(130) from None
+    except SystemExit as done:
+        # Click turns a Ctrl-C outside a command (while parsing options, say) into "Aborted!" and exit 1.
+        if interrupted and done.code not in (0, 130):
+            ending()
+            raise SystemExit(130) from None
+        raise

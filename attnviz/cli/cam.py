@@ -39,7 +39,8 @@ def cam_cmd(
     from attnviz.attribution.cam import cam
     from attnviz.attribution.methods import RolloutOptions
     from attnviz.errors import BadInput
-    from attnviz.images import find_images, load_image
+    from attnviz.images import check_memory, find_images, load_image
+    from attnviz.recording.plan import default_budget
     from attnviz.render.output import FORMATS
     from attnviz.render.overlay import check_colormap
     from attnviz.io import write_atomic
@@ -59,6 +60,7 @@ def cam_cmd(
     paths = find_images(images)
     panel_file = _panel_file(out, fmt, len(paths), save_map)
     fmt = fmt or (panel_file.suffix[1:].lower() if panel_file else "png")
+    check_memory(paths, default_budget())  # from the headers: a huge image is refused before it is decoded
     pil = [load_image(p, max_pixels=max_pixels) for p in paths]  # a bad file stops the run before any output
     loaded = loader.load(model)
     result = cam(loaded, pil, method=method, target=target, layer=layer, prompts=prompt, fusion=fusion,

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
+import signal
 import sys
+import threading
+import warnings
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Annotated, Optional
@@ -46,13 +50,15 @@ def guard(fn):
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
-            return fn(*args, **kwargs)
+            with clean_warnings():
+                return fn(*args, **kwargs)
         except AttnvizError as err:
             err_console.print(labelled("error:", "red", err), soft_wrap=True)
             raise typer.Exit(err.exit_code) from None
         except (typer.Exit, typer.Abort, SystemExit):
             raise
         except KeyboardInterrupt:
+            ending()
             err_console.print(labelled("interrupted", "yellow"))
             raise typer.Exit(130) from None
         except Exception as err:  # an internal error still gets one line, not a traceback
@@ -60,6 +66,34 @@ def guard(fn):
             raise typer.Exit(5) from None
 
     return wrapper
+
+
+@contextlib.contextmanager
+def clean_warnings():
+    """Python warnings (numpy's RuntimeWarning on NaN, Pillow's EXIF, matplotlib's layout) become one line each,
+    once per message, without the source line that Python would print; the previous hook is restored."""
+    seen: set[str] = set()
+
+    def show(message, category, *_args, **_kwargs):
+        text = " ".join(str(message).split())
+        if text not in seen:
+            seen.add(text)
+            err_console.print(labelled("warning:", "yellow", text[:300]), soft_wrap=True)
+
+    with warnings.catch_warnings():
+        warnings.showwarning = show
+        yield
+
+
+PROCESS = {"owned": False}  # set by main(): the command line runs as its own process, not inside a caller
+
+
+def ending() -> None:
+    """The command is ending after an interrupt: further Ctrl-C or SIGTERM must not break the exit that keeps
+    the finished work (worker shutdown, atexit handlers), so a process of our own ignores them from here on."""
+    if PROCESS["owned"] and threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, signal.SIG_IGN)
 
 
 OnLong = Annotated[str, typer.Option(help="truncate (with a note) or error when an input is too long")]

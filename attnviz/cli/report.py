@@ -82,6 +82,7 @@ def _run_with_progress(loaded, items, cfg, run_report):
         try:
             return run_report(loaded, items, cfg, step)
         except KeyboardInterrupt:
+            c.ending()
             bar.stop()
             c.err_console.print(c.labelled("interrupted:", "yellow", f"finished items are kept in {cfg.out}; "
                                            "run again with --resume to go on"), soft_wrap=True)

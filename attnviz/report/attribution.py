@@ -20,6 +20,8 @@ from attnviz.io import check_writable, inside, write_atomic
 
 FORMATS = ("html", "png", "svg", "pdf", "json")
 COLUMNS = ["method", "deletion AUC", "insertion AUC", "top-1", "top-k"]
+# The batch report's policy (assets/template.html): nothing is fetched, only inline styles and data: images.
+CSP = "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src data: blob:"
 
 
 def pick_format(out: Path) -> str:
@@ -136,7 +138,8 @@ def to_html(attrs: list[Attribution], model: str, task: str, special: list[str] 
     params = "; ".join(f"{a.method}: {json.dumps(a.params, ensure_ascii=False)}" for a in attrs if a.params)
     body = "".join(_section(v) for v in views(attrs, model, special))
     foot = f"attnviz {__version__} · model {model} ({task})" + (f" · {params}" if params else "")
-    return (f'<!DOCTYPE html><html><head><meta charset="utf-8"><title>{html.escape(f"attribution · {model}")}'
+    return (f'<!DOCTYPE html><html><head><meta charset="utf-8">'
+            f'<meta http-equiv="Content-Security-Policy" content="{CSP}"><title>{html.escape(f"attribution · {model}")}'
             f"</title><style>{_STYLE}</style></head><body><h1>attribution</h1>"
             f"<p>Red raises the target, blue lowers it; each row is scaled by its largest magnitude "
             f"(hover a token for its raw score).</p>{body}<footer>{html.escape(foot)}</footer></body></html>")

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import signal
+import threading
 from collections import deque
 from concurrent.futures import Future, ProcessPoolExecutor
 from contextlib import contextmanager
@@ -74,16 +76,55 @@ def run_report(loaded, items: list[Item], cfg: ReportConfig, progress: Progress 
 
     for _ in range(result.resumed + len(result.skipped)):
         finished("")
-    try:
-        with _torch_threads(1 if cfg.workers > 0 else None):
-            _render_all(loaded, todo, cfg, out, result, done, finished)
-    except KeyboardInterrupt:
-        result.interrupted = True
-    result.records = [done[item.id] for item in items if item.id in done]
-    result.files = _write_outputs(out, loaded, result, cfg)
+    with _Stop() as stop:
+        try:
+            with _torch_threads(1 if cfg.workers > 0 else None):
+                _render_all(loaded, todo, cfg, out, result, done, finished)
+        except KeyboardInterrupt:
+            result.interrupted = True
+        stop.quiet()  # from here on the summaries are written, whatever signal comes
+        result.interrupted |= stop.hit
+        result.records = [done[item.id] for item in items if item.id in done]
+        result.files = _write_outputs(out, loaded, result, cfg)
     if result.interrupted:
         raise KeyboardInterrupt
     return result
+
+
+class _Stop:
+    """Ctrl-C (SIGINT) or SIGTERM stop a run once: the first raises KeyboardInterrupt where the run is; any later
+    one, while the workers stop and the summaries are written, is only noted. A second Ctrl-C during the shutdown
+    used to break it (a hang in the pool's exit, or an abort) and lose the summary. Handlers are restored on
+    exit; outside the main thread signals cannot be handled here and nothing changes."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self):
+        self.hit = False
+        self.before: dict = {}
+
+    def __enter__(self) -> "_Stop":
+        if threading.current_thread() is threading.main_thread():
+            self.before = {sig: signal.getsignal(sig) for sig in self.SIGNALS}
+            for sig in self.SIGNALS:
+                signal.signal(sig, self._first)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for sig, handler in self.before.items():
+            signal.signal(sig, handler)
+
+    def quiet(self) -> None:
+        for sig in self.before:
+            signal.signal(sig, self._later)
+
+    def _first(self, signum, frame) -> None:
+        self.hit = True
+        self.quiet()
+        raise KeyboardInterrupt
+
+    def _later(self, signum, frame) -> None:
+        self.hit = True
 
 
 @contextmanager

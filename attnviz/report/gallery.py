@@ -97,12 +97,17 @@ def write_gallery(out: Path, text: str = EXAMPLE, layer: int = 0) -> list[Path]:
     return written
 
 
+# As the batch report's policy, but the pictures are the PNG files beside the page ('self'), not data: URIs.
+CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:"
+
+
 def index_html(panels: list[Panel], files: list[Path], text: str) -> str:
     e = html.escape
     cards = "".join(
         f'<figure><img src="{e(f.name)}" alt="{e(p.name)}"><figcaption><b>{e(p.name)}</b> '
         f"({e(p.group)}): {e(p.caption)}</figcaption></figure>\n" for p, f in zip(panels, files))
-    return (f"<!doctype html><html><head><meta charset='utf-8'><title>attention variants</title><style>"
+    return (f"<!doctype html><html><head><meta charset='utf-8'><meta http-equiv='Content-Security-Policy' "
+            f"content=\"{CSP}\"><title>attention variants</title><style>"
             "body{font-family:sans-serif;margin:2em}figure{display:inline-block;width:340px;vertical-align:top}"
             "img{width:100%}</style></head><body><h1>Attention variants of the toy Transformer</h1>"
             f"<p>One example, <q>{e(text)}</q>, through the same trained weights under each mask pattern and score "
