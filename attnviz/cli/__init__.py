@@ -80,6 +80,8 @@ def main() -> None:
     # The command line owns its process: transformers' warnings while a model runs would be lines that are
     # not ours (a library call sets this only for its own duration and then restores it).
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    # A report's drawing workers are processes of their own: their warnings would print with source lines.
+    os.environ.setdefault("PYTHONWARNINGS", "ignore")
     PROCESS["owned"] = True
     interrupted = []
 
