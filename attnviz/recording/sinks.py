@@ -15,7 +15,7 @@ import torch
 from attnviz.attention.kernel import SINK
 from attnviz.stats import BlockStats, rows_per_block
 from attnviz.attention.sites import STACKS, AttentionSite, attention_sites
-from attnviz.errors import AttnvizError
+from attnviz.errors import BadInput
 from attnviz.recording.plan import BLOCK_BYTES, Plan
 
 STORE_DTYPES = {"float32": torch.float32, "float16": torch.float16}
@@ -51,7 +51,10 @@ class Recording:
         for layer in self.layers(stack):
             n = len(self.calls[(stack, layer)])
             if n != 1:
-                raise AttnvizError(f"{stack} layer {layer} ran attention {n} times in one forward pass")
+                # shared layers (ALBERT), two passes per layer (DiffLlama), recurrence: the calls cannot be told apart
+                raise BadInput(f"{stack} layer {layer} ran attention {n} times in one forward pass (shared layers, "
+                               "several attention passes per layer, or several towers); attnviz keeps one map per "
+                               "layer and cannot tell the calls apart")
         return [self.calls[(stack, layer)][0] for layer in self.layers(stack)]
 
     def statistics(self, stack: str, heads: list[int] | None) -> dict[str, torch.Tensor]:
