@@ -193,3 +193,12 @@ def test_18_a_csv_cell_with_spaces_before_a_formula_is_quoted():
     from attnviz.report.summary import _cell
 
     assert _cell("  =HYPERLINK(1)") == "'  =HYPERLINK(1)" and _cell("  plain") == "  plain"
+
+
+def test_7_written_files_get_the_usual_permissions_not_the_temporary_files_private_ones(tmp_path):
+    old = os.umask(0o022)
+    try:
+        path = write_atomically(tmp_path / "x.png", lambda tmp: tmp.write_bytes(b"png"))
+    finally:
+        os.umask(old)
+    assert oct(path.stat().st_mode & 0o777) == oct(0o644)
