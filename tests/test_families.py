@@ -149,3 +149,16 @@ def test_a_keyword_the_kernel_does_not_compute_is_refused_with_exit_2():
         attention(module, q, q, q, None, alibi_slopes=torch.ones(2))
     out, _ = attention(module, q, q, q, None, position_ids=torch.arange(3), sliding_window=4, use_cache=True)
     assert out.shape == (1, 3, 2, 4)
+
+
+def test_the_readme_table_is_written_from_the_checks(tmp_path):
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "scripts" / "families_table.py"
+    spec = importlib.util.spec_from_file_location("families_table", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    text = script.table([check(ALL["bert"]), check(ALL["albert"])])
+    assert "| kernel, equal to eager | encoder | `bert` |" in text
+    assert "| refused (exit 2) | encoder | `albert` |" in text and "| `albert` | encoder layer 0 ran" in text
