@@ -115,8 +115,8 @@ def test_hostile_ids_stay_inside_the_output_folder(tmp_path, model):
 
 def test_resume_after_an_interrupt_keeps_finished_items(tmp_path, model, monkeypatch):
     from attnviz.models import load_model
-    from attnviz.report import batch
     from attnviz.report.batch import ReportConfig, run_report
+    from attnviz.report.engines import local as batch  # the local engine paints
 
     src = tmp_path / "in.txt"
     src.write_text("".join(f"the cat sat on mat {'a ' * i}\n" for i in range(6)), encoding="utf-8")

@@ -13,10 +13,25 @@ from attnviz.cli import common as c
 AUTO_WORKERS_FROM = 50  # below this many items, starting worker processes costs more than it saves
 
 
-def _workers(workers: int | None, n_items: int) -> int:
+def _workers(workers: int | None, n_items: int, engine: str = "local") -> int:
     if workers is not None:
         return workers
+    if engine == "ray":
+        return min(2, os.cpu_count() or 1) if n_items >= AUTO_WORKERS_FROM else 1
     return min(2, os.cpu_count() or 1) if n_items >= AUTO_WORKERS_FROM else 0
+
+
+def _cluster(engine: str, model: str, loader, address: str | None, gpus: float):
+    """The ray engine's options; a model folder is made absolute, since the actors do not share our directory."""
+    from attnviz.errors import BadInput
+    from attnviz.report.engines import Cluster
+
+    if engine != "ray":
+        if address is not None or gpus:
+            raise BadInput("--address and --num-gpus-per-worker are options of --engine ray")
+        return None
+    spec = str(Path(model).resolve()) if Path(model).exists() else model
+    return Cluster(model=spec, load=loader.options(), address=address, gpus=gpus)
 
 
 @c.loads_models()
@@ -28,7 +43,14 @@ def report_cmd(
     head: Annotated[int, typer.Option(help="head of the head view")] = 0,
     methods: Annotated[Optional[str], typer.Option(help="attribution methods, comma-separated (default: none)")] = None,
     batch_size: Annotated[int, typer.Option(help="inputs per forward pass (grouped by length)")] = 16,
-    workers: Annotated[Optional[int], typer.Option(help=f"rendering processes (default: 2 from {AUTO_WORKERS_FROM} items, else 0)")] = None,
+    workers: Annotated[Optional[int], typer.Option(help=f"rendering processes (default: 2 from {AUTO_WORKERS_FROM} items, else 0); "
+                                                        "with --engine ray, actors (default: 2, or 1 under that)")] = None,
+    engine: Annotated[str, typer.Option(help="where the batches run: local, or ray (a Ray cluster, or a local Ray "
+                                             "runtime without --address; pip install 'attnviz[ray]')")] = "local",
+    address: Annotated[Optional[str], typer.Option(help="--engine ray: the cluster to join (e.g. auto, "
+                                                        "ray://head:10001); --out must be a path every node sees")] = None,
+    num_gpus_per_worker: Annotated[float, typer.Option(help="--engine ray: GPUs per actor (each actor loads the "
+                                                            "model once)")] = 0.0,
     limit: Annotated[Optional[int], typer.Option(help="run at most this many inputs (after sharding)")] = None,
     shard: Annotated[Optional[str], typer.Option(help="K/N: run every N-th input starting with the K-th")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="keep items finished by an earlier run")] = False,
@@ -48,6 +70,7 @@ def report_cmd(
     from attnviz.errors import BadInput
     from attnviz.render import VIEWS
     from attnviz.report.batch import ReportConfig, check_settings, run_report
+    from attnviz.report.engines import ENGINES, engine_for
     from attnviz.recording.plan import Plan, parse_size
     from attnviz.report.inputs import Shard, read_items
 
@@ -55,9 +78,12 @@ def report_cmd(
     if dpi < 30 or dpi > 600:
         raise BadInput("--dpi must be between 30 and 600")
     items = read_items(source, limit=limit, shard=Shard.parse(shard))
+    ENGINES.get(engine)
     cfg = ReportConfig(out=out, views=chosen_views, layer=layer, head=head, batch_size=batch_size,
-                       workers=_workers(workers, len(items)), methods=c.names(methods, METHODS), resume=resume,
-                       on_long=on_long, dpi=dpi, html=html, keep=Plan(keep=keep).keep, max_memory=parse_size(max_memory))
+                       workers=_workers(workers, len(items), engine), methods=c.names(methods, METHODS), resume=resume,
+                       on_long=on_long, dpi=dpi, html=html, keep=Plan(keep=keep).keep, max_memory=parse_size(max_memory),
+                       engine=engine, cluster=_cluster(engine, model, loader, address, num_gpus_per_worker))
+    engine_for(cfg)  # e.g. Ray not installed: exit 2 before the model loads
     loaded = loader.load(model)
     check_settings(loaded, items, cfg)  # before the progress bar: a refusal is then the only line printed
     result = _run_with_progress(loaded, items, cfg, run_report)

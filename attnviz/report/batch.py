@@ -8,22 +8,21 @@ reason; it never aborts the batch.
 from __future__ import annotations
 
 import json
-import multiprocessing
 import signal
 import threading
-from collections import deque
-from concurrent.futures import Future, ProcessPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from attnviz.errors import BadInput
 from attnviz.report import analyse
 from attnviz.io import inside, json_bytes, make_folder, slug, write_atomic
 from attnviz.report.inputs import Item
 from attnviz.report.summary import flag_non_finite, summary_files
-from attnviz.report.figures import PaintJob, init_worker, paint
+from attnviz.report.figures import PaintJob
+
+if TYPE_CHECKING:
+    from attnviz.report.engines import Cluster
 
 
 @dataclass(frozen=True)
@@ -33,7 +32,7 @@ class ReportConfig:
     layer: int = -1  # model layer of the head view (negative counts from the end)
     head: int = 0  # head of the head view
     batch_size: int = 16  # inputs per forward pass, grouped by length
-    workers: int = 0  # rendering processes (spawn); 0 renders in this process
+    workers: int = 0  # local: rendering processes (spawn), 0 renders in this process; ray: actors (0: one)
     methods: tuple[str, ...] = ()  # attribution methods to run (attnviz.attribution)
     resume: bool = False  # keep items whose item.json exists instead of redoing them
     on_long: str = "skip"  # skip or truncate inputs longer than the model's maximum
@@ -41,6 +40,8 @@ class ReportConfig:
     html: bool = True  # write report.html
     keep: str = "auto"  # full maps, statistics, or auto: statistics for inputs over LONG_TOKENS or what cannot fit
     max_memory: int | None = None  # bytes one batch's capture may keep; None: a safe share of free memory
+    engine: str = "local"  # where the batches run: a name in attnviz.report.engines.ENGINES (local, ray)
+    cluster: Cluster | None = None  # the ray engine's model spec, loading options and runtime
 
 
 @dataclass
@@ -62,8 +63,11 @@ def item_folder(out: Path, item_id: str) -> Path:
 
 def run_report(loaded, items: list[Item], cfg: ReportConfig, progress: Progress | None = None) -> ReportResult:
     """Run every item; write per-item files, summary.json/csv and report.html. Ctrl-C keeps finished items."""
+    from attnviz.report.engines import engine_for
+
     out = Path(cfg.out)
     check_settings(loaded, items, cfg)
+    engine = engine_for(cfg)  # an engine that cannot run (ray not installed) is refused before anything is written
     _prepare(out)
     result = ReportResult()
     todo, done = _triage(loaded, items, cfg, out, result)
@@ -78,8 +82,7 @@ def run_report(loaded, items: list[Item], cfg: ReportConfig, progress: Progress 
         finished("")
     with _Stop() as stop:
         try:
-            with _torch_threads(1 if cfg.workers > 0 else None):
-                _render_all(loaded, todo, cfg, out, result, done, finished)
+            engine(loaded, todo, cfg, out, result, done, finished)
         except KeyboardInterrupt:
             result.interrupted = True
         stop.quiet()  # from here on the summaries are written, whatever signal comes
@@ -127,20 +130,6 @@ class _Stop:
         self.hit = True
 
 
-@contextmanager
-def _torch_threads(n: int | None):
-    """While drawing workers share the cores, torch's own thread pool only oversubscribes them."""
-    import torch
-
-    before = torch.get_num_threads()
-    try:
-        if n is not None:
-            torch.set_num_threads(n)
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 def check_settings(loaded, items: list[Item], cfg: ReportConfig) -> None:
     """Settings that would fail every item are refused before anything is written."""
     if loaded.meta.get("windowed"):  # Swin: no per-layer map to capture, for any item
@@ -171,7 +160,7 @@ def _triage(loaded, items, cfg, out, result) -> tuple[list[tuple[Item, object, i
     for item in items:
         record = _finished_record(out, item.id) if cfg.resume and not item.error else None
         if item.error:
-            result.skipped.append(_skip(item, item.error))
+            result.skipped.append(skipped_entry(item, item.error))
         elif record is not None:
             done[item.id] = record
             result.resumed += 1
@@ -180,13 +169,13 @@ def _triage(loaded, items, cfg, out, result) -> tuple[list[tuple[Item, object, i
     prepared = []
     for item, (value, length, error) in zip(todo, analyse.prepare(loaded, todo, cfg.on_long)):
         if error:
-            result.skipped.append(_skip(item, error))
+            result.skipped.append(skipped_entry(item, error))
         else:
             prepared.append((item, value, length))
     return prepared, done
 
 
-def _skip(item: Item, error: str) -> dict:
+def skipped_entry(item: Item, error: str) -> dict:
     return {"id": item.id, "error": error, "text": item.text if item.text is not None else str(item.image or "")}
 
 
@@ -213,51 +202,15 @@ def buckets(prepared: list, size: int) -> list[list]:
     return [ordered[i:i + size] for i in range(0, len(ordered), size)]
 
 
-def _render_all(loaded, todo, cfg, out, result, done_ids, finished) -> None:
-    pool = _pool(cfg.workers)
-    pending: deque[tuple[Future | dict, Path, dict]] = deque()
-    try:
-        for batch in buckets(todo, cfg.batch_size):
-            for item, record, job, error in analyse.run_batch(loaded, batch, cfg):
-                if error:
-                    result.skipped.append(_skip(item, error))
-                    finished(item.id)
-                    continue
-                folder = item_folder(out, item.id)
-                folder.mkdir(parents=True, exist_ok=True)
-                job = PaintJob(folder=folder, **job)
-                pending.append((pool.submit(paint, job) if pool else paint(job), folder, record))
-                while pending and _ready(pending[0][0]):
-                    _finish(pending.popleft(), out, done_ids, finished)
-            # Keep a bounded number of items in flight: their attention arrays are held until painted.
-            while len(pending) > 4 * max(cfg.batch_size, 1):
-                _finish(pending.popleft(), out, done_ids, finished)
-        while pending:
-            _finish(pending.popleft(), out, done_ids, finished)
-    except KeyboardInterrupt:
-        for entry in pending:  # pictures that were already drawn still make finished items
-            if _ready(entry[0]) and not (isinstance(entry[0], Future) and (entry[0].cancelled() or entry[0].exception())):
-                _finish(entry, out, done_ids, finished)
-        raise
-    finally:
-        if pool:
-            pool.shutdown(wait=True, cancel_futures=True)
+def start_item(out: Path, item: Item, job: dict) -> PaintJob:
+    """The paint job of one analysed item, its folder created inside ``out``."""
+    folder = item_folder(out, item.id)
+    folder.mkdir(parents=True, exist_ok=True)
+    return PaintJob(folder=folder, **job)
 
 
-def _ready(value) -> bool:
-    return not isinstance(value, Future) or value.done()
-
-
-def _pool(workers: int) -> ProcessPoolExecutor | None:
-    if workers == 0:
-        return None
-    # spawn: a forked child would inherit torch's thread pools and locks mid-use.
-    return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=init_worker)
-
-
-def _finish(entry, out: Path, done_ids: dict[str, dict], finished) -> None:
-    result, folder, record = entry
-    written = result.result() if isinstance(result, Future) else result
+def finish_item(out: Path, folder: Path, record: dict, written: dict[str, str]) -> dict:
+    """Write one item's remaining files and its item.json (last); returns the record as written."""
     rel = folder.relative_to(out.resolve()).as_posix()
     record["files"] = {view: f"{rel}/{name}" for view, name in written.items()}
     for view, png in record.pop("long_png", {}).items():  # a long input's views, drawn with its statistics
@@ -266,8 +219,7 @@ def _finish(entry, out: Path, done_ids: dict[str, dict], finished) -> None:
     # item.json is written last: its presence is what marks the item finished for --resume.
     record = flag_non_finite(record)
     write_atomic(folder / "item.json", json_bytes(record))
-    done_ids[record["id"]] = record
-    finished(record["id"])
+    return record
 
 
 def _write_outputs(out: Path, loaded, result: ReportResult, cfg: ReportConfig) -> list[Path]:
