@@ -38,7 +38,7 @@ def _cluster(engine: str, model: str, loader, address: str | None, gpus: float):
 def report_cmd(
     source: Annotated[Path, typer.Argument(help="a text file (one input per line), .jsonl, .csv (column text), a folder of images, or an image")],
     out: Annotated[Path, typer.Option("--out", "-o", help="output folder")] = Path("outputs/report"),
-    views: Annotated[str, typer.Option(help="PNG views per item, comma-separated: head, layer, model, mean")] = "head",
+    views: Annotated[str, typer.Option(help="PNG views per item, comma-separated: head, layer, model, mean; \"\" for none (summaries and HTML only)")] = "head",
     layer: Annotated[int, typer.Option(help="layer of the head view (negative counts from the end)")] = -1,
     head: Annotated[int, typer.Option(help="head of the head view")] = 0,
     methods: Annotated[Optional[str], typer.Option(help="attribution methods, comma-separated (default: none)")] = None,

@@ -224,12 +224,16 @@ def finish_item(out: Path, folder: Path, record: dict, written: dict[str, str]) 
 
 def _write_outputs(out: Path, loaded, result: ReportResult, cfg: ReportConfig) -> list[Path]:
     """summary.json, summary.csv and report.html, all rendered before any is written: they always agree."""
-    from attnviz.report.html import render_html
+    from attnviz.report.html import DATA_DIR, html_files
 
     meta = {"model": loaded.name, "kind": loaded.kind, "task": loaded.task, "labels": list(loaded.labels),
             "methods": list(cfg.methods), "interrupted": result.interrupted, "skipped": len(result.skipped)}
     records = [flag_non_finite(r) for r in result.records]
     contents = summary_files(records, result.skipped, meta)
     if cfg.html:
-        contents["report.html"] = render_html(records, meta).encode("utf-8")
-    return [write_atomic(out / name, data) for name, data in contents.items()]
+        contents.update(html_files(records, meta))  # a corpus: report.html is an index, items in report-data/
+    if any(name.startswith(f"{DATA_DIR}/") for name in contents):
+        make_folder(inside(out, DATA_DIR))
+    written = {name: write_atomic(inside(out, name) if "/" in name else out / name, data)
+               for name, data in contents.items()}
+    return [path for name, path in written.items() if "/" not in name]  # the item files are not listed

@@ -1,4 +1,9 @@
-"""The self-contained HTML report: one file with inline CSS, JS and data; it never touches the network.
+"""The HTML report: one file with inline CSS, JS and data; it never touches the network.
+
+Above SPLIT_BYTES of item data (a corpus run) one file could not open, so report.html keeps only an index
+(id, the start of the text, prediction) and the items go to report-data/items-NNNNN.js, script files of
+CHUNK items that the page loads when a card scrolls into view or is opened (scripts, unlike fetch, load
+from file://; the CSP allows them as 'self'). The index list then draws only the cards in view.
 
 Attention travels compactly: each (layer, head) matrix of real tokens is scaled by its own maximum to
 uint8, the item's stack is zlib-compressed and base64-encoded, and the browser inflates it with
@@ -23,7 +28,13 @@ from attnviz.render.colors import ramp_hex
 from attnviz.render.style import CMAP
 
 MAX_VALUES = 2_000_000  # attention values kept per item; long inputs keep their last layers only
-_PLACEHOLDER = re.compile(r"__(TITLE|META|CSS|JS|DATA)__")
+SPLIT_BYTES = 32 * 2**20  # item data above this: an index page plus item files loaded on demand
+CHUNK = 100  # items per data file: a MiniLM chunk is ~2 MB, a screenful of cards needs one or two
+INDEX_TEXT = 200  # characters of an item's text kept in the index (search and the card)
+DATA_DIR = "report-data"
+KEEP = ("id", "text", "image", "tokens", "prediction", "target", "mean_entropy", "most_attended", "notes",
+        "view", "thumb", "attribution", "image_data", "cam", "files", "non_finite", "long")
+_PLACEHOLDER = re.compile(r"__(TITLE|META|CSP|CSS|JS|DATA)__")
 
 
 def encode_attention(weights: np.ndarray, layers: list[int]) -> dict:
@@ -80,23 +91,55 @@ def _asset(name: str) -> str:
 
 
 def render_html(records: list[dict], meta: dict) -> str:
-    """The whole report as one string."""
-    keep = ("id", "text", "image", "tokens", "prediction", "target", "mean_entropy", "most_attended", "notes",
-            "view", "thumb", "attribution", "image_data", "cam", "files", "non_finite", "long")
-    data = {"cmap": ramp_hex(CMAP),  # the PNGs' colour map, for the canvas views
-            "meta": meta, "items": [{k: r.get(k) for k in keep} for r in records]}
+    """The whole report as one string (one self-contained file, whatever its size)."""
+    return _page(meta, len(records), [script_json({k: r.get(k) for k in KEEP}) for r in records], {}, "")
+
+
+def html_files(records: list[dict], meta: dict, limit: int | None = None) -> dict[str, bytes]:
+    """report.html, and above ``limit`` bytes of item data (SPLIT_BYTES by default) its item files:
+    relative name -> bytes, every one rendered before any is written."""
+    items = [script_json({k: r.get(k) for k in KEEP}) for r in records]
+    if sum(len(t) for t in items) <= (SPLIT_BYTES if limit is None else limit):
+        return {"report.html": _page(meta, len(records), items, {}, "").encode("utf-8")}
+    files = {}
+    for k in range(0, len(items), CHUNK):  # attnvizChunk(first index, [items]): the page's loader receives it
+        files[f"{DATA_DIR}/items-{k // CHUNK:05d}.js"] = f"attnvizChunk({k},[{','.join(items[k:k + CHUNK])}]);\n".encode()
+    index = [{"id": r.get("id"), "text": _start(r.get("text") or r.get("image") or ""),
+              "label": (r.get("prediction") or {}).get("label")} for r in records]
+    split = {"index": index, "split": {"chunk": CHUNK, "dir": DATA_DIR}}
+    # the item files first: a report.html written last never points at files that are not there yet
+    return {**files, "report.html": _page(meta, len(records), None, split, " 'self'").encode("utf-8")}
+
+
+def _start(text) -> str:
+    text = str(text)
+    return text if len(text) <= INDEX_TEXT else text[:INDEX_TEXT] + "…"
+
+
+def _page(meta: dict, n: int, items: list[str] | None, extra: dict, script_src: str) -> str:
+    """The page around the data: ``items`` already as script-safe JSON (measured once), or None when split."""
+    data = script_json({"cmap": ramp_hex(CMAP), "meta": meta, **extra})  # cmap: the PNGs' colours, for canvases
+    if items is not None:
+        data = data[:-1] + ',"items":[' + ",".join(items) + "]}"
     model = str(meta.get("model", ""))
     parts = {
         "TITLE": html.escape(model),
-        "META": html.escape(f"{model} · {len(records)} items" + (f" · {meta['skipped']} skipped" if meta.get("skipped") else "")
+        "META": html.escape(f"{model} · {n} items" + (f" · {meta['skipped']} skipped" if meta.get("skipped") else "")
                             + (" · interrupted" if meta.get("interrupted") else "")),
+        "CSP": script_src,
         "CSS": _asset("report.css"),
         "JS": _asset("report.js"),
-        "DATA": script_json(data),
+        "DATA": data,
     }
     # One pass: text inserted for one placeholder is never scanned for another.
     return _PLACEHOLDER.sub(lambda m: parts[m.group(1)], _asset("template.html"))
 
 
-def write_html(path: Path, records: list[dict], meta: dict) -> Path:
-    return write_atomic(path, render_html(records, meta).encode("utf-8"))
+def write_html(path: Path, records: list[dict], meta: dict, limit: int | None = None) -> Path:
+    """report.html at ``path``, with its item files in a folder beside it when the report is split."""
+    files = html_files(records, meta, limit)
+    if len(files) > 1:
+        (path.parent / DATA_DIR).mkdir(exist_ok=True)
+    for name, data in files.items():
+        write_atomic(path if name == "report.html" else path.parent / name, data)
+    return path

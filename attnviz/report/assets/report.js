@@ -1,6 +1,8 @@
 "use strict";
 // attnviz report: everything below builds DOM with textContent only, so no input text is ever parsed as HTML.
 const DATA = JSON.parse(document.getElementById("data").textContent);
+const SPLIT = DATA.split || null;  // a corpus report: an index here, the items in script files loaded on demand
+if (SPLIT) DATA.items = new Array(DATA.index.length);
 const LUT = hexBytes(DATA.cmap);  // 256 x RGB, matplotlib's colormap
 const CELL = 360;                 // head view side in CSS pixels
 const cache = new Map();          // item index -> decoded attention (a few, most recent)
@@ -54,6 +56,77 @@ function buildIndex() {
   document.getElementById("search").addEventListener("input", filter);
   select.addEventListener("change", filter);
   filter();
+}
+
+// ---- a split report: item files (scripts: they load from file://) and a list that draws only the cards in view ----
+const chunks = new Map();  // chunk number -> Promise of its load
+window.attnvizChunk = (first, items) => items.forEach((item, k) => { DATA.items[first + k] = item; });
+
+function loadItem(i) {
+  if (DATA.items[i]) return Promise.resolve(DATA.items[i]);
+  const c = Math.floor(i / SPLIT.chunk);
+  if (!chunks.has(c)) chunks.set(c, new Promise((resolve, reject) => {
+    const s = document.createElement("script");
+    s.src = SPLIT.dir + "/items-" + String(c).padStart(5, "0") + ".js";
+    s.onload = resolve;  // the script has run: its attnvizChunk call filled DATA.items
+    s.onerror = () => { chunks.delete(c); reject(new Error("cannot load " + s.src)); };
+    document.head.append(s);
+  }));
+  return chunks.get(c).then(() => DATA.items[i]);
+}
+
+const ROW = 61;  // a card's height in the virtual list (min-height 60px + its border)
+let shownRows = [];  // index positions that pass the search and the label filter
+let opened = -1;     // the item in the detail pane (its card is redrawn highlighted)
+
+function buildVirtualIndex() {
+  const list = document.getElementById("list"), spacer = el("div");
+  spacer.style.position = "relative";
+  list.append(spacer);
+  const select = document.getElementById("label-filter");
+  [...new Set(DATA.index.map(e => e.label == null ? "" : String(e.label)))].filter(Boolean).sort()
+    .forEach(l => { const o = el("option", null, l); o.value = l; select.append(o); });
+  let queued = false;
+  list.addEventListener("scroll", () => { if (!queued) { queued = true; requestAnimationFrame(() => { queued = false; drawRows(); }); } });
+  document.getElementById("search").addEventListener("input", filterIndex);
+  select.addEventListener("change", filterIndex);
+  filterIndex();
+}
+
+function filterIndex() {
+  const q = document.getElementById("search").value.trim().toLowerCase();
+  const label = document.getElementById("label-filter").value;
+  shownRows = [];
+  DATA.index.forEach((e, i) => {
+    if ((!q || (String(e.id) + " " + e.text).toLowerCase().includes(q)) && (!label || String(e.label) === label)) shownRows.push(i);
+  });
+  document.getElementById("count").textContent = shownRows.length + " of " + DATA.index.length + " items";
+  document.getElementById("list").scrollTop = 0;
+  drawRows();
+}
+
+function drawRows() {
+  const list = document.getElementById("list"), spacer = list.firstChild;
+  spacer.style.height = shownRows.length * ROW + "px";
+  const from = Math.max(0, Math.floor(list.scrollTop / ROW) - 4);
+  const to = Math.min(shownRows.length, Math.ceil((list.scrollTop + list.clientHeight) / ROW) + 4);
+  const cards = [];
+  for (let k = from; k < to; k++) {
+    const i = shownRows[k], e = DATA.index[i], card = el("article", "card");
+    card.dataset.i = i;
+    card.dataset.label = e.label == null ? "" : String(e.label);
+    card.style.cssText = "position:absolute;left:0;right:0;top:" + k * ROW + "px;height:" + ROW + "px";
+    if (opened === i) card.classList.add("active");
+    const thumb = el("canvas"), body = el("div", "body");
+    thumb.dataset.i = i;
+    body.append(el("div", "id", e.id), el("div", "text", e.text));
+    if (card.dataset.label) body.append(el("span", "badge", card.dataset.label));
+    card.append(thumb, body);
+    card.addEventListener("click", () => openItem(i));
+    loadItem(i).then(item => { if (thumb.isConnected) { if (item.image_data) { const img = el("img"); img.dataset.i = i; thumb.replaceWith(img); drawThumb(img); } else drawThumb(thumb); } });
+    cards.push(card);
+  }
+  spacer.replaceChildren(...cards);
 }
 
 function filter() {
@@ -145,7 +218,8 @@ async function openItem(i) {
   document.querySelectorAll(".card.active").forEach(c => c.classList.remove("active"));
   const card = document.querySelector('.card[data-i="' + i + '"]');
   if (card) card.classList.add("active");
-  const item = DATA.items[i];
+  opened = i;
+  const item = SPLIT ? await loadItem(i) : DATA.items[i];
   if (item.long) { openLong(item); return; }
   const att = await decode(i);
   current = { i, item, att, layer: att.L - 1, head: 0, hover: -1 };
@@ -323,4 +397,4 @@ function camPanel(item) {
   return box;
 }
 
-buildIndex();
+if (SPLIT) buildVirtualIndex(); else buildIndex();
