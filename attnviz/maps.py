@@ -56,6 +56,8 @@ class AttentionMaps:
     notes: list[str] = field(default_factory=list)  # what happened to the inputs (e.g. truncation)
     stats: dict[str, torch.Tensor] = field(default_factory=dict)  # per-head statistics (module docstring)
     query_start: int = 0  # the model position of weights' first query row (a kept query range)
+    pieces: list[list[str]] = field(default_factory=list)  # per example, the tokenizer's raw pieces beside ``tokens``
+    bounds: list[str] = field(default_factory=list)  # per example, W/C/+ per token: how tokens form words (readable.py)
 
     def __getattr__(self, name: str):
         """``maps.entropy``, ``maps.received``, ...: the main stack's statistics (None when not kept)."""

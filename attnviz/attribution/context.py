@@ -31,6 +31,8 @@ class Context:
     special: torch.Tensor  # (B, S) bool: special tokens and padding, never occluded or baselined
     chunk: int = 32  # variants per forward pass (integrated gradients, occlusion, faithfulness)
     cache: dict = field(default_factory=dict)  # shared between methods of one run (e.g. F(x), baselines)
+    pieces: list[list[str]] = field(default_factory=list)  # per example, the raw pieces beside ``tokens``
+    bounds: list[str] = field(default_factory=list)  # per example, W/C/+ per token (models/readable.py)
 
     @property
     def size(self) -> int:

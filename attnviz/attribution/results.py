@@ -28,6 +28,8 @@ class Attribution:
     probability: list[float]  # of the target (cosine similarity for a sentence encoder)
     params: dict = field(default_factory=dict)  # options the method ran with
     extra: dict = field(default_factory=dict)  # e.g. completeness gap, faithfulness, model id
+    pieces: list[list[str]] = field(default_factory=list)  # per example, the tokenizer's raw pieces beside tokens
+    bounds: list[str] = field(default_factory=list)  # per example, W/C/+ per token (models/readable.py)
 
 
 @dataclass

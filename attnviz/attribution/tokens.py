@@ -38,7 +38,8 @@ def prepare(loaded, inputs: list[str], *, target=None, target_token: int | None 
         embeds = loaded.model.get_input_embeddings()(ids).detach()  # (B, S, D)
     specials = torch.tensor(getattr(loaded.tokenizer, "all_special_ids", []), device=ids.device, dtype=ids.dtype)
     special = torch.isin(ids, specials) | (mask == 0)  # (B, S)
-    return Context(loaded, enc.batch, enc.tokens, mask, tgt, embeds, special, chunk=chunk)
+    return Context(loaded, enc.batch, enc.tokens, mask, tgt, embeds, special, chunk=chunk, pieces=enc.pieces,
+                   bounds=enc.bounds)
 
 
 def method_options(methods: list[str], options: Mapping | None = None, **fields) -> dict:
@@ -62,6 +63,7 @@ def run_method(ctx: Context, method: str, options=None, **fields) -> Attribution
         method=method, tokens=ctx.tokens, scores=scores.detach().float().cpu(), mask=ctx.mask.cpu(),
         target=list(t.describe), prediction=list(t.prediction), probability=list(t.probability),
         params=dataclasses.asdict(options), extra={"model": ctx.loaded.name, **extra},
+        pieces=ctx.pieces, bounds=ctx.bounds,
     )
 
 

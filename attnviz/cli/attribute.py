@@ -34,6 +34,8 @@ def attribute_cmd(
     seed: Annotated[int, typer.Option(help="seed of --generated")] = 0,
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="report.html, .png, .svg, .pdf or .json (default: outputs/<text>-attribution.html)")] = None,
     model: c.Model = "minilm",
+    granularity: Annotated[str, typer.Option(help="token, word or char: scores summed over the tokens of a word "
+                                                  "(or the byte pieces of a character)")] = "token",
     on_long: c.OnLong = "truncate",
     loader: c.Loader = c.Loader(),
 ):
@@ -43,9 +45,11 @@ def attribute_cmd(
     from attnviz.attribution.truth import generated as make_examples
     from attnviz.errors import BadInput
     from attnviz.io import DEFAULT_DIR, check_writable, slug
+    from attnviz.models.granularity import check_granularity, group_attribution
     from attnviz.report.attribution import pick_format, write_report
 
     methods = list(c.names(method, METHODS))
+    check_granularity(granularity)
     fields = dict(steps=steps, baseline=baseline, window=window, fusion=fusion, discard_ratio=discard_ratio)
     check_fields(METHODS, **fields)  # every value, whichever methods run: a bad one is refused before loading
     options = method_options(methods, **fields)
@@ -67,6 +71,7 @@ def attribute_cmd(
     _check_memory(loaded, inputs, on_long)
     attrs = explain(loaded, inputs, methods=methods, truth=truth, faithful=faithfulness, baseline=baseline,
                     target=target, target_token=target_token, reference=reference, on_long=on_long, options=options)
+    attrs = [group_attribution(a, granularity) for a in attrs]
     paths, warnings = write_report(attrs, out, model=loaded.name, task=loaded.task, special=loaded.special_tokens)
     _summary(attrs, set(loaded.special_tokens))
     for warning in warnings:

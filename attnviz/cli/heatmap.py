@@ -94,6 +94,13 @@ def heatmap_cmd(
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="output file (default: outputs/<text>-<view>.<format>)")] = None,
     fmt: Annotated[Optional[str], typer.Option("--format", help="png, svg or pdf")] = None,
     model: c.Model = "minilm",
+    granularity: Annotated[str, typer.Option(help="token, word or char: attention pooled over the tokens of a "
+                                                  "word (or the byte pieces of a character): keys summed, queries "
+                                                  "averaged")] = "token",
+    scale: Annotated[str, typer.Option(help="head view colours: auto (linear; a first-token sink is left out of "
+                                            "the scale), linear, log or rank")] = "auto",
+    clip_percentile: Annotated[Optional[float], typer.Option(help="head view: the colour scale tops out at this "
+                                                                  "percentile of the weights, e.g. 99")] = None,
     on_long: c.OnLong = "truncate",
     keep: Keep = "auto",
     top_k: TopK = 8,
@@ -109,7 +116,8 @@ def heatmap_cmd(
     source = from_file if from_file is not None else _capture_config(texts, file, model, loader, on_long=on_long,
                                                                       **long)
     result = write_heatmap_files(HeatmapConfig(source, view=view, layer=layer, head=head, stack=stack,
-                                               hide_special=hide_special, fmt=fmt, out=out))
+                                               hide_special=hide_special, fmt=fmt, out=out,
+                                               granularity=granularity, scale=scale, clip=clip_percentile))
     if from_file is None:
         _tell(result.maps, source.inputs)
     for warning in result.warnings:

@@ -8,6 +8,7 @@ from typing import Any
 import torch
 
 from attnviz.errors import BadInput
+from attnviz.models.readable import readable_ids
 
 
 @dataclass
@@ -18,6 +19,8 @@ class Encoded:
     notes: list[str] = field(default_factory=list)  # e.g. which inputs were truncated
     decoder_tokens: list[list[str]] = field(default_factory=list)
     decoder_mask: torch.Tensor | None = None  # (B, T)
+    pieces: list[list[str]] = field(default_factory=list)  # per example, the tokenizer's raw pieces ("Ġmovie")
+    bounds: list[str] = field(default_factory=list)  # per example, W/C/+ per token (models/readable.py)
 
 
 @dataclass
@@ -110,8 +113,9 @@ class LoadedModel:
         if self.kind == "decoder" and getattr(self.tokenizer, "padding_side", "right") == "left":
             # left padding: each text's positions start at its first real token, as when it runs alone
             batch["position_ids"] = (batch["attention_mask"].cumsum(-1) - 1).clamp(min=0)  # (B, S)
-        tokens = [token_names(self.tokenizer, ids.tolist()) for ids in batch["input_ids"]]
-        return Encoded(batch, tokens, batch["attention_mask"].cpu(), notes)
+        read = [readable_ids(self.tokenizer, ids.tolist()) for ids in batch["input_ids"]]
+        return Encoded(batch, [r.labels for r in read], batch["attention_mask"].cpu(), notes,
+                       pieces=[r.pieces for r in read], bounds=[r.bounds for r in read])
 
     def _encode_images(self, images) -> Encoded:
         from attnviz.images import load_image
@@ -162,8 +166,9 @@ def check_texts(texts) -> None:
 
 
 def token_names(tokenizer, ids: list[int]) -> list[str]:
-    """Token strings of ``ids``; an id past the tokenizer's words (a vocabulary padded for speed) reads <id N>."""
-    return [t if t is not None else f"<id {i}>" for i, t in zip(ids, tokenizer.convert_ids_to_tokens(ids))]
+    """Token labels of ``ids`` as people read them ("␣movie", one Chinese character per label; the raw pieces
+    come from models/readable.py); an id past the tokenizer's words (a vocabulary padded for speed) reads <id N>."""
+    return readable_ids(tokenizer, ids).labels
 
 
 def _vision_layout(model, pixels) -> tuple[int, int]:

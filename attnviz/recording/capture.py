@@ -66,6 +66,8 @@ def capture(
         weights=stacks[main],
         mask=enc.mask.cpu(),
         tokens=enc.tokens,
+        pieces=enc.pieces,
+        bounds=enc.bounds,
         layers=layers if layers is not None else list(range(loaded.num_layers)),
         heads=heads if heads is not None else list(range(loaded.num_heads)),
         model=loaded.name,

@@ -24,6 +24,7 @@ from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 
 from attnviz.render.fonts import families_for
+from attnviz.render.scale import Colour, colour
 from attnviz.render.style import CMAP, DIFF_CMAP, DPI, MAX_INCHES, MAX_LABELS, cut_label, label_step
 
 CBAR_TICKS = (0.0, 0.25, 0.5, 0.75, 1.0)  # fractions of the colour scale that carry a label
@@ -46,6 +47,8 @@ class HeadView:
     top: float | None = None  # colour-scale maximum; None: a nice number just above the matrix's maximum
     cmap: str = CMAP
     scale_label: str = "attention weight"
+    scale: str = "auto"  # auto, linear, log or rank (render/scale.py)
+    clip: float | None = None  # a percentile of the weights as the scale's top (linear and log)
 
 
 def nice_ceiling(value: float) -> float:
@@ -102,13 +105,14 @@ class HeadPainter:
         self.fig.canvas.draw()
         self.background = self.fig.canvas.copy_from_bbox(self.fig.bbox)
 
-    def rgb(self, view: HeadView) -> np.ndarray:
-        """The picture as (height, width, 3) uint8."""
+    def rgb(self, view: HeadView, shown: Colour | None = None) -> np.ndarray:
+        """The picture as (height, width, 3) uint8, coloured as ``shown`` says (default: the view's scale)."""
         from attnviz.render.labels import draw_labels, draw_scale
 
+        shown = shown if shown is not None else colour_of(view)[0]
         n_q, n_k = view.matrix.shape
-        top = view.top if view.top is not None else nice_ceiling(float(view.matrix.max(initial=0.0)))
-        self.im.set_data(view.matrix)
+        top = shown.top
+        self.im.set_data(shown.values)
         self.im.set_extent((-0.5, n_k - 0.5, n_q - 0.5, -0.5))
         self.ax.set_xlim(-0.5, n_k - 0.5)
         self.ax.set_ylim(n_q - 0.5, -0.5)
@@ -124,7 +128,7 @@ class HeadPainter:
         families, _ = families_for(list(view.queries) + list(view.keys))
         draw_labels(rgb, self.ax, _labels(view.keys), _labels(view.queries), tuple(families),
                     _label_size(view), self.fig.dpi)
-        draw_scale(rgb, self.cax, [(t, f"{t * top:.3g}") for t in CBAR_TICKS], self.fig.dpi)
+        draw_scale(rgb, self.cax, list(zip(CBAR_TICKS, shown.ticks)), self.fig.dpi)
         return rgb
 
 
@@ -134,10 +138,17 @@ def painter(side: float, dpi: int = DPI, cmap: str = CMAP, scale_label: str = "a
     return HeadPainter(side, dpi, cmap, scale_label)
 
 
+def colour_of(view: HeadView) -> tuple[Colour, str]:
+    """The view's values on its colour scale, and the colour bar's label (with what the scale leaves out)."""
+    shown = colour(view.matrix, view.scale, view.clip, view.top, nice_ceiling, CBAR_TICKS)
+    return shown, f"{view.scale_label} ({shown.note})" if shown.note else view.scale_label
+
+
 def head_rgb(view: HeadView, dpi: int = DPI) -> np.ndarray:
     """The head view as (height, width, 3) uint8."""
     side = side_inches(max(view.matrix.shape))
-    return painter(side, dpi, view.cmap, view.scale_label).rgb(view)
+    shown, label = colour_of(view)
+    return painter(side, dpi, view.cmap, label).rgb(view, shown)
 
 
 def png_bytes(rgb: np.ndarray) -> bytes:
@@ -157,9 +168,9 @@ def head_png(view: HeadView, dpi: int = DPI) -> bytes:
 def head_figure(view: HeadView) -> Figure:
     """The head view as a matplotlib Figure (for SVG and PDF): the PNG's layout, labels as text."""
     side = side_inches(max(view.matrix.shape))
-    fig, ax, cax = _frame(side, DPI, view.cmap, view.scale_label)
-    top = view.top if view.top is not None else nice_ceiling(float(view.matrix.max(initial=0.0)))
-    ax.imshow(view.matrix, cmap=view.cmap, vmin=0.0, vmax=top, aspect="auto", interpolation="nearest")
+    shown, label = colour_of(view)
+    fig, ax, cax = _frame(side, DPI, view.cmap, label)
+    ax.imshow(shown.values, cmap=view.cmap, vmin=0.0, vmax=shown.top, aspect="auto", interpolation="nearest")
     families, _ = families_for(list(view.queries) + list(view.keys))
     size = _label_size(view)
     keys, queries = _labels(view.keys), _labels(view.queries)
@@ -169,7 +180,7 @@ def head_figure(view: HeadView) -> Figure:
     ax.set_yticks([i for i, _ in queries], [t for _, t in queries], fontsize=size, fontfamily=families)
     ax.tick_params(length=0)
     cax.tick_params(labelright=True)
-    cax.set_yticks(CBAR_TICKS, [f"{t * top:.3g}" for t in CBAR_TICKS])
+    cax.set_yticks(CBAR_TICKS, shown.ticks)
     ax.set_title(view.title, fontsize=10)
     return fig
 
@@ -188,5 +199,6 @@ def drift_png(base: np.ndarray, cur: np.ndarray, queries: Sequence[str], keys: S
     name = f"|difference| (x 1e{exp})" if exp else "|difference|"
     views = [HeadView(base, queries, keys, f"{title} · baseline", top),
              HeadView(cur, queries, keys, f"{title} · current", top),
-             HeadView(diff / 10.0**exp, queries, keys, f"{title} · {name}", cmap=DIFF_CMAP, scale_label=name)]
+             HeadView(diff / 10.0**exp, queries, keys, f"{title} · {name}", cmap=DIFF_CMAP, scale_label=name,
+                      scale="linear")]
     return png_bytes(np.concatenate([head_rgb(v, dpi) for v in views], axis=1))  # (H, 3W, 3)

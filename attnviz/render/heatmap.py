@@ -41,6 +41,8 @@ class Selection:
     heads: list[int]  # model head number of each entry of weights' second axis
     title: str  # e.g. the model name
     warning: str | None = None  # e.g. no CJK font
+    scale: str = "auto"  # the head view's colour scale: auto, linear, log or rank (render/scale.py)
+    clip: float | None = None  # a percentile of the weights as the head view's scale top
 
 
 def select(maps: AttentionMaps, *, example: int = 0, stack: str = "encoder", hide_special: bool = False) -> Selection:
@@ -94,7 +96,7 @@ def view_bytes(sel: Selection, view: str, li: int, hi: int, fmt: str = "png", dp
 
 def _head(sel: Selection, li: int, hi: int) -> HeadView:
     title = f"{sel.title} · layer {sel.layers[li]} · head {sel.heads[hi]}"
-    return HeadView(sel.weights[li, hi], sel.queries, sel.keys, title)
+    return HeadView(sel.weights[li, hi], sel.queries, sel.keys, title, scale=sel.scale, clip=sel.clip)
 
 
 def _fontsize(n: int) -> float:

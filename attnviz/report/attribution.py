@@ -78,6 +78,7 @@ def to_json(attrs: list[Attribution], model: str, task: str) -> dict:
         idx = _real(first, e)
         examples.append({
             "tokens": [first.tokens[e][i] for i in idx],
+            **({"pieces": [first.pieces[e][i] for i in idx]} if len(first.pieces) > e else {}),
             "target": first.target[e], "prediction": first.prediction[e], "probability": first.probability[e],
             "scores": {a.method: [float(a.scores[e, i]) for i in idx] for a in attrs},
             "faithfulness": {a.method: a.extra["faithfulness"][e] for a in attrs if "faithfulness" in a.extra},

@@ -70,19 +70,35 @@ class HeatmapConfig:
     hide_special: bool = False
     fmt: str | None = None  # png, svg or pdf; None: from out's suffix, else png
     out: Path | None = None  # a file, a folder, or None for outputs/
+    granularity: str = "token"  # token, word or char: attention pooled over a word's tokens (models/granularity.py)
+    scale: str = "auto"  # the head view's colour scale: auto, linear, log or rank (render/scale.py)
+    clip: float | None = None  # a percentile of the weights as the scale's top
 
     def check(self) -> None:
+        from attnviz.models.granularity import check_granularity
         from attnviz.render import VIEWS
         from attnviz.render.long import LONG_VIEWS
+        from attnviz.render.scale import SCALES
         from attnviz.report.figures import pick_format
 
         if self.view not in LONG_VIEWS:
             VIEWS.get(self.view)
+        check_granularity(self.granularity)
+        if self.scale not in SCALES:
+            raise BadInput(f"--scale must be one of {', '.join(SCALES)}, not {self.scale!r}")
+        if self.clip is not None and not 0 < self.clip <= 100:
+            raise BadInput(f"--clip-percentile must be above 0 and at most 100, not {self.clip:g}")
         if self.stack not in STACKS:
             raise BadInput(f"--stack must be one of {', '.join(STACKS)}, not {self.stack!r}")
         pick_format(self.fmt, self.out)
         if isinstance(self.source, CaptureConfig):
             self.source.check()
+
+    def drawn(self) -> tuple[int, int | None] | None:
+        """(layer, head or None) when the view draws one layer (and head): all a capture needs to record."""
+        if self.view == "head":
+            return self.layer, self.head
+        return (self.layer, None) if self.view == "layer" else None
 
     def within(self, layers: int, heads: int) -> None:
         """The shown layer (and head, for the head view) exist in a model of this shape."""
@@ -114,11 +130,15 @@ def load_checked(model: str, loading: LoadOptions, *checks: Check) -> LoadedMode
     return loaded
 
 
-def capture_maps(config: CaptureConfig, *checks: Check) -> AttentionMaps:
-    """Check ``config`` (and ``checks``), load the model once, capture every input in one batch."""
+def capture_maps(config: CaptureConfig, *checks: Check, drawn: tuple[int, int | None] | None = None) -> AttentionMaps:
+    """Check ``config`` (and ``checks``), load the model once, capture every input in one batch; ``drawn``
+    (layer, head or None) records only that layer (and head), whatever ``config`` keeps."""
     config.check()
     loaded = load_checked(config.model, config.loading, config.ranges, *checks)
     layers, heads = config.ranges(loaded.num_layers, loaded.num_heads)
+    if drawn is not None and loaded.kind != "encoder-decoder":  # its stacks count their layers apart
+        layers = [drawn[0] % loaded.num_layers]  # a negative layer counts from the end
+        heads = heads if drawn[1] is None else [drawn[1]]
     plan = config.plan()
     return capture(loaded, list(config.inputs), layers=layers, heads=heads, on_long=config.on_long,
                    store_dtype=STORE_DTYPES[config.store_dtype], keep=plan.keep, top_k=plan.top_k,
@@ -138,13 +158,17 @@ def write_heatmap_files(config: HeatmapConfig) -> Heatmaps:
     """Render ``config.view`` of every input to its own file; everything is checked before the model loads."""
     from attnviz.report.figures import write_heatmaps
 
+    from attnviz.models.granularity import group_maps
+    from attnviz.report.slices import load_drawn
+
     config.check()
     source = config.source
     if isinstance(source, CaptureConfig):
-        maps, texts = capture_maps(source, config.within), list(source.inputs)
+        maps, texts = capture_maps(source, config.within, drawn=config.drawn()), list(source.inputs)
     else:
-        maps, texts = AttentionMaps.load(source), None
+        maps, texts = load_drawn(source, config.drawn(), config.stack), None
+    maps = group_maps(maps, config.granularity)
     paths, warnings = write_heatmaps(maps, view=config.view, layer=config.layer, head=config.head,
                                      stack=config.stack, hide_special=config.hide_special, fmt=config.fmt,
-                                     out=config.out, texts=texts)
+                                     out=config.out, texts=texts, scale=config.scale, clip=config.clip)
     return Heatmaps(paths, warnings, maps)

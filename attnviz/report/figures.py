@@ -52,8 +52,10 @@ def pick_format(fmt: str | None, out: Path | None) -> str:
 
 def write_heatmaps(maps: AttentionMaps, *, view: str = "head", layer: int = -1, head: int = 0,
                    stack: str = "encoder", hide_special: bool = False, fmt: str | None = None,
-                   out: Path | None = None, texts: list[str] | None = None) -> tuple[list[Path], list[str]]:
-    """Render every example of ``maps``; returns the written paths and any warnings."""
+                   out: Path | None = None, texts: list[str] | None = None, scale: str = "auto",
+                   clip: float | None = None) -> tuple[list[Path], list[str]]:
+    """Render every example of ``maps``; returns the written paths and any warnings. ``scale`` and ``clip``
+    colour the head view (render/scale.py)."""
     from attnviz.render import VIEWS, select, view_bytes
     from attnviz.render.long import LONG_VIEWS
 
@@ -73,6 +75,7 @@ def write_heatmaps(maps: AttentionMaps, *, view: str = "head", layer: int = -1, 
     rendered, warnings = [], []
     for example, path in enumerate(paths):
         sel = select(maps, example=example, stack=stack, hide_special=hide_special)
+        sel.scale, sel.clip = scale, clip
         rendered.append((path, view_bytes(sel, view, li, hi, fmt, DPI)))
         if sel.warning and sel.warning not in warnings:
             warnings.append(sel.warning)
