@@ -17,9 +17,10 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, 
 
 SENTENCES = [
     "The movie was wonderful, and the music was not bad.", "Paris is the capital of France.",
-    "The capital of Italy is Rome.", "I liked this movie very much.", "hello world", "The cat sat on the mat.",
+    "The capital of Italy is Rome.", "I liked this movie very much.", "We went to Paris and Rome.",
     "我喜欢这部电影", "这部电影很好看", "我们在北京", "他喜欢音乐",
 ]
+ENGLISH = 6  # the first six sentences, seen more often than the Chinese ones (a character they lack splits over bytes)
 BYTE_SPECIALS = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
 
 
@@ -30,7 +31,7 @@ def _byte_model(vocab: int) -> str:
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(vocab_size=vocab, special_tokens=BYTE_SPECIALS, show_progress=False,
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-    tok.train_from_iterator(SENTENCES[:6] * 4 + SENTENCES[6:] * 2, trainer)  # Chinese rarer: split over bytes
+    tok.train_from_iterator(SENTENCES[:ENGLISH] * 6 + SENTENCES[ENGLISH:], trainer)  # Chinese rarer: split over bytes
     return tok.to_str()
 
 

@@ -88,7 +88,7 @@ def test_target_token_past_the_text_on_a_decoder(tmp_path):
     res = run("abc", "--model", "toy-decoder", "--target-token", "1", "--method", "grad-x-input",
               "--out", str(tmp_path / "r.json"))
     assert res.exit_code == 0, res.output
-    assert json.loads((tmp_path / "r.json").read_text())["examples"][0]["target"].startswith("next token after")
+    assert json.loads((tmp_path / "r.json").read_text())["examples"][0]["target"].startswith("next token '")
 
 
 def test_minilm_is_explained_against_a_reference(tmp_path):

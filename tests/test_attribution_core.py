@@ -115,7 +115,7 @@ def test_bad_targets_name_the_valid_choices(encoder):
 def test_decoder_target_token_and_label_choice(encoder):
     decoder = load_model("toy-decoder", device="cpu")
     a = attribute(decoder, ["abcabc"], method="grad-x-input", target_token=2, target="c")
-    assert a.target == ["next token after 'c' at position 2"]
+    assert a.target == ["next token 'c' after 'b' (input position 2)"]
     assert (a.scores[0, 3:] == 0).all()  # a causal model's position 2 cannot see later tokens
     b = attribute(encoder, TEXTS, method="saliency", target="class 1")
     assert b.target == ["label class 1"] * 2

@@ -17,7 +17,7 @@ from attnviz.models.readable import readable_ids
 from attnviz.recording import capture
 
 runner = CliRunner()
-CHINESE = "我喜欢这部电影 Paris is the capital"
+CHINESE = "今天我喜欢这部电影 Parisian capital"
 
 
 def _text_of(labels: list[str], bounds: str) -> str:
@@ -32,11 +32,11 @@ def test_byte_level_pieces_read_as_text_and_a_split_character_is_one_label():
     read = readable_ids(tok, ids)
     assert read.pieces == tok.convert_ids_to_tokens(ids)  # the raw pieces kept beside the labels
     assert any(p != lab for p, lab in zip(read.pieces, read.labels)) and "Ġ" not in "".join(read.labels)
-    assert "␣Paris" in group_labels(read.labels, read.bounds, group_ids(read.bounds, "word"))
+    assert "␣Parisian" in group_labels(read.labels, read.bounds, group_ids(read.bounds, "word"))
     assert _text_of(read.labels, read.bounds) == CHINESE
-    # 我 is split over two byte tokens: the first shows the character, the second says it finishes it
-    assert read.labels[:2] == ["我", "+我"] and read.bounds[:2] == "W+"
-    assert group_labels(read.labels, read.bounds, group_ids(read.bounds, "char"))[0] == "我"
+    # 今 is three byte tokens: the first shows the character, the others say they finish it
+    assert read.labels[:3] == ["今", "+今", "+今"] and read.bounds[:3] == "W++"
+    assert group_labels(read.labels, read.bounds, group_ids(read.bounds, "char"))[:2] == ["今", "天"]
 
 
 def test_sentencepiece_spaces_and_byte_fallback_read_as_text():
@@ -84,7 +84,7 @@ def gpt2(tmp_path_factory):
 
 def test_captured_maps_carry_readable_tokens_and_raw_pieces(gpt2, tmp_path):
     maps = capture(load_model(str(gpt2)), [CHINESE])
-    assert maps.tokens[0][:2] == ["我", "+我"] and maps.pieces[0][:2] == byte_bpe().convert_ids_to_tokens(
+    assert maps.tokens[0][:2] == ["今", "+今"] and maps.pieces[0][:2] == byte_bpe().convert_ids_to_tokens(
         byte_bpe()(CHINESE)["input_ids"])[:2]
     maps.save(tmp_path / "m.safetensors")
     from attnviz.maps import AttentionMaps
@@ -93,7 +93,7 @@ def test_captured_maps_carry_readable_tokens_and_raw_pieces(gpt2, tmp_path):
     assert back.pieces == maps.pieces and back.bounds == maps.bounds
 
 
-@pytest.mark.parametrize("granularity,count", [("token", 15), ("char", 10), ("word", 8)])
+@pytest.mark.parametrize("granularity,count", [("token", 13), ("char", 9), ("word", 7)])
 def test_heatmap_granularity_pools_the_drawn_map(gpt2, tmp_path, granularity, count):
     from attnviz.report.capture import CaptureConfig, HeatmapConfig, write_heatmap_files
 
@@ -103,7 +103,7 @@ def test_heatmap_granularity_pools_the_drawn_map(gpt2, tmp_path, granularity, co
     assert maps.weights.shape[-1] == count and len(maps.tokens[0]) == count
     assert torch.allclose(maps.weights.sum(-1), torch.ones(()), atol=1e-5)  # rows still sum to one
     if granularity == "word":
-        assert maps.tokens[0][:5] == ["我", "喜欢", "这", "部电影", "␣Paris"]
+        assert maps.tokens[0] == ["今", "天", "我", "喜欢", "这部电影", "␣Parisian", "␣capital"]
 
 
 def test_attribution_json_keeps_pieces_and_granularity_sums_scores(gpt2, tmp_path):
@@ -111,12 +111,12 @@ def test_attribution_json_keeps_pieces_and_granularity_sums_scores(gpt2, tmp_pat
                               "--no-faithfulness", "--out", str(tmp_path / "a.json")])
     assert res.exit_code == 0, res.output
     one = json.loads((tmp_path / "a.json").read_text(encoding="utf-8"))["examples"][0]
-    assert one["tokens"][:2] == ["我", "+我"] and len(one["pieces"]) == len(one["tokens"])
+    assert one["tokens"][:2] == ["今", "+今"] and len(one["pieces"]) == len(one["tokens"])
     res = runner.invoke(app, ["attribute", CHINESE, "--model", str(gpt2), "--method", "grad-x-input",
                               "--no-faithfulness", "--granularity", "word", "--out", str(tmp_path / "w.json")])
     assert res.exit_code == 0, res.output
     words = json.loads((tmp_path / "w.json").read_text(encoding="utf-8"))["examples"][0]
-    assert words["tokens"][:5] == ["我", "喜欢", "这", "部电影", "␣Paris"]
+    assert words["tokens"] == ["今", "天", "我", "喜欢", "这部电影", "␣Parisian", "␣capital"]
     total = sum(one["scores"]["grad-x-input"])
     assert sum(words["scores"]["grad-x-input"]) == pytest.approx(total, abs=1e-5)
 

@@ -62,7 +62,8 @@ def run_method(ctx: Context, method: str, options=None, **fields) -> Attribution
     return Attribution(
         method=method, tokens=ctx.tokens, scores=scores.detach().float().cpu(), mask=ctx.mask.cpu(),
         target=list(t.describe), prediction=list(t.prediction), probability=list(t.probability),
-        params=dataclasses.asdict(options), extra={"model": ctx.loaded.name, **extra},
+        params=dataclasses.asdict(options),
+        extra={"model": ctx.loaded.name, **extra, **({"target_notes": tuple(t.notes)} if t.notes else {})},
         pieces=ctx.pieces, bounds=ctx.bounds,
     )
 

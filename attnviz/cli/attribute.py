@@ -72,6 +72,8 @@ def attribute_cmd(
     attrs = explain(loaded, inputs, methods=methods, truth=truth, faithful=faithfulness, baseline=baseline,
                     target=target, target_token=target_token, reference=reference, on_long=on_long, options=options)
     attrs = [group_attribution(a, granularity) for a in attrs]
+    for note in attrs[0].extra.get("target_notes", ()):
+        c.err_console.print(c.labelled("note:", "yellow", note), soft_wrap=True)
     paths, warnings = write_report(attrs, out, model=loaded.name, task=loaded.task, special=loaded.special_tokens)
     _summary(attrs, set(loaded.special_tokens))
     for warning in warnings:
@@ -104,15 +106,16 @@ def _summary(attrs, special: set) -> None:
     """Per input: the target and, per method, its three best text tokens and faithfulness."""
     first = attrs[0]
     for e in range(len(first.tokens)):
-        c.console.print(c.labelled(f"{e + 1}.", "bold", f"{first.target[e]} · prediction {first.prediction[e]} "
-                                                     f"· p = {first.probability[e]:.3f}"), soft_wrap=True)
+        c.console.print(c.labelled(f"{e + 1}.", "bold", f"explains the {first.target[e]} · the model predicts "
+                                                     f"{first.prediction[e]!r} · p = {first.probability[e]:.3g}"),
+                        soft_wrap=True)
         idx = [i for i, m in enumerate(first.mask[e].tolist()) if m and first.tokens[e][i] not in special]
         for a in attrs:
             best = sorted(idx, key=lambda i: -float(a.scores[e, i]))[:3]
             line = f"   {a.method:<21} " + " ".join(repr(first.tokens[e][i]) for i in best)
             f = (a.extra.get("faithfulness") or [None] * (e + 1))[e]
             if f is not None:
-                line += f"   deletion {f['deletion_auc']:.3f} insertion {f['insertion_auc']:.3f}"
+                line += f"   deletion {f['deletion_auc']:.3g} insertion {f['insertion_auc']:.3g}"
                 if f["top1"] is not None:
                     line += f" top-1 {'yes' if f['top1'] else 'no'}"
             if "completeness_gap" in a.extra:

@@ -43,7 +43,7 @@ def _fmt(v) -> str:
         return "–"
     if isinstance(v, bool):
         return "yes" if v else "no"
-    return f"{v:.3f}"
+    return f"{v:.3g}"  # significant digits: 1.2e-05, not 0.000
 
 
 def faith_rows(attrs: list[Attribution], e: int) -> list[list[str]]:
@@ -64,7 +64,7 @@ def views(attrs: list[Attribution], model: str, special: list[str] = ()) -> list
         scores = {a.method: [float(a.scores[e, i]) for i in idx] for a in attrs}
         sep = " " if any(len(t) > 1 for t in tokens) else ""  # word pieces get spaces, characters none
         text = sep.join(tokens) if len(tokens) <= 60 else sep.join(tokens[:59]) + "…"
-        sub = f"target: {first.target[e]} · prediction: {first.prediction[e]} · p = {first.probability[e]:.3f}"
+        sub = f"target: {first.target[e]} · prediction: {first.prediction[e]} · p = {first.probability[e]:.3g}"
         out.append(AttributionView(tokens, scores, f"{model} · {text}", sub, faith_rows(attrs, e), COLUMNS))
     return out
 

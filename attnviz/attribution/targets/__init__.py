@@ -66,6 +66,7 @@ class Target:
     index: list[int] = field(default_factory=list)  # class / token / prompt index per example; -1: none
     labels: list[str] = field(default_factory=list)  # what ``index`` counts in: class names or prompts
     probs: torch.Tensor | None = None  # (B, C) over ``labels``, on the CPU
+    notes: list[str] = field(default_factory=list)  # what the user should know, e.g. which tokens --target became
 
     def __call__(self, output, rows: torch.Tensor | None = None) -> torch.Tensor:
         """(n,) scores of the examples ``rows`` (default: every example of the batch)."""

@@ -8,6 +8,7 @@ import torch
 from attnviz.attribution.targets import TARGETS, Target, TargetSpec, resolve_label
 from attnviz.errors import BadInput
 from attnviz.models.loaded import token_names
+from attnviz.models.readable import is_cjk_char, style_of
 
 
 @TARGETS.register("label")
@@ -21,9 +22,9 @@ def label_target(loaded, batch, out, spec: TargetSpec) -> Target:
                                                                   device=pred.device)
     probs = loaded.class_probs(logits)
     rows = torch.zeros(mask.shape, device=mask.device)
-    last = mask.long().sum(1) - 1
-    # An encoder classifies from its first token; a causal classifier from its last real one.
-    at = last if loaded.kind == "decoder" else torch.zeros_like(last)
+    real = real_positions(mask)
+    # An encoder classifies from its first token; a causal classifier from its last real one (either padding side).
+    at = torch.tensor([r[-1] if loaded.kind == "decoder" else 0 for r in real], device=mask.device)
     rows[torch.arange(len(rows)), at] = 1.0
     return Target(
         score=lambda o, ex: o.logits.float()[torch.arange(len(ex)), cls[ex]],
@@ -40,8 +41,14 @@ def _self_stack(loaded) -> str:
     return "decoder" if loaded.kind == "decoder" else "encoder"
 
 
+def real_positions(mask: torch.Tensor) -> list[list[int]]:
+    """Per example, the batch positions of its real tokens (B lists): left or right padding alike."""
+    return [torch.nonzero(row > 0).flatten().tolist() for row in mask]
+
+
 def _positions(given: int | None, lengths: list[int], default: list[int], what: str) -> list[int]:
-    """One position per example: ``given`` (negative from the end) checked against each length."""
+    """One position per example, counted over its real tokens: ``given`` (negative from the end) checked
+    against each length."""
     if given is None:
         return default
     out = []
@@ -54,25 +61,56 @@ def _positions(given: int | None, lengths: list[int], default: list[int], what: 
     return out
 
 
-def _token_id(loaded, given: str | None) -> int | None:
+def _typed(loaded, text: str) -> list[int]:
+    """Plain text as the model would continue an input with it: a word after a space-marking tokenizer's
+    input gets its leading space (" Paris"), unless it is CJK or punctuation; the first spelling that is one
+    token wins."""
+    tok = loaded.tokenizer
+    spaced = style_of(tok) != "text" and text[:1].isalnum() and not is_cjk_char(text[0])
+    tries = [" " + text, text] if spaced else [text]
+    encoded = [tok(t, add_special_tokens=False)["input_ids"] for t in tries]
+    encoded = [ids for ids in encoded if ids]
+    return next((ids for ids in encoded if len(ids) == 1), encoded[0] if encoded else [])
+
+
+def _token_id(loaded, given: str | None, notes: list[str] | None = None) -> int | None:
+    """--target as a token id: a vocabulary token ("ĠParis"), an id, or plain text (" Paris", "Paris") encoded
+    as the model would continue the input; a text of several tokens is explained as its first, said in ``notes``."""
     if given is None:
         return None
-    vocab = len(loaded.tokenizer) if loaded.tokenizer is not None else 0
-    as_token = loaded.tokenizer.convert_tokens_to_ids([given])[0] if loaded.tokenizer is not None else None
-    if as_token is not None and as_token != getattr(loaded.tokenizer, "unk_token_id", None):
+    tok = loaded.tokenizer
+    vocab = len(tok) if tok is not None else 0
+    unk = getattr(tok, "unk_token_id", None)
+    if tok is not None and style_of(tok) != "text" and given.strip():
+        typed = _typed(loaded, given)  # "Paris" after an input is " Paris": text first where pieces are not text
+        if len(typed) == 1 and typed[0] != unk:
+            return _said(tok, given, typed, notes)
+    as_token = tok.convert_tokens_to_ids([given])[0] if tok is not None else None
+    if as_token is not None and as_token != unk:
         return as_token  # a token of the vocabulary ("3" on a character model) before an id
     if given.isdigit():
         if not 0 <= int(given) < vocab:
             raise BadInput(f"token id {given} is out of range; valid ids: 0-{vocab - 1}")
         return int(given)
-    ids = loaded.tokenizer.convert_tokens_to_ids([given])
-    if not ids or ids[0] is None or ids[0] == getattr(loaded.tokenizer, "unk_token_id", None):
-        raise BadInput(f"{given!r} is not one token of this model's vocabulary; give a token or an id 0-{vocab - 1}")
+    ids = _typed(loaded, given) if tok is not None and given.strip() else []
+    if not ids or (unk is not None and unk in ids):
+        raise BadInput(f"{given!r} is not text this model's vocabulary can spell; give a word, a token or an id "
+                       f"0-{vocab - 1}")
+    return _said(tok, given, ids, notes)
+
+
+def _said(tok, given: str, ids: list[int], notes: list[str] | None) -> int:
+    """The first of ``ids``, with a note of which tokens ``given`` became."""
+    if notes is not None:
+        shown = " ".join(repr(t) for t in token_names(tok, ids))
+        more = f"; it is {len(ids)} tokens, so the first is explained" if len(ids) > 1 else ""
+        notes.append(f"--target {given!r} became {shown}{more}")
     return ids[0]
 
 
-def _token_target(loaded, logits, rows_at: list[int], stack: str, chosen: int | None, verb: str) -> Target:
-    """Shared by the LM targets: the logit of one vocabulary token at one position per example."""
+def _token_target(loaded, logits, rows_at: list[int], stack: str, chosen: int | None, words) -> Target:
+    """Shared by the LM targets: the logit of one vocabulary token at one batch position per example;
+    ``words(example, token label)`` says what is explained."""
     b = logits.shape[0]
     at = torch.tensor(rows_at, device=logits.device)
     here = logits.float()[torch.arange(b), at]  # (B, V)
@@ -91,7 +129,7 @@ def _token_target(loaded, logits, rows_at: list[int], stack: str, chosen: int | 
         score=lambda o, ex: pick(o, ex)[torch.arange(len(ex)), tok[ex]],
         prob=lambda o, ex: pick(o, ex).softmax(-1)[torch.arange(len(ex)), tok[ex]],
         rows=rows, stack=stack,
-        describe=[f"{verb} {name(t)!r} at position {p}" for t, p in zip(tok.tolist(), rows_at)],
+        describe=[words(e, name(t)) for e, t in enumerate(tok.tolist())],
         prediction=[name(p) for p in pred.tolist()],
         probability=here.softmax(-1)[torch.arange(b), tok].tolist(),
     )
@@ -100,23 +138,37 @@ def _token_target(loaded, logits, rows_at: list[int], stack: str, chosen: int | 
 @TARGETS.register("next-token")
 def next_token_target(loaded, batch, out, spec: TargetSpec) -> Target:
     """A causal LM's logit of the next token after the last real one (or after --target-token)."""
-    mask = batch["attention_mask"]
-    lengths = mask.long().sum(1).tolist()
-    at = _positions(spec.position, lengths, [n - 1 for n in lengths], "text")
-    return _token_target(loaded, out.logits, at, "decoder", _token_id(loaded, spec.label), "next token after")
+    real = real_positions(batch["attention_mask"])
+    lengths = [len(r) for r in real]
+    at = _positions(spec.position, lengths, [n - 1 for n in lengths], "text")  # over each input's real tokens
+    rows_at = [r[p] for r, p in zip(real, at)]
+    after = [token_names(loaded.tokenizer, [int(batch["input_ids"][e, q])])[0] for e, q in enumerate(rows_at)]
+    notes: list[str] = []
+    chosen = _token_id(loaded, spec.label, notes)
+
+    def words(e: int, label: str) -> str:
+        return f"next token {label!r} after {after[e]!r} (input position {at[e]})"
+
+    target = _token_target(loaded, out.logits, rows_at, "decoder", chosen, words)
+    target.notes = notes
+    return target
 
 
 @TARGETS.register("masked-token")
 def masked_token_target(loaded, batch, out, spec: TargetSpec) -> Target:
     """A masked LM's logit of one token at the [MASK] (or at --target-token)."""
-    mask = batch["attention_mask"]
-    lengths = mask.long().sum(1).tolist()
+    real = real_positions(batch["attention_mask"])
     mask_id = loaded.tokenizer.mask_token_id
-    found = [(row == mask_id).nonzero().flatten().tolist() for row in batch["input_ids"]]
+    found = [[k for k, q in enumerate(r) if int(batch["input_ids"][e, q]) == mask_id] for e, r in enumerate(real)]
     if spec.position is None and not all(found):
         raise BadInput(f"every input needs a {loaded.tokenizer.mask_token} token, or pass --target-token POS")
-    at = _positions(spec.position, lengths, [f[0] for f in found] if all(found) else [], "text")
-    return _token_target(loaded, out.logits, at, _self_stack(loaded), _token_id(loaded, spec.label), "token")
+    at = _positions(spec.position, [len(r) for r in real], [f[0] for f in found] if all(found) else [], "text")
+    notes: list[str] = []
+    chosen = _token_id(loaded, spec.label, notes)
+    target = _token_target(loaded, out.logits, [r[p] for r, p in zip(real, at)], _self_stack(loaded), chosen,
+                           lambda e, label: f"token {label!r} at position {at[e]}")
+    target.notes = notes
+    return target
 
 
 @TARGETS.register("seq2seq-token")
@@ -126,7 +178,12 @@ def output_token_target(loaded, batch, out, spec: TargetSpec) -> Target:
     # Position t of the decoder input predicts output token t + 1; the last one predicts nothing new.
     lengths = [max(int(n) - 1, 1) for n in dmask.long().sum(1).tolist()]
     at = _positions(spec.position, lengths, [0] * len(lengths), "output")
-    return _token_target(loaded, out.logits, at, "cross", _token_id(loaded, spec.label), "output token")
+    notes: list[str] = []
+    chosen = _token_id(loaded, spec.label, notes)
+    target = _token_target(loaded, out.logits, at, "cross", chosen,
+                           lambda e, label: f"output token {label!r} at position {at[e]}")
+    target.notes = notes
+    return target
 
 
 def mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
