@@ -29,9 +29,13 @@ def load_drawn(path: Path, drawn: tuple[int, int | None] | None, stack: str = "e
             if "weights" not in f.keys() or meta.get("kind") == "encoder-decoder":
                 return AttentionMaps.load(path)
             bare = AttentionMaps.from_parts({"mask": f.get_tensor("mask")}, meta_json)
+            part = f.get_slice("weights")
+            shape = part.get_shape()
+            numbers = all(type(v) is int for v in [*bare.layers, *bare.heads])
+            if not numbers or len(shape) != 5 or shape[0] != len(bare.layers) or shape[2] != len(bare.heads):
+                return AttentionMaps.load(path)  # a file that breaks the contract: refused there, with why
             li = bare.layer_index(drawn[0])
             hi = bare.head_index(drawn[1]) if drawn[1] is not None else None
-            part = f.get_slice("weights")
             weights = part[li:li + 1] if hi is None else part[li:li + 1, :, hi:hi + 1]  # (1, B, 1|H, Q, K)
     except BadInput:
         raise
