@@ -238,3 +238,17 @@ def minilm():
     from attnviz.models import load_model
 
     return load_model("minilm", device="cpu")
+
+
+CHROMIUM = "/usr/bin/chromium"  # Debian's Chromium, driven by Playwright, for every HTML output
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """One headless Chromium for the whole run (report, notebook and generation pages alike)."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
+        yield b
+        b.close()

@@ -11,7 +11,7 @@ from conftest import text_classifier
 
 from attnviz.report.html import encode_attention, thumbnail, write_html
 
-CHROMIUM = "/usr/bin/chromium"
+
 INJECT = ["<script>alert(1)</script>", '"><img src=x onerror=alert(1)>']
 
 
@@ -28,16 +28,6 @@ def report_file(tmp_path_factory) -> Path:
                    encoding="utf-8")
     run_report(loaded, read_items(src), ReportConfig(out=tmp / "out", views=("head",)))
     return tmp / "out" / "report.html"
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
-        yield b
-        b.close()
 
 
 class Watched:

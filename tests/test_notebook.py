@@ -21,7 +21,7 @@ from attnviz.maps import AttentionMaps
 from attnviz.notebook import build
 
 NOTEBOOK = Path(__file__).resolve().parent.parent / "docs" / "notebook.ipynb"
-CHROMIUM = "/usr/bin/chromium"
+
 INJECT = ["<script>alert(1)</script>", '"><img src=x onerror=alert(1)>', "&lt;b&gt;", "</script><b>x"]
 
 
@@ -38,16 +38,6 @@ def executed():
 
 def _outputs(nb) -> list[dict]:
     return [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if "data" in o]
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
-        yield b
-        b.close()
 
 
 class Page:

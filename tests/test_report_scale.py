@@ -6,10 +6,9 @@ from __future__ import annotations
 import time
 
 import numpy as np
-import pytest
 
 from attnviz.report import html as H
-from test_browser import CHROMIUM, Watched, browser  # noqa: F401  (the browser fixture)
+from test_browser import Watched
 
 
 def _records(n: int) -> list[dict]:
