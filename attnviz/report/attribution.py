@@ -12,24 +12,17 @@ import json
 from pathlib import Path
 
 from attnviz.attribution.results import Attribution
-from attnviz.errors import BadInput
 from attnviz.render.colors import colour_hex
 from attnviz.render.attribution import CMAP, AttributionView, attribution_figure, bars_figure, normalised
 from attnviz.render.output import figure_bytes
 from attnviz.io import check_writable, inside, write_atomic
+from attnviz.report.html import CSP, page_format
 
-FORMATS = ("html", "png", "svg", "pdf", "json")
 COLUMNS = ["method", "deletion AUC", "insertion AUC", "top-1", "top-k"]
-# The batch report's policy (assets/template.html): nothing is fetched, only inline styles and data: images.
-CSP = "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src data: blob:"
 
 
 def pick_format(out: Path) -> str:
-    fmt = Path(out).suffix.lstrip(".").lower()
-    if fmt not in FORMATS:
-        raise BadInput(f"cannot tell the report format from {Path(out).name!r}; end --out with "
-                       f"{', '.join('.' + f for f in FORMATS)}")
-    return fmt
+    return page_format(out, "report")
 
 
 def _real(attr: Attribution, e: int, special: frozenset = frozenset()) -> list[int]:

@@ -12,22 +12,16 @@ import html
 import json
 from pathlib import Path
 
-from attnviz.errors import BadInput
 from attnviz.io import check_writable, finite, inside, json_bytes, write_atomic
 from attnviz.render.colors import colour_hex
 from attnviz.render.generation import CMAP, GenerationView, generation_figure, matrix
 from attnviz.render.output import figure_bytes
+from attnviz.report.html import CSP, page_format
 
-FORMATS = ("html", "png", "svg", "pdf", "json")
-CSP = ("default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src data: blob:")
 
 
 def pick_format(out: Path) -> str:
-    fmt = Path(out).suffix.lstrip(".").lower()
-    if fmt not in FORMATS:
-        raise BadInput(f"cannot tell the output format from {Path(out).name!r}; end --out with "
-                       f"{', '.join('.' + f for f in FORMATS)}")
-    return fmt
+    return page_format(out, "output")
 
 
 def output_paths(out: Path, n: int) -> list[Path]:

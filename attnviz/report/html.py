@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from attnviz.errors import BadInput
 from attnviz.io import write_atomic
 from attnviz.render.colors import ramp_hex
 from attnviz.render.style import CMAP
@@ -34,6 +35,21 @@ INDEX_TEXT = 200  # characters of an item's text kept in the index (search and t
 DATA_DIR = "report-data"
 KEEP = ("id", "text", "image", "tokens", "prediction", "target", "mean_entropy", "most_attended", "notes",
         "view", "thumb", "attribution", "image_data", "cam", "files", "non_finite", "long")
+# The pages' policy (the batch report's template adds 'self' for its split item files): nothing is fetched,
+# only inline scripts and styles and data: images.
+CSP = "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src data: blob:"
+PAGE_FORMATS = ("html", "png", "svg", "pdf", "json")
+
+
+def page_format(out: Path, what: str = "report") -> str:
+    """The output format named by ``out``'s suffix, one of PAGE_FORMATS; anything else is refused."""
+    fmt = Path(out).suffix.lstrip(".").lower()
+    if fmt not in PAGE_FORMATS:
+        raise BadInput(f"cannot tell the {what} format from {Path(out).name!r}; end --out with "
+                       f"{', '.join('.' + f for f in PAGE_FORMATS)}")
+    return fmt
+
+
 _PLACEHOLDER = re.compile(r"__(TITLE|META|CSP|CSS|JS|DATA)__")
 
 
