@@ -127,7 +127,14 @@ class AttentionMaps:
         from safetensors.torch import save_file
 
         tensors, meta = self.to_parts()
-        return write_atomically(Path(path), lambda tmp: save_file(tensors, str(tmp), metadata={"attnviz": meta}))
+
+        def write(tmp: Path) -> None:
+            try:
+                save_file(tensors, str(tmp), metadata={"attnviz": meta})
+            except Exception as err:  # safetensors' own error type for a full disk or a size limit
+                raise OSError(f"{err}") from None
+
+        return write_atomically(Path(path), write)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "AttentionMaps":

@@ -202,3 +202,14 @@ def test_7_written_files_get_the_usual_permissions_not_the_temporary_files_priva
     finally:
         os.umask(old)
     assert oct(path.stat().st_mode & 0o777) == oct(0o644)
+
+
+def test_14_a_maps_file_that_cannot_be_written_whole_is_bad_input_and_leaves_nothing(tmp_path, monkeypatch):
+    """safetensors raises its own error type when the disk fills: still one line and exit 2, no partial file."""
+    def full(*args, **kwargs):
+        raise RuntimeError("No space left on device (os error 28)")
+
+    monkeypatch.setattr("safetensors.torch.save_file", full)
+    with pytest.raises(BadInput, match="cannot write .*No space left on device"):
+        _maps().save(tmp_path / "m.safetensors")
+    assert list(tmp_path.iterdir()) == []
