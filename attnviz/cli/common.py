@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import inspect
+import os
 import signal
 import sys
 import threading
@@ -20,8 +21,19 @@ from rich.text import Text
 from attnviz.errors import AttnvizError, BadInput
 
 # Messages carry file names, labels and tokens: brackets in them are text, never rich markup.
-console = Console(highlight=False, markup=False)
-err_console = Console(stderr=True, highlight=False, markup=False)
+def _width(stream) -> int | None:
+    """A terminal keeps its own width; piped or in CI (rich would assume 80 columns) tables are never cut:
+    the width is $COLUMNS when set, else 200."""
+    try:
+        if stream.isatty():
+            return None
+    except (AttributeError, ValueError):
+        pass
+    return int(os.environ.get("COLUMNS") or 0) or 200
+
+
+console = Console(highlight=False, markup=False, width=_width(sys.stdout))
+err_console = Console(stderr=True, highlight=False, markup=False, width=_width(sys.stderr))
 
 
 def labelled(label: str, style: str, message: object = "") -> Text:
