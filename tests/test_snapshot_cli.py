@@ -187,3 +187,19 @@ def test_record_with_attribution_methods(tmp_path, models, monkeypatch):
     assert re.search(r"ok: 2 inputs", Path("s.md").read_text(encoding="utf-8"))
     res = invoke("check", "--dir", "s", "--attr-max", "0", "--attr-rank", "1.01")  # no attribution passes
     assert res.exit_code == 1 and "attributions drift: rollout, saliency" in one_line(res.output), res.output
+
+
+def test_the_missing_manifest_hint_is_a_record_command_that_works(tmp_path):
+    import shlex
+
+    inputs = tmp_path / "in.txt"
+    inputs.write_text("good film\nbad film\n", encoding="utf-8")
+    folder = tmp_path / "snap"
+    res = runner.invoke(app, ["snapshot", "check", "--dir", str(folder), "--model", "toy-sentiment",
+                              "--inputs", str(inputs)])
+    assert res.exit_code == 3, res.output
+    hint = res.output.split("regenerate it with: ", 1)[1].strip()
+    assert hint.startswith("attnviz snapshot record") and "--model toy-sentiment" in hint
+    assert runner.invoke(app, shlex.split(hint)[1:]).exit_code == 0
+    ok = runner.invoke(app, ["snapshot", "check", "--dir", str(folder)])
+    assert ok.exit_code == 0 and ok.output.startswith("ok"), ok.output

@@ -37,6 +37,12 @@ def _path(flag: Path | None, cfg: dict, key: str, default: str | None) -> Path |
 
 
 def _regenerate(folder: Path, inputs: Path | None, model: str | None) -> str:
+    """The command that makes the snapshot anew: ``check --update`` where a manifest says what to run, else
+    ``record`` with the model and inputs given (placeholders where they were not)."""
+    if not (Path(folder) / "manifest.json").is_file():
+        cmd = ["attnviz", "snapshot", "record", "--dir", str(folder), "--model", model or "MODEL",
+               "--inputs", str(inputs) if inputs else "INPUTS.txt"]
+        return " ".join(shlex.quote(p) if p not in ("MODEL", "INPUTS.txt") else p for p in cmd)
     cmd = ["attnviz", "snapshot", "check", "--dir", str(folder)]
     cmd += ["--inputs", str(inputs)] if inputs else []
     cmd += ["--model", model] if model else []
