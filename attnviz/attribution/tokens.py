@@ -33,6 +33,7 @@ def prepare(loaded, inputs: list[str], *, target=None, target_token: int | None 
     with torch.no_grad():
         out = loaded.model(**enc.batch)
     tgt = build_target(loaded, enc.batch, out, spec)
+    tgt.notes = [*enc.notes, *tgt.notes]  # a truncated input or a cut output is said with the target
     ids, mask = enc.batch["input_ids"], enc.batch["attention_mask"]
     with torch.no_grad():
         embeds = loaded.model.get_input_embeddings()(ids).detach()  # (B, S, D)

@@ -37,6 +37,9 @@ def attribute_cmd(
     granularity: Annotated[str, typer.Option(help="token, word or char: scores summed over the tokens of a word "
                                                   "(or the byte pieces of a character)")] = "token",
     on_long: c.OnLong = "truncate",
+    max_new_tokens: Annotated[int, typer.Option(help="encoder-decoder models: most output tokens the model generates")] = 64,
+    answer: Annotated[Optional[list[str]], typer.Option(help="encoder-decoder models: the output to explain instead "
+                                                             "of the model's own (once for all inputs, or once each)")] = None,
     loader: c.Loader = c.Loader(),
 ):
     """Explain a model's decision token by token with several methods, and score their faithfulness."""
@@ -46,10 +49,12 @@ def attribute_cmd(
     from attnviz.errors import BadInput
     from attnviz.io import DEFAULT_DIR, check_writable, slug
     from attnviz.models.granularity import check_granularity, group_attribution
+    from attnviz.models.seq2seq import Answers, check_answers
     from attnviz.report.attribution import pick_format, write_report
 
     methods = list(c.names(method, METHODS))
     check_granularity(granularity)
+    answers = Answers(max_new_tokens, tuple(answer or ()))
     fields = dict(steps=steps, baseline=baseline, window=window, fusion=fusion, discard_ratio=discard_ratio)
     check_fields(METHODS, **fields)  # every value, whichever methods run: a bad one is refused before loading
     options = method_options(methods, **fields)
@@ -68,6 +73,8 @@ def attribute_cmd(
     pick_format(out)
     check_writable(out)
     loaded = loader.load(model)
+    check_answers(loaded, answers)
+    loaded.answers = answers
     _check_memory(loaded, inputs, on_long)
     attrs = explain(loaded, inputs, methods=methods, truth=truth, faithful=faithfulness, baseline=baseline,
                     target=target, target_token=target_token, reference=reference, on_long=on_long, options=options)

@@ -20,17 +20,22 @@ Overview = Annotated[int, typer.Option(help="side R of the pooled R x R overview
 Queries = Annotated[Optional[str], typer.Option(help="query rows kept whole with statistics, e.g. 4000-4095")]
 MaxMemory = Annotated[Optional[str], typer.Option("--max-memory", help="what the capture may keep, e.g. 8GiB "
                                                                        "(default: 70% of the free memory)")]
+MaxNew = Annotated[int, typer.Option(help="encoder-decoder models: most output tokens the model generates")]
+Answer = Annotated[Optional[list[str]], typer.Option(help="encoder-decoder models: the output to show instead of "
+                                                          "the model's own (once for every input, or once each)")]
 
 
 def _long(keep, top_k, overview, queries, max_memory) -> dict:
     return {"keep": keep, "top_k": top_k, "overview": overview, "queries": queries, "max_memory": max_memory}
 
 
-def _capture_config(texts, file, model, loader: c.Loader, **options):
+def _capture_config(texts, file, model, loader: c.Loader, max_new_tokens=64, answer=None, **options):
     """The library's CaptureConfig: the inputs read here, once (standard input can be read only once)."""
+    from attnviz.models.seq2seq import Answers
     from attnviz.report.capture import CaptureConfig
 
-    return CaptureConfig(inputs=tuple(c.read_texts(texts, file)), model=model, loading=loader.options(), **options)
+    return CaptureConfig(inputs=tuple(c.read_texts(texts, file)), model=model, loading=loader.options(),
+                         answers=Answers(max_new_tokens, tuple(answer or ())), **options)
 
 
 def _tell(maps, inputs) -> None:
@@ -66,13 +71,16 @@ def capture_cmd(
     overview: Overview = 64,
     queries: Queries = None,
     max_memory: MaxMemory = None,
+    max_new_tokens: MaxNew = 64,
+    answer: Answer = None,
     loader: c.Loader = c.Loader(),
 ):
     """Capture every layer's and head's attention to one .safetensors file."""
     from attnviz.report.capture import write_maps
 
     config = _capture_config(texts, file, model, loader, layers=layers, heads=heads, store_dtype=store_dtype,
-                             on_long=on_long, **_long(keep, top_k, overview, queries, max_memory))
+                             on_long=on_long, max_new_tokens=max_new_tokens, answer=answer,
+                             **_long(keep, top_k, overview, queries, max_memory))
     if out == Path("outputs/maps.safetensors"):
         out.parent.mkdir(exist_ok=True)
     maps = write_maps(config, out)
@@ -107,6 +115,8 @@ def heatmap_cmd(
     overview: Overview = 64,
     queries: Queries = None,
     max_memory: MaxMemory = None,
+    max_new_tokens: MaxNew = 64,
+    answer: Answer = None,
     loader: c.Loader = c.Loader(),
 ):
     """Draw attention as a heatmap: one head, a layer's heads, the whole model, or the head mean."""
@@ -114,6 +124,7 @@ def heatmap_cmd(
 
     long = _long(keep, top_k, overview, queries, max_memory)
     source = from_file if from_file is not None else _capture_config(texts, file, model, loader, on_long=on_long,
+                                                                      max_new_tokens=max_new_tokens, answer=answer,
                                                                       **long)
     result = write_heatmap_files(HeatmapConfig(source, view=view, layer=layer, head=head, stack=stack,
                                                hide_special=hide_special, fmt=fmt, out=out,

@@ -45,6 +45,7 @@ class LoadedModel:
     source: str = ""  # where the weights come from, for `attnviz models`
     architecture: str = ""  # model class name
     meta: dict = field(default_factory=dict)  # extra facts (task description, accuracy, ...)
+    answers: Any = None  # an encoder-decoder's output: models.seq2seq.Answers (None: the model's, at most 64 tokens)
 
     @property
     def device(self) -> torch.device:
@@ -86,13 +87,14 @@ class LoadedModel:
             batch["decoder_input_ids"] = torch.full((1, 2), start, dtype=torch.long, device=self.device)
         return batch
 
-    def encode(self, inputs, *, on_long: str = "truncate") -> Encoded:
-        """Texts (or images, for vision models) -> one padded batch on the model's device."""
+    def encode(self, inputs, *, on_long: str = "truncate", answers=None) -> Encoded:
+        """Texts (or images, for vision models) -> one padded batch on the model's device; an encoder-decoder's
+        decoder reads ``answers`` (models.seq2seq.Answers; default: ``self.answers``)."""
         if self.kind == "vision":
             return self._encode_images(inputs)
         enc = self._encode_texts(list(inputs), on_long)
         if self.kind == "encoder-decoder":
-            self._add_decoder(enc)
+            self._add_decoder(enc, answers or self.answers)
         return enc
 
     def _encode_texts(self, texts: list[str], on_long: str) -> Encoded:
@@ -133,25 +135,17 @@ class LoadedModel:
     def _dtype(self) -> torch.dtype:
         return next(self.model.parameters()).dtype
 
-    def _add_decoder(self, enc: Encoded, max_new: int = 64) -> None:
-        """Greedy decoding, then the whole output is fed back once so that every layer is captured."""
-        start, eos = self.meta.get("decoder_start"), self.meta.get("eos")
-        ids = torch.full((enc.mask.shape[0], 1), start, dtype=torch.long, device=self.device)
-        done = torch.zeros(ids.shape[0], dtype=torch.bool, device=self.device)
-        with torch.inference_mode():
-            for _ in range(min(max_new, self.max_length - 1)):
-                logits = self.model(**enc.batch, decoder_input_ids=ids).logits[:, -1]  # (B, V)
-                nxt = logits.argmax(-1).masked_fill(done, self.meta.get("pad", 0))
-                ids = torch.cat([ids, nxt[:, None]], dim=1)
-                done |= nxt == eos
-                if bool(done.all()):
-                    break
-        after_eos = (ids == eos).long().cumsum(1) - (ids == eos).long()  # > 0 past the first eos
-        dmask = (after_eos == 0).long()  # (B, T)
+    def _add_decoder(self, enc: Encoded, answers) -> None:
+        """The decoder's input: the model's own answer or a given one (models/seq2seq.py), with its mask."""
+        from attnviz.models.seq2seq import Answers, decode, decoder_mask
+
+        ids, notes = decode(self, enc.batch, answers or Answers())
+        dmask = decoder_mask(ids, self.meta.get("eos"))  # (B, T)
         enc.batch["decoder_input_ids"] = ids
         enc.batch["decoder_attention_mask"] = dmask
         enc.decoder_mask = dmask.cpu()
         enc.decoder_tokens = [token_names(self.tokenizer, row.tolist()) for row in ids]
+        enc.notes.extend(notes)
 
 
 def check_texts(texts) -> None:

@@ -32,6 +32,7 @@ def capture(
     overview: int = 64,
     queries: tuple[int, int] | None = None,
     max_memory: int | None = None,
+    answers=None,
 ) -> AttentionMaps:
     """Run ``inputs`` (texts or images; one alone is a batch of one) through ``loaded`` and keep its attention.
 
@@ -39,7 +40,8 @@ def capture(
     entropy, sink, distance (layer, B, h, Q), received (layer, B, h, K), overview (layer, B, h, R, R), top-k keys
     (layer, B, h, Q, k)) computed block by block, plus full rows of ``queries`` (start, stop); ``"auto"`` keeps full
     maps where they fit in ``max_memory`` bytes (default: a safe share of free memory). What cannot fit is refused
-    (BadInput) before the model runs.
+    (BadInput) before the model runs. An encoder-decoder's decoder reads ``answers`` (``models.seq2seq.Answers``:
+    the model's own answer, at most so many new tokens, or a given one; default: ``loaded.answers``).
     """
     if isinstance(inputs, (str, os.PathLike)) or hasattr(inputs, "getpixel"):  # one text, path or PIL image
         inputs = [inputs]
@@ -53,7 +55,7 @@ def capture(
         raise BadInput(f"store_dtype must be float32 or float16, not {store_dtype!r}")
     if layers is not None:
         layers = sorted(set(layers))  # recorded stacks come out in layer order; the labels must match
-    enc = loaded.encode(inputs, on_long=on_long)  # after the checks: an encoder-decoder decodes here
+    enc = loaded.encode(inputs, on_long=on_long, answers=answers)  # after the checks: an encoder-decoder decodes here
     plan, notes = _resolve(plan, loaded, enc, layers, heads, store_dtype)
     masks = _masks(enc)
     with torch.inference_mode():

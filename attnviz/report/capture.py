@@ -15,6 +15,7 @@ from attnviz.io import check_writable
 from attnviz.maps import AttentionMaps, parse_ranges
 from attnviz.models import DEFAULT_MODEL, LoadedModel, LoadOptions, model_shape
 from attnviz.models.loaded import check_texts
+from attnviz.models.seq2seq import Answers, check_answers
 from attnviz.recording import STORE_DTYPES, capture
 from attnviz.recording.plan import Plan, parse_queries, parse_size
 
@@ -38,6 +39,7 @@ class CaptureConfig:
     overview: int = 64  # side of the pooled overview
     queries: str | None = None  # e.g. "4000-4095": query rows kept whole under statistics
     max_memory: str | None = None  # e.g. "8GiB": what the capture may keep; None: a safe share of free memory
+    answers: Answers = Answers()  # an encoder-decoder's output: its own (at most so many tokens) or given
 
     def plan(self) -> Plan:
         """The long-input plan, checked (bad values are refused before any model loads)."""
@@ -140,9 +142,10 @@ def capture_maps(config: CaptureConfig, *checks: Check, drawn: tuple[int, int | 
         layers = [drawn[0] % loaded.num_layers]  # a negative layer counts from the end
         heads = heads if drawn[1] is None else [drawn[1]]
     plan = config.plan()
+    check_answers(loaded, config.answers)
     return capture(loaded, list(config.inputs), layers=layers, heads=heads, on_long=config.on_long,
                    store_dtype=STORE_DTYPES[config.store_dtype], keep=plan.keep, top_k=plan.top_k,
-                   overview=plan.overview, queries=plan.queries, max_memory=plan.max_memory)
+                   overview=plan.overview, queries=plan.queries, max_memory=plan.max_memory, answers=config.answers)
 
 
 def write_maps(config: CaptureConfig, out: Path) -> AttentionMaps:

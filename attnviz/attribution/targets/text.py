@@ -115,7 +115,10 @@ def _token_target(loaded, logits, rows_at: list[int], stack: str, chosen: int | 
     at = torch.tensor(rows_at, device=logits.device)
     here = logits.float()[torch.arange(b), at]  # (B, V)
     pred = here.argmax(-1)
-    tok = pred.clone() if chosen is None else torch.full_like(pred, chosen)
+    if chosen is None:
+        tok = pred.clone()
+    else:  # one token for every example, or one each
+        tok = chosen.to(pred.device) if torch.is_tensor(chosen) else torch.full_like(pred, chosen)
     rows = torch.zeros(b, logits.shape[1], device=logits.device)
     rows[torch.arange(b), at] = 1.0
 
@@ -173,13 +176,19 @@ def masked_token_target(loaded, batch, out, spec: TargetSpec) -> Target:
 
 @TARGETS.register("seq2seq-token")
 def output_token_target(loaded, batch, out, spec: TargetSpec) -> Target:
-    """A sequence-to-sequence model's logit of one output token (default: the first)."""
-    dmask = batch["decoder_attention_mask"]
+    """A sequence-to-sequence model's logit of one output token: by default the first that is not a special
+    token, and the token the output holds there (the model's own answer, or a given --answer)."""
+    dmask, ids = batch["decoder_attention_mask"], batch["decoder_input_ids"]
     # Position t of the decoder input predicts output token t + 1; the last one predicts nothing new.
     lengths = [max(int(n) - 1, 1) for n in dmask.long().sum(1).tolist()]
-    at = _positions(spec.position, lengths, [0] * len(lengths), "output")
+    specials = set(getattr(loaded.tokenizer, "all_special_ids", []) or [])
+    first = [next((t for t in range(n) if int(ids[e, t + 1]) not in specials), 0) if ids.shape[1] > 1 else 0
+             for e, n in enumerate(lengths)]
+    at = _positions(spec.position, lengths, first, "output")
     notes: list[str] = []
     chosen = _token_id(loaded, spec.label, notes)
+    if chosen is None and ids.shape[1] > 1:  # the token the output holds after each explained position
+        chosen = ids[torch.arange(len(at)), torch.tensor(at, device=ids.device) + 1]
     target = _token_target(loaded, out.logits, at, "cross", chosen,
                            lambda e, label: f"output token {label!r} at position {at[e]}")
     target.notes = notes
