@@ -79,3 +79,56 @@ def test_left_padding_never_explains_a_pad_token(tmp_path, family):
     assert batch.target.probability[1] == pytest.approx(alone.probability[0], abs=1e-4)
     first = prepare(left, texts, target=None, target_token=0).target
     assert int(first.rows[1].argmax()) == int(torch.nonzero(mask[1]).min())  # position 0: the first real token
+
+
+def _logprob_of_text(loaded, prompt: str, text_ids: list[int]) -> float:
+    """log p(text | prompt) from the model's own logits, one continuation token at a time."""
+    ids = loaded.tokenizer(prompt)["input_ids"] + text_ids
+    with torch.no_grad():
+        logits = loaded.model(input_ids=torch.tensor([ids])).logits[0].double().log_softmax(-1)
+    start = len(ids) - len(text_ids)
+    return sum(float(logits[start - 1 + i, t]) for i, t in enumerate(text_ids))
+
+
+@pytest.mark.parametrize("family, side", [("gpt2", "right"), ("bloom", "left"), ("llama", "right")])
+def test_target_span_is_the_sum_of_the_typed_texts_log_probabilities(family, side, tmp_path):
+    loaded = load_model(str(save_lm(family, tmp_path / family, padding_side=side)))
+    typed = "France and Rome"
+    ids = loaded.tokenizer(typed if family == "llama" else " " + typed, add_special_tokens=False)["input_ids"]
+    assert len(ids) > 2
+    texts = [PROMPT, "We went to"]
+    ctx = prepare(loaded, texts, target=typed, target_span=True)
+    want = [_logprob_of_text(loaded, t, ids) for t in texts]
+    with torch.no_grad():
+        scores = ctx.target(loaded.model(**ctx.batch)).tolist()
+    assert scores == pytest.approx(want, abs=1e-4)
+    assert ctx.target.probability == pytest.approx([float(torch.tensor(w).exp()) for w in want], rel=1e-4)
+    assert "--target-span explains them together" in ctx.target.notes[0]
+    for e, text in enumerate(texts):  # the appended tokens (all but the last) are context, never hidden
+        n = len(loaded.tokenizer(text)["input_ids"])
+        appended = ctx.special[e].nonzero().flatten().tolist()
+        assert set(range(n, n + len(ids) - 1)) <= set(appended) and not set(range(1, n)) & set(appended)
+
+
+def test_target_span_is_refused_where_it_does_not_fit(gpt2, tmp_path):
+    with pytest.raises(BadInput, match="--target-span needs the text"):
+        prepare(gpt2, [PROMPT], target_span=True)
+    with pytest.raises(BadInput, match="leave out --target-token"):
+        prepare(gpt2, [PROMPT], target="France", target_token=1, target_span=True)
+    res = runner.invoke(app, ["attribute", "a movie", "--model", "toy-sentiment", "--target", "positive",
+                              "--target-span", "--method", "grad-x-input", "--out", str(tmp_path / "x.json")])
+    assert res.exit_code == 2 and "--target-span explains a text of several tokens after a causal LM" in res.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_cli_target_span_explains_the_whole_text(gpt2, tmp_path):
+    out = tmp_path / "span.json"
+    res = runner.invoke(app, ["attribute", PROMPT, "--model", gpt2.name, "--target", "France and Rome",
+                              "--target-span", "--method", "grad-x-input", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    assert "explains the text '␣France␣and␣Rome' after the input" in res.stdout
+    assert "--target-span explains them together" in res.stderr
+    import json
+
+    doc = json.loads(out.read_text(encoding="utf-8"))
+    assert doc["examples"][0]["tokens"] == ["Paris", "␣is", "␣the", "␣capital", "␣of"]  # not the appended ones

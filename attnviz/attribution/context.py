@@ -33,6 +33,7 @@ class Context:
     cache: dict = field(default_factory=dict)  # shared between methods of one run (e.g. F(x), baselines)
     pieces: list[list[str]] = field(default_factory=list)  # per example, the raw pieces beside ``tokens``
     bounds: list[str] = field(default_factory=list)  # per example, W/C/+ per token (models/readable.py)
+    context: torch.Tensor | None = None  # (B, S) bool: tokens the model reads but that are not shown (a span's)
 
     @property
     def size(self) -> int:

@@ -20,27 +20,34 @@ from attnviz.errors import BadInput
 
 
 def prepare(loaded, inputs: list[str], *, target=None, target_token: int | None = None, reference: str | None = None,
-            chunk: int = 32, on_long: str = "truncate") -> Context:
-    """Encode ``inputs`` as one batch (B, S), run the model once and fix the target for every method."""
+            chunk: int = 32, on_long: str = "truncate", target_span: bool = False) -> Context:
+    """Encode ``inputs`` as one batch (B, S), run the model once and fix the target for every method;
+    ``target_span`` explains every token of a typed ``target`` together (attribution/targets/span.py)."""
     if loaded.kind == "vision":
         raise BadInput(f"attribute explains text models; {loaded.name} reads images: use `attnviz cam`")
     if chunk < 1:
         raise BadInput(f"chunk must be >= 1, not {chunk}")
     label = None if target is None else str(target)  # a class or token index may come as an int
-    spec = TargetSpec(label=label, position=target_token, reference=reference)
+    spec = TargetSpec(label=label, position=target_token, reference=reference, span=target_span)
     check_spec(loaded.task, spec)
     enc = loaded.encode(inputs, on_long=on_long)
+    if target_span:
+        from attnviz.attribution.targets.span import span_inputs, span_target
+
+        enc, span_ids, appended = span_inputs(loaded, enc, label)
     with torch.no_grad():
         out = loaded.model(**enc.batch)
-    tgt = build_target(loaded, enc.batch, out, spec)
+    tgt = span_target(loaded, enc, out, spec, span_ids) if target_span else build_target(loaded, enc.batch, out, spec)
     tgt.notes = [*enc.notes, *tgt.notes]  # a truncated input or a cut output is said with the target
     ids, mask = enc.batch["input_ids"], enc.batch["attention_mask"]
     with torch.no_grad():
         embeds = loaded.model.get_input_embeddings()(ids).detach()  # (B, S, D)
     specials = torch.tensor(getattr(loaded.tokenizer, "all_special_ids", []), device=ids.device, dtype=ids.dtype)
     special = torch.isin(ids, specials) | (mask == 0)  # (B, S)
+    if target_span:  # the target's own tokens are context, not input to explain
+        special |= appended
     return Context(loaded, enc.batch, enc.tokens, mask, tgt, embeds, special, chunk=chunk, pieces=enc.pieces,
-                   bounds=enc.bounds)
+                   bounds=enc.bounds, context=appended if target_span else None)
 
 
 def method_options(methods: list[str], options: Mapping | None = None, **fields) -> dict:
@@ -59,9 +66,9 @@ def run_method(ctx: Context, method: str, options=None, **fields) -> Attribution
     spec = METHODS.get(method)
     options = options_for(method, options, **fields)
     scores, extra = spec.fn(ctx, options)
-    t = ctx.target
+    t, shown = ctx.target, _shown(ctx)
     return Attribution(
-        method=method, tokens=ctx.tokens, scores=scores.detach().float().cpu(), mask=ctx.mask.cpu(),
+        method=method, tokens=ctx.tokens, scores=scores.detach().float().cpu() * shown, mask=shown,
         target=list(t.describe), prediction=list(t.prediction), probability=list(t.probability),
         params=dataclasses.asdict(options),
         extra={"model": ctx.loaded.name, **extra, **({"target_notes": tuple(t.notes)} if t.notes else {})},
@@ -69,9 +76,15 @@ def run_method(ctx: Context, method: str, options=None, **fields) -> Attribution
     )
 
 
+def _shown(ctx: Context) -> torch.Tensor:
+    """(B, S) 1 on the tokens a result shows: the real ones, without a span's appended context."""
+    mask = ctx.mask.cpu()
+    return mask if ctx.context is None else mask * ~ctx.context.cpu()
+
+
 def attribute_many(loaded, inputs: list[str], *, methods: list[str], target=None, target_token: int | None = None,
                    reference: str | None = None, chunk: int = 32, on_long: str = "truncate",
-                   options: Mapping | None = None, **fields) -> tuple[Context, list[Attribution]]:
+                   target_span: bool = False, options: Mapping | None = None, **fields) -> tuple[Context, list[Attribution]]:
     """Several methods on one batch of B texts (S tokens after padding): the shared context
     (faithfulness reuses it) and one Attribution with scores (B, S) per method, in order.
 
@@ -82,7 +95,7 @@ def attribute_many(loaded, inputs: list[str], *, methods: list[str], target=None
         raise BadInput(f"no method given; known: {', '.join(METHODS.names())}")
     chosen = method_options(list(methods), options, **fields)
     ctx = prepare(loaded, inputs, target=target, target_token=target_token, reference=reference, chunk=chunk,
-                  on_long=on_long)
+                  on_long=on_long, target_span=target_span)
     return ctx, [run_method(ctx, m, chosen[m]) for m in methods]
 
 

@@ -23,6 +23,7 @@ def attribute_cmd(
     method: Annotated[str, typer.Option("--method", help=f"comma-separated methods: {_METHODS}")] = DEFAULT_METHODS,
     target: Annotated[Optional[str], typer.Option(help="classifier label (name or index); for LMs a vocabulary token or id (default: the prediction)")] = None,
     target_token: Annotated[Optional[int], typer.Option(help="token position to explain (causal LM: next token after it; masked LM: a [MASK]; seq2seq: output position)")] = None,
+    target_span: Annotated[bool, typer.Option("--target-span", help="causal LM: explain every token of a typed --target together (the sum of their log-probabilities), not just the first")] = False,
     reference: Annotated[Optional[str], typer.Option(help="sentence encoders: explain the cosine similarity to this text")] = None,
     steps: Annotated[str, typer.Option(help="integrated-gradients steps, or auto (until the completeness gap is under 1%)")] = "50",
     baseline: Annotated[str, typer.Option(help=f"{', '.join(BASELINES[:-1])} or {BASELINES[-1]}: what hidden tokens become (integrated gradients, occlusion, faithfulness)")] = "pad",
@@ -77,7 +78,8 @@ def attribute_cmd(
     loaded.answers = answers
     _check_memory(loaded, inputs, on_long)
     attrs = explain(loaded, inputs, methods=methods, truth=truth, faithful=faithfulness, baseline=baseline,
-                    target=target, target_token=target_token, reference=reference, on_long=on_long, options=options)
+                    target=target, target_token=target_token, reference=reference, on_long=on_long, options=options,
+                    target_span=target_span)
     attrs = [group_attribution(a, granularity) for a in attrs]
     for note in attrs[0].extra.get("target_notes", ()):
         c.err_console.print(c.labelled("note:", "yellow", note), soft_wrap=True)

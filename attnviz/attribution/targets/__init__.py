@@ -43,6 +43,7 @@ class TargetSpec:
     position: int | None = None  # --target-token: a token position (negative counts from the end)
     reference: str | None = None  # --reference: text whose embedding the input is compared with
     prompts: tuple[str, ...] = ()  # --prompt: CLIP's texts; the target is one of them
+    span: bool = False  # --target-span: every token of a typed --target, as the sum of their log-probabilities
 
 
 @dataclass
@@ -101,7 +102,8 @@ def resolve_label(given, labels: list[str], predicted: list[int], noun: str = "l
 
 def refuse(task: str, given: str, why: str) -> None:
     """BadInput: ``given`` does not fit a ``task`` model, and what does."""
-    raise BadInput(f"{given} does not fit this model ({why}); for a {task} model use {FITS[task]}")
+    article = "an" if task[0] in "aeiou" else "a"
+    raise BadInput(f"{given} does not fit this model ({why}); for {article} {task} model use {FITS[task]}")
 
 
 def check_spec(task: str, spec: TargetSpec) -> None:
@@ -114,6 +116,10 @@ def check_spec(task: str, spec: TargetSpec) -> None:
         refuse(task, "--target-token", "it does not predict tokens")
     if spec.label is not None and task == "embedding":
         refuse(task, "--target", "a sentence encoder has no labels")
+    if spec.span:
+        from attnviz.attribution.targets.span import check_span
+
+        check_span(task, spec)
 
 
 def target_name(loaded, output, spec: TargetSpec) -> str:
@@ -131,6 +137,6 @@ def build_target(loaded, batch: dict, output, spec: TargetSpec) -> Target:
     return TARGETS.get(target_name(loaded, output, spec))(loaded, batch, output, spec)
 
 
-from attnviz.attribution.targets import generated, images, text  # noqa: E402,F401  (registration)
+from attnviz.attribution.targets import generated, images, tasks, text  # noqa: E402,F401  (registration)
 
 __all__ = ["TARGETS", "Target", "TargetSpec", "build_target", "resolve_label"]

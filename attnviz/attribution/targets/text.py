@@ -73,6 +73,13 @@ def _typed(loaded, text: str) -> list[int]:
     return next((ids for ids in encoded if len(ids) == 1), encoded[0] if encoded else [])
 
 
+def spelled(loaded, text: str) -> list[int]:
+    """Every token of plain ``text`` as the model would continue an input with it (" Eiffel Tower")."""
+    tok = loaded.tokenizer
+    spaced = style_of(tok) != "text" and text[:1].isalnum() and not is_cjk_char(text[0])
+    return list(tok(" " + text if spaced else text, add_special_tokens=False)["input_ids"])
+
+
 def _token_id(loaded, given: str | None, notes: list[str] | None = None) -> int | None:
     """--target as a token id: a vocabulary token ("ĠParis"), an id, or plain text (" Paris", "Paris") encoded
     as the model would continue the input; a text of several tokens is explained as its first, said in ``notes``."""
@@ -103,7 +110,8 @@ def _said(tok, given: str, ids: list[int], notes: list[str] | None) -> int:
     """The first of ``ids``, with a note of which tokens ``given`` became."""
     if notes is not None:
         shown = " ".join(repr(t) for t in token_names(tok, ids))
-        more = f"; it is {len(ids)} tokens, so the first is explained" if len(ids) > 1 else ""
+        more = (f"; it is {len(ids)} tokens, so the first is explained (--target-span explains them all)"
+                if len(ids) > 1 else "")
         notes.append(f"--target {given!r} became {shown}{more}")
     return ids[0]
 
