@@ -132,3 +132,9 @@ def test_cli_target_span_explains_the_whole_text(gpt2, tmp_path):
 
     doc = json.loads(out.read_text(encoding="utf-8"))
     assert doc["examples"][0]["tokens"] == ["Paris", "␣is", "␣the", "␣capital", "␣of"]  # not the appended ones
+
+
+def test_target_span_on_a_toy_reads_the_induction_copy():
+    loaded = load_model("toy-induction", device="cpu")
+    ctx = prepare(loaded, ["abcdabc"], target="da", target_span=True)  # the trained induction head copies "d", "a"
+    assert ctx.target.probability[0] > 0.9 and ctx.context[0].tolist().count(True) == 1

@@ -77,7 +77,8 @@ def spelled(loaded, text: str) -> list[int]:
     """Every token of plain ``text`` as the model would continue an input with it (" Eiffel Tower")."""
     tok = loaded.tokenizer
     spaced = style_of(tok) != "text" and text[:1].isalnum() and not is_cjk_char(text[0])
-    return list(tok(" " + text if spaced else text, add_special_tokens=False)["input_ids"])
+    ids = tok(" " + text if spaced else text, add_special_tokens=False, return_tensors=None)["input_ids"]
+    return list(ids[0] if ids and isinstance(ids[0], list) else ids)  # a toy's tokenizer gives a batch of one
 
 
 def _token_id(loaded, given: str | None, notes: list[str] | None = None) -> int | None:
