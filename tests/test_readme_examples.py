@@ -37,3 +37,19 @@ def test_no_example_writes_into_docs():
     writes = [cmd for cmd in _commands() for flag, value in zip(cmd, cmd[1:])
               if flag in ("--out", "-o", "--report", "--junit", "--markdown") and value.startswith("docs/")]
     assert writes == []
+
+
+def test_examples_on_a_model_shipped_in_the_clone_run_as_written(tmp_path, monkeypatch):
+    """Examples whose --model is a folder in sample_inputs/ (the byte-level BPE sample_inputs/gpt2-zh) run as
+    printed, from a clone; what they write goes to a scratch folder instead of the clone's outputs/."""
+    from typer.testing import CliRunner
+
+    from attnviz.cli import app
+
+    shipped = [cmd for cmd in _commands() for flag, value in zip(cmd, cmd[1:])
+               if flag in ("--model", "-m") and value.startswith("sample_inputs/")]
+    monkeypatch.chdir(tmp_path)
+    for cmd in shipped:
+        args = [str(ROOT / a) if a.startswith("sample_inputs/") else a for a in cmd[1:]]
+        res = CliRunner().invoke(app, args)
+        assert res.exit_code == 0, (cmd, res.output)

@@ -4,6 +4,7 @@ on tiny models with their families' shipped kinds of tokenizer: byte-level BPE, 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -13,10 +14,11 @@ from typer.testing import CliRunner
 from attnviz.cli import app
 from attnviz.models import load_model
 from attnviz.models.granularity import group_ids, group_labels, pool_attention, membership
-from attnviz.models.readable import readable_ids
+from attnviz.models.readable import is_cjk_char, readable_ids, style_of
 from attnviz.recording import capture
 
 runner = CliRunner()
+ROOT = Path(__file__).resolve().parent.parent
 CHINESE = "今天我喜欢这部电影 Parisian capital"
 
 
@@ -120,3 +122,80 @@ def test_attribution_json_keeps_pieces_and_granularity_sums_scores(gpt2, tmp_pat
     total = sum(one["scores"]["grad-x-input"])
     assert sum(words["scores"]["grad-x-input"]) == pytest.approx(total, abs=1e-5)
 
+
+
+# The byte-level BPE model shipped in the clone (scripts/make_sample_model.py), as the README's examples use it.
+SAMPLE = ROOT / "sample_inputs" / "gpt2-zh"
+ZH = "我喜欢这部电影"
+# each character over 2 or 3 byte tokens: the first reads the character, the others "+" it
+ZH_LABELS = ["我", "+我", "喜", "+喜", "欢", "+欢", "这", "+这", "部", "+部", "+部", "电", "+电", "+电", "影", "+影", "+影"]
+
+
+def _readable_chinese(labels: list[str]) -> bool:
+    return all(len(lab.removeprefix("+")) == 1 and is_cjk_char(lab[-1]) for lab in labels)
+
+
+def test_the_shipped_sample_model_is_byte_level_bpe_with_chinese_split_over_bytes():
+    loaded = load_model(str(SAMPLE), device="cpu")
+    tok = loaded.tokenizer
+    assert style_of(tok) == "bytes" and type(loaded.model).__name__ == "GPT2LMHeadModel"
+    ids = tok(ZH)["input_ids"]
+    pieces = tok.convert_ids_to_tokens(ids)
+    assert len(pieces) == len(ZH_LABELS) > 2 * len(ZH)  # no character is one token
+    assert not any(is_cjk_char(c) for i in ids for c in tok.decode([i]))  # no token alone is a whole character
+    assert tok.decode(ids) == ZH
+    assert (SAMPLE / "tokenizer.json").exists() and (SAMPLE / "model.safetensors").stat().st_size < 300_000
+
+
+def test_the_shipped_sample_model_captures_readable_labels_and_raw_pieces(tmp_path):
+    loaded = load_model(str(SAMPLE), device="cpu")
+    maps = capture(loaded, [ZH])
+    assert maps.tokens[0] == ZH_LABELS and _readable_chinese(maps.tokens[0])
+    assert maps.pieces[0] == loaded.tokenizer.convert_ids_to_tokens(loaded.tokenizer(ZH)["input_ids"])
+    assert maps.pieces[0][:2] == ["æĪ", "ĳ"]  # 我 is the bytes E6 88 91, spelled as GPT-2 spells bytes
+    maps.save(tmp_path / "m.safetensors")
+    from attnviz.maps import AttentionMaps
+
+    assert AttentionMaps.load(tmp_path / "m.safetensors").tokens == maps.tokens
+
+
+def test_the_shipped_sample_model_runs_the_readme_examples(tmp_path):
+    for extra, name in (([], "head.png"), (["--view", "layer", "--layer", "0"], "layer.png"),
+                        (["--granularity", "char"], "char.png")):
+        res = runner.invoke(app, ["heatmap", ZH, "--model", str(SAMPLE), *extra, "--out", str(tmp_path / name)])
+        assert res.exit_code == 0, res.output
+        assert (tmp_path / name).read_bytes()[:4] == b"\x89PNG"
+    res = runner.invoke(app, ["capture", ZH, "--model", str(SAMPLE), "--out", str(tmp_path / "c.safetensors")])
+    assert res.exit_code == 0, res.output
+    res = runner.invoke(app, ["heatmap", "--from", str(tmp_path / "c.safetensors"), "--granularity", "char",
+                              "--out", str(tmp_path / "from.png")])
+    assert res.exit_code == 0, res.output
+    res = runner.invoke(app, ["attribute", ZH, "--model", str(SAMPLE), "--method", "grad-x-input",
+                              "--no-faithfulness", "--out", str(tmp_path / "a.json")])
+    assert res.exit_code == 0, res.output
+    one = json.loads((tmp_path / "a.json").read_text(encoding="utf-8"))["examples"][0]
+    assert one["tokens"] == ZH_LABELS and one["pieces"][:2] == ["æĪ", "ĳ"]
+    res = runner.invoke(app, ["attribute", ZH, "--model", str(SAMPLE), "--method", "grad-x-input",
+                              "--no-faithfulness", "--granularity", "char", "--out", str(tmp_path / "c.json")])
+    assert res.exit_code == 0, res.output
+    assert json.loads((tmp_path / "c.json").read_text(encoding="utf-8"))["examples"][0]["tokens"] == list(ZH)
+
+
+@pytest.mark.slow
+def test_the_shipped_sample_model_is_what_the_script_writes(tmp_path):
+    """scripts/make_sample_model.py rebuilds the folder: the same config and tokenizer, byte for byte, and the
+    same weights (to float rounding: another CPU may sum in another order)."""
+    import subprocess
+    import sys
+
+    from safetensors.torch import load_file
+
+    done = subprocess.run([sys.executable, str(ROOT / "scripts" / "make_sample_model.py"), "--out", str(tmp_path)],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in SAMPLE.iterdir())
+    for name in ("config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json"):
+        assert (tmp_path / name).read_bytes() == (SAMPLE / name).read_bytes(), name
+    made, shipped = load_file(tmp_path / "model.safetensors"), load_file(SAMPLE / "model.safetensors")
+    assert made.keys() == shipped.keys()
+    assert all(torch.allclose(made[k], shipped[k], atol=1e-3) for k in made)
