@@ -48,6 +48,7 @@ def test_examples_on_a_model_shipped_in_the_clone_run_as_written(tmp_path, monke
 
     shipped = [cmd for cmd in _commands() for flag, value in zip(cmd, cmd[1:])
                if flag in ("--model", "-m") and value.startswith("sample_inputs/")]
+    assert shipped, "the README has no example on sample_inputs/gpt2-zh"
     monkeypatch.chdir(tmp_path)
     for cmd in shipped:
         args = [str(ROOT / a) if a.startswith("sample_inputs/") else a for a in cmd[1:]]

@@ -138,3 +138,10 @@ def test_target_span_on_a_toy_reads_the_induction_copy():
     loaded = load_model("toy-induction", device="cpu")
     ctx = prepare(loaded, ["abcdabc"], target="da", target_span=True)  # the trained induction head copies "d", "a"
     assert ctx.target.probability[0] > 0.9 and ctx.context[0].tolist().count(True) == 1
+
+
+def test_the_causal_line_reads_a_byte_piece_in_its_input():
+    """The last input token finishes 影 over several byte pieces: read alone it would be '�'."""
+    loaded = load_model("sample_inputs/gpt2-zh", device="cpu")
+    assert _target(loaded, None, texts=("我喜欢这部电影",)).describe[0].startswith("next token") and \
+        "after '+影'" in _target(loaded, None, texts=("我喜欢这部电影",)).describe[0]

@@ -154,7 +154,9 @@ def next_token_target(loaded, batch, out, spec: TargetSpec) -> Target:
     lengths = [len(r) for r in real]
     at = _positions(spec.position, lengths, [n - 1 for n in lengths], "text")  # over each input's real tokens
     rows_at = [r[p] for r, p in zip(real, at)]
-    after = [token_names(loaded.tokenizer, [int(batch["input_ids"][e, q])])[0] for e, q in enumerate(rows_at)]
+    # each label read in its input, so that a byte piece finishing a character reads "+影", not "�"
+    after = [token_names(loaded.tokenizer, [int(batch["input_ids"][e, q]) for q in r])[p]
+             for e, (r, p) in enumerate(zip(real, at))]
     notes: list[str] = []
     chosen = _token_id(loaded, spec.label, notes)
 
