@@ -6,36 +6,11 @@ from __future__ import annotations
 from contextlib import contextmanager
 from typing import Iterator
 
-from attnviz.errors import ModelNotFound
+from attnviz.errors import BadInput, ModelNotFound
 from attnviz.models.loaded import LoadedModel
+from attnviz.models.hf.heads import auto_class, refuse_audio, unsupported_head
 from attnviz.models.hf.hub import _check_safety, _one_line, _short, hub_settings, resolve
-
-
-# Suffix of the architecture name -> (Auto class name, kind-independent task)
-_TASKS = [
-    ("ForSequenceClassification", "AutoModelForSequenceClassification", "classification"),
-    ("ForImageClassification", "AutoModelForImageClassification", "image-classification"),
-    ("ForImageClassificationWithTeacher", "AutoModelForImageClassification", "image-classification"),
-    ("ForMaskedLM", "AutoModelForMaskedLM", "masked-lm"),
-    ("ForCausalLM", "AutoModelForCausalLM", "causal-lm"),
-    ("LMHeadModel", "AutoModelForCausalLM", "causal-lm"),
-    ("ForConditionalGeneration", "AutoModelForSeq2SeqLM", "seq2seq"),
-]
-
-
-def _auto_class(config):
-    import transformers
-
-    arch = (getattr(config, "architectures", None) or [""])[0]
-    for suffix, auto_name, task in _TASKS:
-        if arch.endswith(suffix):
-            return getattr(transformers, auto_name), task
-    task = "seq2seq" if getattr(config, "is_encoder_decoder", False) else "embedding"
-    if task == "seq2seq":
-        return transformers.AutoModelForSeq2SeqLM, task
-    if arch.startswith("CLIP"):
-        return transformers.AutoModel, "clip"
-    return transformers.AutoModel, task
+from attnviz.models.heads import HeadlessModel, PairedModel
 
 
 def _kind(config, task: str) -> str:
@@ -76,7 +51,8 @@ def _from_pretrained(spec, folder, dtype, allow_pickle, placed, common):
     placement = _placement_kwargs(placed)
     try:
         config = AutoConfig.from_pretrained(str(folder), **common)
-        auto, task = _auto_class(config)
+        refuse_audio(config, folder, spec)  # before any weights load
+        auto, task = auto_class(config)
         with _quiet_accelerate():
             model = auto.from_pretrained(
                 str(folder), attn_implementation=register(), use_safetensors=None if allow_pickle else True,
@@ -84,7 +60,7 @@ def _from_pretrained(spec, folder, dtype, allow_pickle, placed, common):
             )
     except Exception as err:  # transformers and safetensors raise many types for a broken folder
         _remove(placement.get("offload_folder"))
-        if isinstance(err, MemoryError):
+        if isinstance(err, (MemoryError, BadInput)):
             raise
         raise ModelNotFound(f"cannot load {_short(spec)}: {type(err).__name__}: {_one_line(err)}") from None
     if placement.get("offload_folder"):  # the offloaded weights live as long as the model
@@ -146,7 +122,7 @@ def read_shape(spec: str, revision: str | None = None) -> tuple[int, int] | None
             # never remote code: a config class from the model's own files is not worth running code for
             config = AutoConfig.from_pretrained(str(folder), revision=revision, local_files_only=True,
                                                 trust_remote_code=False)
-            _, task = _auto_class(config)
+            _, task = auto_class(config)
             return _shape(config, _kind(config, task))
         except Exception:  # remote code, a broken folder, ...: not for a shape check to report
             return None
@@ -205,12 +181,16 @@ def _wrap(spec, model, config, task, folder, common) -> LoadedModel:
     }
     if padding:
         meta["padding"] = padding
+    note = unsupported_head(config, type(model).__name__, kind, task)
+    if note:  # e.g. a multiple-choice head: the encoder alone is shown, and said so
+        meta["head"] = meta["description"] = note
     if isinstance(getattr(cfg, "depths", None), (list, tuple)):  # Swin and its kin: stages of windowed attention
         meta["windowed"] = (
             f"{type(model).__name__} computes attention inside local windows of {getattr(cfg, 'window_size', '?')} x "
             f"{getattr(cfg, 'window_size', '?')} patches, in stages that merge patches, never over the whole image: "
             "there is no one attention map per layer to show; use a ViT, DeiT or CLIP model")
-    return LoadedModel(
+    record = PairedModel if task == "question-answering" else HeadlessModel if note else LoadedModel
+    return record(
         model=model, name=spec, kind=kind, task=task, num_layers=layers, num_heads=heads, backend="attnviz",
         tokenizer=tokenizer, processor=processor, labels=labels, max_length=int(max_len),
         source=str(folder), architecture=type(model).__name__, meta=meta,
