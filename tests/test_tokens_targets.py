@@ -142,6 +142,8 @@ def test_target_span_on_a_toy_reads_the_induction_copy():
 
 def test_the_causal_line_reads_a_byte_piece_in_its_input():
     """The last input token finishes 影 over several byte pieces: read alone it would be '�'."""
-    loaded = load_model("sample_inputs/gpt2-zh", device="cpu")
+    from pathlib import Path
+
+    loaded = load_model(str(Path(__file__).resolve().parent.parent / "sample_inputs" / "gpt2-zh"), device="cpu")
     assert _target(loaded, None, texts=("我喜欢这部电影",)).describe[0].startswith("next token") and \
         "after '+影'" in _target(loaded, None, texts=("我喜欢这部电影",)).describe[0]
