@@ -21,6 +21,7 @@ LAYERS = {"attnviz.maps": 0, "attnviz.stats": 0, "attnviz.errors": 0, "attnviz.r
 LIBRARIES = {"transformers": ("attnviz.models.hf", "attnviz.attention.hf"),
              "huggingface_hub": ("attnviz.models.hf", "attnviz.attention.hf"),
              "accelerate": ("attnviz.models.hf",), "ray": ("attnviz.report.engines",),
+             "fsspec": ("attnviz.report.outdir",),
              "typer": ("attnviz.cli",), "rich": ("attnviz.cli",), "matplotlib": ("attnviz.render",)}
 
 

@@ -53,7 +53,7 @@ def _inputs(tmp_path: Path, texts=TEXTS) -> Path:
     return src
 
 
-def _ray_cfg(out: Path, model: str, **kw) -> ReportConfig:
+def _ray_cfg(out: Path | str, model: str, **kw) -> ReportConfig:
     from attnviz.models import LoadOptions
 
     options = dict(views=("head",), batch_size=3, engine="ray", workers=2,
@@ -88,6 +88,22 @@ def test_resume_skips_items_finished_by_the_other_engine(runtime, tmp_path, mode
     assert [r["id"] for r in result.records] == [i.id for i in items if i.id in {r["id"] for r in result.records}]
     back = run_report(loaded, items, ReportConfig(out=tmp_path / "out", resume=True))  # and the other way
     assert back.resumed == 8
+
+
+def test_the_actors_write_to_a_url_and_resume_reads_it(runtime, tmp_path, model, loaded):
+    """file:// goes through fsspec as s3:// would: the actors open the URL themselves (no shared folder assumed)."""
+    items = read_items(_inputs(tmp_path))
+    run_report(loaded, items, ReportConfig(out=tmp_path / "local", views=("head",), batch_size=3))
+    run_report(loaded, items[:5], ReportConfig(out=tmp_path / "url", views=("head",), batch_size=3))  # half, locally
+    result = run_report(loaded, items, _ray_cfg(f"file://{tmp_path / 'url'}", model, resume=True))
+    assert result.resumed == 4 and len(result.records) == 8
+    assert result.files[0] == f"file://{tmp_path / 'url' / 'summary.json'}"
+    local, remote = (json.loads((tmp_path / side / "summary.json").read_text(encoding="utf-8")) for side in ("local", "url"))
+    assert remote["items"] == local["items"]
+    pngs = sorted(p.relative_to(tmp_path / "local") for p in (tmp_path / "local").rglob("*.png"))
+    assert len(pngs) == 8
+    assert all((tmp_path / "url" / p).read_bytes() == (tmp_path / "local" / p).read_bytes() for p in pngs)
+    assert not list((tmp_path / "url").rglob("*.part"))
 
 
 def _kill_one_actor(out: Path, killed: list, deadline: float) -> None:

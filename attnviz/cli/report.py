@@ -37,7 +37,8 @@ def _cluster(engine: str, model: str, loader, address: str | None, gpus: float):
 @c.loads_models()
 def report_cmd(
     source: Annotated[Path, typer.Argument(help="a text file (one input per line), .jsonl, .csv (column text), a folder of images, or an image")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="output folder")] = Path("outputs/report"),
+    out: Annotated[str, typer.Option("--out", "-o", help="output folder, or an fsspec URL (file://, s3://bucket/"
+                                                        "report with s3fs, ...)")] = "outputs/report",
     views: Annotated[str, typer.Option(help="PNG views per item, comma-separated: head, layer, model, mean; \"\" for none (summaries and HTML only)")] = "head",
     layer: Annotated[int, typer.Option(help="layer of the head view (negative counts from the end)")] = -1,
     head: Annotated[int, typer.Option(help="head of the head view")] = 0,
@@ -48,7 +49,7 @@ def report_cmd(
     engine: Annotated[str, typer.Option(help="where the batches run: local, or ray (a Ray cluster, or a local Ray "
                                              "runtime without --address; pip install 'attnviz[ray]')")] = "local",
     address: Annotated[Optional[str], typer.Option(help="--engine ray: the cluster to join (e.g. auto, "
-                                                        "ray://head:10001); --out must be a path every node sees")] = None,
+                                                        "ray://head:10001); --out must be a path every node sees, or a URL")] = None,
     num_gpus_per_worker: Annotated[float, typer.Option(help="--engine ray: GPUs per actor (each actor loads the "
                                                             "model once)")] = 0.0,
     limit: Annotated[Optional[int], typer.Option(help="run at most this many inputs (after sharding)")] = None,
@@ -73,21 +74,23 @@ def report_cmd(
     from attnviz.report.engines import ENGINES, engine_for
     from attnviz.recording.plan import Plan, parse_size
     from attnviz.report.inputs import Shard, read_items
+    from attnviz.report.outdir import is_url, open_out
 
     chosen_views = c.names(views, VIEWS)
     if dpi < 30 or dpi > 600:
         raise BadInput("--dpi must be between 30 and 600")
     items = read_items(source, limit=limit, shard=Shard.parse(shard))
     ENGINES.get(engine)
-    cfg = ReportConfig(out=out, views=chosen_views, layer=layer, head=head, batch_size=batch_size,
+    cfg = ReportConfig(out=out if is_url(out) else Path(out), views=chosen_views, layer=layer, head=head, batch_size=batch_size,
                        workers=_workers(workers, len(items), engine), methods=c.names(methods, METHODS), resume=resume,
                        on_long=on_long, dpi=dpi, html=html, keep=Plan(keep=keep).keep, max_memory=parse_size(max_memory),
                        engine=engine, cluster=_cluster(engine, model, loader, address, num_gpus_per_worker))
     engine_for(cfg)  # e.g. Ray not installed: exit 2 before the model loads
+    open_out(cfg.out)  # a URL whose file system is not installed: the same
     loaded = loader.load(model)
     check_settings(loaded, items, cfg)  # before the progress bar: a refusal is then the only line printed
     result = _run_with_progress(loaded, items, cfg, run_report)
-    _print_summary(result, out)
+    _print_summary(result)
     if strict and result.skipped:
         raise typer.Exit(2)
 
@@ -115,7 +118,7 @@ def _run_with_progress(loaded, items, cfg, run_report):
             raise typer.Exit(130) from None
 
 
-def _print_summary(result, out: Path) -> None:
+def _print_summary(result) -> None:
     from rich.table import Table
 
     table = Table(title=f"{len(result.records)} items", show_lines=False)

@@ -1,7 +1,8 @@
 """Batch reports: inputs -> length-bucketed batches -> capture (+ attribution) -> PNGs in workers -> files.
 
 Each finished item is one folder ``items/<slug>/`` whose ``item.json`` is written last and atomically, so
-an interrupted run leaves only valid items and ``resume`` skips them. One bad input is skipped with its
+an interrupted run leaves only valid items and ``resume`` skips them. The output folder is a local path or an
+fsspec URL (``report.outdir``). One bad input is skipped with its
 reason; it never aborts the batch.
 """
 
@@ -16,8 +17,9 @@ from typing import TYPE_CHECKING, Callable
 
 from attnviz.errors import BadInput
 from attnviz.report import analyse
-from attnviz.io import inside, json_bytes, make_folder, slug, write_atomic
+from attnviz.io import json_bytes, slug
 from attnviz.report.inputs import Item
+from attnviz.report.outdir import LocalOut, UrlOut, open_out
 from attnviz.report.summary import flag_non_finite, summary_files
 from attnviz.report.figures import PaintJob
 
@@ -27,7 +29,7 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class ReportConfig:
-    out: Path  # the output folder; every file written stays inside it
+    out: Path | str  # the output folder (or an fsspec URL, e.g. s3://bucket/report); every file written stays inside it
     views: tuple[str, ...] = ("head",)  # PNG views per item (names in attnviz.render.VIEWS)
     layer: int = -1  # model layer of the head view (negative counts from the end)
     head: int = 0  # head of the head view
@@ -49,26 +51,26 @@ class ReportResult:
     records: list[dict] = field(default_factory=list)  # finished items, in input order
     skipped: list[dict] = field(default_factory=list)  # {"id", "error", "text"} per skipped input
     resumed: int = 0  # items kept from an earlier run
-    files: list[Path] = field(default_factory=list)  # summary.json, summary.csv, report.html
+    files: list[Path | str] = field(default_factory=list)  # summary.json, summary.csv, report.html (URLs for a URL)
     interrupted: bool = False
 
 
 Progress = Callable[[int, str], None]  # (items finished so far, id of the last one)
 
 
-def item_folder(out: Path, item_id: str) -> Path:
-    """The folder of one item: a slug of its id (with a hash), checked to stay inside ``out``."""
-    return inside(out, f"items/{slug(item_id)}")
+def item_name(item_id: str) -> str:
+    """The folder of one item inside the output folder: a slug of its id (with a hash)."""
+    return f"items/{slug(item_id)}"
 
 
 def run_report(loaded, items: list[Item], cfg: ReportConfig, progress: Progress | None = None) -> ReportResult:
     """Run every item; write per-item files, summary.json/csv and report.html. Ctrl-C keeps finished items."""
     from attnviz.report.engines import engine_for
 
-    out = Path(cfg.out)
+    out = open_out(cfg.out)  # a URL whose file system is missing is refused here
     check_settings(loaded, items, cfg)
     engine = engine_for(cfg)  # an engine that cannot run (ray not installed) is refused before anything is written
-    _prepare(out)
+    out.prepare()
     result = ReportResult()
     todo, done = _triage(loaded, items, cfg, out, result)
     counter = {"n": 0}
@@ -149,16 +151,13 @@ def check_settings(loaded, items: list[Item], cfg: ReportConfig) -> None:
         raise BadInput(f"head {cfg.head} is out of range; valid heads: 0-{loaded.num_heads - 1}")
 
 
-def _prepare(out: Path) -> None:
-    make_folder(make_folder(out) / "items")
-
-
 def _triage(loaded, items, cfg, out, result) -> tuple[list[tuple[Item, object, int]], dict[str, dict]]:
     """Split into bad (skipped), already done (resume: id -> its record) and to-do items with their prepared input."""
     done: dict[str, dict] = {}
     todo = []
+    earlier = _finished_records(out, [it.id for it in items if not it.error]) if cfg.resume else {}
     for item in items:
-        record = _finished_record(out, item.id) if cfg.resume and not item.error else None
+        record = earlier.get(item.id) if not item.error else None
         if item.error:
             result.skipped.append(skipped_entry(item, item.error))
         elif record is not None:
@@ -182,18 +181,23 @@ def skipped_entry(item: Item, error: str) -> dict:
 RECORD_TYPES = {"id": str, "tokens": list, "files": dict, "notes": list}  # what every reader of a record needs
 
 
-def _finished_record(out: Path, item_id: str) -> dict | None:
-    """An earlier run's record of this item if it is whole, and it and its files resolve inside ``out``; a damaged
-    or outside one is None, so the item is redone (and its item.json replaced, never followed)."""
-    try:
-        path = inside(out, f"items/{slug(item_id)}/item.json")
-        record = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
-        whole = (isinstance(record, dict) and record.get("id") == item_id
-                 and all(isinstance(record.get(k), t) for k, t in RECORD_TYPES.items())
-                 and all(isinstance(f, str) and inside(out, f).is_file() for f in record["files"].values()))
-    except (BadInput, OSError, ValueError):
-        return None
-    return record if whole else None
+def _finished_records(out: LocalOut | UrlOut, ids: list[str]) -> dict[str, dict]:
+    """id -> an earlier run's record of that item, for those whose item.json is whole and whose files are all
+    inside ``out``; a damaged or outside one is left out, so the item is redone (its item.json replaced, never
+    followed)."""
+    names = {f"{item_name(i)}/item.json": i for i in ids}
+    found = {}
+    for name, data in out.read_all(names):
+        try:
+            record = json.loads(data.decode("utf-8"))
+        except ValueError:  # UnicodeDecodeError is one
+            continue
+        if (isinstance(record, dict) and record.get("id") == names[name]
+                and all(isinstance(record.get(k), t) for k, t in RECORD_TYPES.items())
+                and all(isinstance(f, str) for f in record["files"].values())):
+            found[names[name]] = record
+    present = out.existing({f for r in found.values() for f in r["files"].values()})
+    return {i: r for i, r in found.items() if set(r["files"].values()) <= present}
 
 
 def buckets(prepared: list, size: int) -> list[list]:
@@ -202,27 +206,29 @@ def buckets(prepared: list, size: int) -> list[list]:
     return [ordered[i:i + size] for i in range(0, len(ordered), size)]
 
 
-def start_item(out: Path, item: Item, job: dict) -> PaintJob:
-    """The paint job of one analysed item, its folder created inside ``out``."""
-    folder = item_folder(out, item.id)
-    folder.mkdir(parents=True, exist_ok=True)
-    return PaintJob(folder=folder, **job)
+def start_item(out: LocalOut | UrlOut, item: Item, job: dict) -> PaintJob:
+    """The paint job of one analysed item, its folder created inside ``out``. Its ``folder`` is None for a URL:
+    the PNGs are then drawn as bytes (``figures.draw``) and written by ``finish_item``."""
+    return PaintJob(folder=out.folder(item_name(item.id)), **job)
 
 
-def finish_item(out: Path, folder: Path, record: dict, written: dict[str, str]) -> dict:
-    """Write one item's remaining files and its item.json (last); returns the record as written."""
-    rel = folder.relative_to(out.resolve()).as_posix()
-    record["files"] = {view: f"{rel}/{name}" for view, name in written.items()}
-    for view, png in record.pop("long_png", {}).items():  # a long input's views, drawn with its statistics
-        write_atomic(folder / f"{view}.png", png)
-        record["files"][view] = f"{rel}/{view}.png"
+def finish_item(out: LocalOut | UrlOut, record: dict, written: dict[str, str | bytes]) -> dict:
+    """Write one item's remaining files and its item.json (last); returns the record as written. ``written``:
+    view -> the file name a painter wrote in the item's folder, or the PNG bytes still to write."""
+    rel = item_name(record["id"])
+    record["files"] = {}
+    for view, name in [*written.items(), *record.pop("long_png", {}).items()]:  # long inputs: drawn with statistics
+        if isinstance(name, bytes):
+            out.write(f"{rel}/{view}.png", name)
+            name = f"{view}.png"
+        record["files"][view] = f"{rel}/{name}"
     # item.json is written last: its presence is what marks the item finished for --resume.
     record = flag_non_finite(record)
-    write_atomic(folder / "item.json", json_bytes(record))
+    out.write(f"{rel}/item.json", json_bytes(record))
     return record
 
 
-def _write_outputs(out: Path, loaded, result: ReportResult, cfg: ReportConfig) -> list[Path]:
+def _write_outputs(out: LocalOut | UrlOut, loaded, result: ReportResult, cfg: ReportConfig) -> list[Path | str]:
     """summary.json, summary.csv and report.html, all rendered before any is written: they always agree."""
     from attnviz.report.html import DATA_DIR, html_files
 
@@ -233,7 +239,6 @@ def _write_outputs(out: Path, loaded, result: ReportResult, cfg: ReportConfig) -
     if cfg.html:
         contents.update(html_files(records, meta))  # a corpus: report.html is an index, items in report-data/
     if any(name.startswith(f"{DATA_DIR}/") for name in contents):
-        make_folder(inside(out, DATA_DIR))
-    written = {name: write_atomic(inside(out, name) if "/" in name else out / name, data)
-               for name, data in contents.items()}
+        out.folder(DATA_DIR)
+    written = {name: out.write(name, data) for name, data in contents.items()}
     return [path for name, path in written.items() if "/" not in name]  # the item files are not listed

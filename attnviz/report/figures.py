@@ -102,7 +102,7 @@ def _write_long(maps: AttentionMaps, view: str, layer: int, head: int, fmt: str,
 class PaintJob:
     """The PNGs of one batch-report item, drawn in a worker process from plain arrays."""
 
-    folder: Path  # the item's own folder (already created, inside the output folder)
+    folder: Path | None  # the item's own folder (created, inside the output folder); None: ``draw`` gives the bytes
     views: tuple[str, ...]  # view names to draw, e.g. ("head", "model")
     weights: np.ndarray  # (L, H, n, n) float32, real tokens only
     tokens: list[str]  # the n real tokens
@@ -119,15 +119,19 @@ def init_worker() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-def paint(job: PaintJob) -> dict[str, str]:
-    """Draw every view of one item as PNG; returns view name -> file name inside the item's folder."""
+def draw(job: PaintJob) -> dict[str, bytes]:
+    """Draw every view of one item as PNG: view name -> bytes (for an output folder the caller writes to)."""
     from attnviz.render.heatmap import Selection, view_bytes
 
     sel = Selection(job.weights, job.tokens, job.tokens, list(job.layers), list(job.heads), job.title)
+    return {view: view_bytes(sel, view, job.layer, job.head if view == "head" else 0, "png", job.dpi)
+            for view in job.views}
+
+
+def paint(job: PaintJob) -> dict[str, str]:
+    """Draw every view of one item as PNG into ``job.folder``; returns view name -> file name in that folder."""
     written = {}
-    for view in job.views:
-        hi = job.head if view == "head" else 0
-        name = f"{view}.png"
-        write_atomic(job.folder / name, view_bytes(sel, view, job.layer, hi, "png", job.dpi))
-        written[view] = name
+    for view, png in draw(job).items():
+        write_atomic(job.folder / f"{view}.png", png)
+        written[view] = f"{view}.png"
     return written

@@ -4,7 +4,8 @@
 
 An engine is ``run(loaded, todo, cfg, out, result, done, finished)``: it analyses ``todo``
 [(item, model input, length)] in the length buckets of ``batch.buckets``, writes each item's files and
-item.json through ``batch.start_item``/``batch.finish_item``, puts every finished record into ``done``
+item.json into ``out`` (a ``report.outdir`` folder, a local path or an fsspec URL; ``out.spec`` is what another
+process opens) through ``batch.start_item``/``batch.finish_item``, puts every finished record into ``done``
 (id -> record), failed items into ``result.skipped``, and calls ``finished(id)`` once per item.
 """
 

@@ -7,16 +7,16 @@ import multiprocessing
 from collections import deque
 from concurrent.futures import Future, ProcessPoolExecutor
 from contextlib import contextmanager
-from pathlib import Path
 
 from attnviz.report import analyse
 from attnviz.report.batch import buckets, finish_item, skipped_entry, start_item
-from attnviz.report.figures import init_worker, paint
+from attnviz.report.figures import draw, init_worker, paint
 
 
-def run(loaded, todo, cfg, out: Path, result, done: dict[str, dict], finished) -> None:
+def run(loaded, todo, cfg, out, result, done: dict[str, dict], finished) -> None:
     """Analyse ``todo`` [(item, model input, length)] in length buckets; every finished record goes into
-    ``done`` (id -> record) and is announced with ``finished(id)``; failed items join ``result.skipped``."""
+    ``done`` (id -> record) and is announced with ``finished(id)``; failed items join ``result.skipped``. The
+    workers write the PNGs into a local folder; for a URL they draw the bytes and this process writes them."""
     with _torch_threads(1 if cfg.workers > 0 else None):
         _render_all(loaded, todo, cfg, out, result, done, finished)
 
@@ -37,7 +37,7 @@ def _torch_threads(n: int | None):
 
 def _render_all(loaded, todo, cfg, out, result, done_ids, finished) -> None:
     pool = _pool(cfg.workers)
-    pending: deque[tuple[Future | dict, Path, dict]] = deque()
+    pending: deque[tuple[Future | dict, dict]] = deque()
     try:
         for batch in buckets(todo, cfg.batch_size):
             for item, record, job, error in analyse.run_batch(loaded, batch, cfg):
@@ -46,7 +46,8 @@ def _render_all(loaded, todo, cfg, out, result, done_ids, finished) -> None:
                     finished(item.id)
                     continue
                 job = start_item(out, item, job)
-                pending.append((pool.submit(paint, job) if pool else paint(job), job.folder, record))
+                work = paint if job.folder is not None else draw
+                pending.append((pool.submit(work, job) if pool else work(job), record))
                 while pending and _ready(pending[0][0]):
                     _finish(pending.popleft(), out, done_ids, finished)
             # Keep a bounded number of items in flight: their attention arrays are held until painted.
@@ -75,9 +76,9 @@ def _pool(workers: int) -> ProcessPoolExecutor | None:
     return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=init_worker)
 
 
-def _finish(entry, out: Path, done_ids: dict[str, dict], finished) -> None:
-    result, folder, record = entry
+def _finish(entry, out, done_ids: dict[str, dict], finished) -> None:
+    result, record = entry
     written = result.result() if isinstance(result, Future) else result
-    record = finish_item(out, folder, record, written)
+    record = finish_item(out, record, written)
     done_ids[record["id"]] = record
     finished(record["id"])

@@ -1,8 +1,9 @@
 """The Ray engine: the length buckets as a Ray dataset (one row per bucket), mapped with ``map_batches``
 through a pool of actors that each load the model once (on a GPU where given) and write their items' files
-into the output folder, which must be a path every node sees (a shared file system). The driver takes the
-records as the actors finish them, feeds the progress callback and writes the summaries as the local
-engine does (``batch.run_report``), so both engines give the same summary.json for the same inputs.
+into the output folder: a path every node sees (a shared file system), or an fsspec URL that each actor
+opens itself (s3://..., so no shared disk is needed). The driver takes the records as the actors finish them,
+feeds the progress callback and writes the summaries as the local engine does (``batch.run_report``), so both
+engines give the same summary.json for the same inputs.
 
 One row per bucket, not per item: the buckets are the local engine's, so every item is padded in the same
 company and its numbers are the same whichever engine ran it. A killed actor is restarted and its bucket
@@ -42,7 +43,7 @@ def _ray():
     return ray
 
 
-def run(loaded, todo, cfg, out: Path, result, done: dict[str, dict], finished) -> None:
+def run(loaded, todo, cfg, out, result, done: dict[str, dict], finished) -> None:
     """Run the buckets of ``todo`` [(item, model input, length)] on the actor pool (see engines/__init__)."""
     ray = _ray()
     cluster = cfg.cluster or Cluster(model=loaded.name)
@@ -52,7 +53,7 @@ def run(loaded, todo, cfg, out: Path, result, done: dict[str, dict], finished) -
     rows = [{"items": json.dumps([_item_row(item) for item, _, _ in b], ensure_ascii=False)} for b in batches]
     workers = max(1, min(cfg.workers, len(batches)))  # an actor without a bucket would only load the model
     with _runtime(ray, cluster, workers):
-        results = _mapped(ray, rows, cfg, cluster, Path(out).resolve(), workers)
+        results = _mapped(ray, rows, cfg, cluster, out.spec, workers)
         seen: set[str] = set()
         for row in results.iter_rows():  # as the actors finish, in any order
             value = json.loads(row["value"])
@@ -71,12 +72,12 @@ def _item_row(item: Item) -> dict:
             "target": item.target, "reference": item.reference}
 
 
-def _mapped(ray, rows: list[dict], cfg, cluster: Cluster, out: Path, workers: int):
+def _mapped(ray, rows: list[dict], cfg, cluster: Cluster, out: str, workers: int):
     data = ray.data.from_items(rows, override_num_blocks=min(len(rows), MAX_BLOCKS))
     with warnings.catch_warnings():  # bounded retries still go through ray_remote_args in Ray 2.60
         warnings.filterwarnings("ignore", message=".*ray_remote_args.*")
         return data.map_batches(
-            _Worker, fn_constructor_kwargs={"cfg": cfg, "cluster": cluster, "out": str(out)},
+            _Worker, fn_constructor_kwargs={"cfg": cfg, "cluster": cluster, "out": out},
             batch_size=1, compute=ray.data.ActorPoolStrategy(size=workers), num_cpus=1,
             num_gpus=cluster.gpus or None, max_restarts=RETRIES, max_task_retries=RETRIES)
 
@@ -122,15 +123,16 @@ class _Worker:
 
     def __init__(self, cfg, cluster: Cluster, out: str):
         from attnviz.report.figures import init_worker
+        from attnviz.report.outdir import open_out
 
         init_worker()
-        self.cfg, self.out = cfg, Path(out)
+        self.cfg, self.out = cfg, open_out(out)  # a local path as the driver resolved it, or a URL
         self.loaded = cluster.load.load(cluster.model)
 
     def __call__(self, batch: dict) -> dict:
         """{"items": [JSON bucket]} -> {"kind": ["done" | "skipped"], "value": [JSON record or skip entry]}."""
         from attnviz.report import analyse
-        from attnviz.report.figures import paint
+        from attnviz.report.figures import draw, paint
 
         kinds, values = [], []
         for text in batch["items"]:
@@ -150,5 +152,5 @@ class _Worker:
                     continue
                 job = start_item(self.out, item, job)
                 kinds.append("done")
-                values.append(finish_item(self.out, job.folder, record, paint(job)))
+                values.append(finish_item(self.out, record, paint(job) if job.folder is not None else draw(job)))
         return {"kind": kinds, "value": [json.dumps(v, ensure_ascii=False) for v in values]}
