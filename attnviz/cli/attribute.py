@@ -39,7 +39,7 @@ def attribute_cmd(
                                                   "(or the byte pieces of a character)")] = "token",
     on_long: c.OnLong = "truncate",
     max_new_tokens: Annotated[int, typer.Option(help="encoder-decoder models: most output tokens the model generates")] = 64,
-    answer: Annotated[Optional[list[str]], typer.Option(help="encoder-decoder models: the output to explain instead "
+    answer: Annotated[Optional[list[str]], typer.Option(metavar="TEXT", help="encoder-decoder models: the output to explain instead "
                                                              "of the model's own (once for all inputs, or once each)")] = None,
     loader: c.Loader = c.Loader(),
 ):

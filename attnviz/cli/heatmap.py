@@ -21,7 +21,7 @@ Queries = Annotated[Optional[str], typer.Option(help="query rows kept whole with
 MaxMemory = Annotated[Optional[str], typer.Option("--max-memory", help="what the capture may keep, e.g. 8GiB "
                                                                        "(default: 70% of the free memory)")]
 MaxNew = Annotated[int, typer.Option(help="encoder-decoder models: most output tokens the model generates")]
-Answer = Annotated[Optional[list[str]], typer.Option(help="encoder-decoder models: the output to show instead of "
+Answer = Annotated[Optional[list[str]], typer.Option(metavar="TEXT", help="encoder-decoder models: the output to show instead of "
                                                           "the model's own (once for every input, or once each)")]
 
 

@@ -64,19 +64,20 @@ def decode(loaded, batch: dict, answers: Answers) -> tuple[torch.Tensor, list[st
     given = answers.per_input(rows)
     if given is not None:
         return _forced(loaded, given), []
+    steps = min(answers.max_new_tokens, loaded.max_length - 1)  # the decoder's positions hold the start too
     if callable(getattr(loaded.model, "generate", None)):
-        ids = _generate(loaded, batch, answers.max_new_tokens)
+        ids = _generate(loaded, batch, steps)
     else:
-        ids = _stepwise(loaded, batch, min(answers.max_new_tokens, loaded.max_length - 1))
+        ids = _stepwise(loaded, batch, steps)
     eos = loaded.meta.get("eos")
-    new = ids.shape[1] - 1
     cut = [i + 1 for i, row in enumerate(ids.tolist()) if eos not in row[1:]]
     notes = []
-    if cut and new >= answers.max_new_tokens:
+    if cut and ids.shape[1] - 1 >= steps:
         which = "output" if rows == 1 else "the output of input" + ("s " if len(cut) > 1 else " ") + \
             ", ".join(map(str, cut))
-        notes.append(f"{which} was cut at {answers.max_new_tokens} new tokens before its end token; "
-                     "--max-new-tokens allows more")
+        more = "--max-new-tokens allows more" if steps == answers.max_new_tokens else \
+            f"{loaded.name} has {loaded.max_length} positions"
+        notes.append(f"{which} was cut at {steps} new tokens before its end token; {more}")
     return ids, notes
 
 
