@@ -159,13 +159,30 @@ def with_sink(scores: torch.Tensor, sinks: torch.Tensor) -> torch.Tensor:
 
 
 def softmax(scores: torch.Tensor, sink) -> torch.Tensor:
-    """Softmax in float32, cast back; written straight into the recording's buffer when it offers one."""
+    """Softmax in float32, cast back. A recording may offer a buffer for the weights it keeps: when that is exactly
+    the weights (same shape and dtype) the softmax writes straight into it; otherwise (float16 or fewer heads kept)
+    the recording copies them out, so they are computed over the scores in place and exist once in float32."""
     target = None
     if scores.dtype == torch.float32 and not scores.requires_grad and hasattr(sink, "target"):
         target = sink.target(scores.shape, scores.dtype, scores.device)
-    if target is not None:
+    if target is None:
+        return F.softmax(scores, dim=-1, dtype=torch.float32).to(scores.dtype)
+    if target.shape == scores.shape and target.dtype == scores.dtype and target.device == scores.device:
         return torch.softmax(scores, dim=-1, dtype=torch.float32, out=target)
-    return F.softmax(scores, dim=-1, dtype=torch.float32).to(scores.dtype)
+    return softmax_in_place(scores)
+
+
+def softmax_in_place(scores: torch.Tensor, block_bytes: int = 16 * 2**20) -> torch.Tensor:
+    """Each row's softmax over ``scores`` (B, H, Q, K) itself, a block of rows at a time; rows are independent, so
+    the values are those of one softmax over the whole, with one block of temporary memory instead of a copy."""
+    b, h, q, k = scores.shape
+    rows = min(q, max(1, block_bytes // max(1, scores.element_size() * b * h * k)))
+    spare = scores.new_empty(b, h, rows, k)  # (B, H, rows, K), reused by every block
+    for start in range(0, q, rows):
+        block = scores[:, :, start:start + rows]  # (B, H, n, K), a view
+        out = spare[:, :, : block.shape[2]]
+        block.copy_(torch.softmax(block, dim=-1, out=out))
+    return scores
 
 
 def attention(

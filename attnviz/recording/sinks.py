@@ -24,8 +24,9 @@ STORE_DTYPES = {"float32": torch.float32, "float16": torch.float16}
 class Recording:
     """What the sinks received: (stack, layer) -> list of weights (B, H, Q, K), one per call.
 
-    When weights are kept as computed (no head selection, same dtype, on the CPU), each stack gets one
-    (layer, B, H, Q, K) buffer that the kernel's softmax writes into directly, so stacking copies nothing.
+    Each stack gets one (layer, B, h, Q, K) buffer in the store dtype on the CPU, allocated at its first call: the
+    kernel's softmax writes into it directly when the weights are kept as computed (all heads, float32, on the CPU),
+    and the sink copies the kept heads into it, converted, otherwise; stacking copies nothing.
     """
 
     def __init__(self, sites: list[AttentionSite], chosen: list[AttentionSite]):
@@ -110,24 +111,35 @@ def recording(
 
 
 class _Sink:
-    """Receives one attention module's weights; may offer the kernel a slot to write them into."""
+    """Receives one attention module's weights; offers the kernel the slot of the recording's buffer they go into."""
 
     def __init__(self, rec: Recording, site: AttentionSite, heads, store_dtype, keep_graph: bool):
         self.rec, self.key, self.heads = rec, (site.stack, site.layer), heads
         self.store_dtype, self.keep_graph = store_dtype, keep_graph
+        self.slot: torch.Tensor | None = None  # offered for the call in progress
 
     def target(self, shape: torch.Size, dtype: torch.dtype, device: torch.device) -> torch.Tensor | None:
-        """Where the kernel may put this call's weights (B, H, Q, K), or None to hand them over."""
-        if self.keep_graph or self.heads is not None or dtype != self.store_dtype or device.type != "cpu":
+        """The slot (B, h, Q, K), in the store dtype on the CPU, that this call's weights (B, H, Q, K) of ``dtype`` go
+        into, or None to hand them over. The kernel writes into it when it is exactly the weights; otherwise
+        ``__call__`` copies the kept heads into it, converted, so no other copy of them is ever kept."""
+        self.slot = None
+        if self.keep_graph:
             return None
-        return self.rec.slot(*self.key, shape, dtype)
+        kept = shape if self.heads is None else torch.Size((shape[0], len(self.heads), *shape[2:]))
+        self.slot = self.rec.slot(*self.key, kept, self.store_dtype)
+        return self.slot
 
     def __call__(self, weights: torch.Tensor) -> None:  # (B, H, Q, K)
         if not self.keep_graph:
             weights = weights.detach()
             if self.heads is not None:
                 weights = weights[:, self.heads]  # (B, h, Q, K)
-            weights = weights.to("cpu", self.store_dtype)
+            if self.slot is not None:  # already there when the kernel wrote into it
+                written = weights.data_ptr() == self.slot.data_ptr() and weights.dtype == self.slot.dtype
+                weights = self.slot if written else self.slot.copy_(weights)
+            else:
+                weights = weights.to("cpu", self.store_dtype)
+        self.slot = None
         self.rec.calls.setdefault(self.key, []).append(weights)
 
 
@@ -140,6 +152,9 @@ class _StatsSink(_Sink):
         self.plan, self.masks = plan, masks
         self.stats: BlockStats | None = None
         self.rows: torch.Tensor | None = None  # (B, h, kept queries, K)
+
+    def target(self, shape: torch.Size, dtype: torch.dtype, device: torch.device) -> None:
+        return None  # statistics keep no (Q, K) per layer: the weights are handed over and reduced
 
     def block_rows(self, shape: tuple[int, int, int, int]) -> int:
         """Start one call of ``shape`` (B, H, Q, K); returns the queries per block."""
