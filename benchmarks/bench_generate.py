@@ -3,9 +3,9 @@
 1. the attention matrix of a 64-token answer (one teacher-forced pass, last layer recorded) vs one plain
    forward pass over prompt + answer (target <= 1.3x);
 2. saliency for every step, steps batched as rows of one pass, vs one forward + backward per step;
-3. integrated gradients of every step vs captum's IntegratedGradients run step by step on the same target,
-   steps and baseline. inseq cannot be installed beside the transformers release used here (it pins an
-   older one), so captum, which inseq itself calls, is the comparison.
+3. integrated gradients of every step vs inseq's (`pip install inseq`; it installs beside transformers 5), the
+   same model, answer and quadrature steps, and vs captum's IntegratedGradients run step by step on the same
+   target, steps and baseline (captum is what inseq calls). Without inseq installed, the captum figure alone.
 
 Times come from interleaved runs; each ratio is the median of per-round ratios with their range
 (benchmarks/common.py).
@@ -27,14 +27,14 @@ from attnviz.models import load_model
 IG_STEPS = 16
 
 
-def tiny_llama(folder: str, prompt_len: int, answer_len: int, device: str):
-    """A seeded 2-layer Llama (hidden 64, 4 heads, GQA) with a word-level tokenizer, saved and loaded by attnviz."""
+def tiny_llama(folder: str, prompt_len: int, answer_len: int, device: str, hidden: int = 64, layers: int = 2):
+    """A seeded Llama (4 heads, 2 KV heads) with a word-level tokenizer, saved and loaded by attnviz."""
     import transformers as tf
 
     words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + [f"w{i}" for i in range(95)]
     torch.manual_seed(0)
-    cfg = tf.LlamaConfig(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-                         intermediate_size=128, vocab_size=len(words), pad_token_id=0,
+    cfg = tf.LlamaConfig(hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=4, num_key_value_heads=2,
+                         intermediate_size=2 * hidden, vocab_size=len(words), pad_token_id=0,
                          max_position_embeddings=prompt_len + answer_len + 8)
     tf.LlamaForCausalLM(cfg).save_pretrained(folder)
     tf.BertTokenizer(vocab={w: i for i, w in enumerate(words)}, model_input_names=["input_ids", "attention_mask"],
@@ -86,20 +86,31 @@ def captum_steps(loaded, prompt: str, answer: str):
     return out
 
 
+def inseq_steps(loaded, prompt: str, answer: str):
+    """inseq's integrated gradients over the same forced answer: one call, every generated token a step."""
+    import inseq
+
+    model = inseq.load_model(loaded.model, "integrated_gradients", tokenizer=loaded.tokenizer)
+    return model.attribute(prompt, generated_texts=f"{prompt} {answer}", n_steps=IG_STEPS, internal_batch_size=32,
+                           show_progress=False, device=str(loaded.device))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--prompt", type=int, default=64)
     ap.add_argument("--answer", type=int, default=64)
+    ap.add_argument("--hidden", type=int, default=64, help="model width (64: fixed costs dominate; 512: they do not)")
+    ap.add_argument("--layers", type=int, default=2)
     ap.add_argument("--ig-answer", type=int, default=16, help="answer tokens for the IG comparison")
     args = ap.parse_args()
     import tempfile
 
     with tempfile.TemporaryDirectory() as folder:
-        loaded, prompt, answer = tiny_llama(folder, args.prompt, args.answer, args.device)
+        loaded, prompt, answer = tiny_llama(folder, args.prompt, args.answer, args.device, args.hidden, args.layers)
         device = loaded.device
-        print(f"tiny Llama (2 layers, 4 heads, hidden 64) on {device}; prompt {args.prompt} tokens, "
+        print(f"Llama ({args.layers} layers, 4 heads, hidden {args.hidden}) on {device}; prompt {args.prompt} tokens, "
               f"answer {args.answer}, {args.repeat} interleaved rounds")
 
         def ours(method, text=answer, **kw):
@@ -116,13 +127,22 @@ def main() -> None:
               f"faster ({median_ms(times['batched'])} vs {median_ms(times['naive'])})")
 
         short = " ".join(answer.split()[: args.ig_answer])
-        times, _ = interleaved({"captum": lambda: captum_steps(loaded, prompt, short),
-                                "ours": ours("integrated-gradients", short, steps=IG_STEPS)},
-                               max(1, args.repeat // 2), device=device)
+        runs = {"captum": lambda: captum_steps(loaded, prompt, short),
+                "ours": ours("integrated-gradients", short, steps=IG_STEPS)}
+        try:
+            import inseq  # noqa: F401
+
+            runs["inseq"] = lambda: inseq_steps(loaded, prompt, short)
+        except ImportError:
+            pass
+        times, _ = interleaved(runs, max(1, args.repeat // 2), device=device)
         print(f"integrated gradients ({args.ig_answer} steps of the answer, {IG_STEPS} quadrature steps): "
               f"captum / attnviz: {Ratio.of(times['captum'], times['ours'])}x "
-              f"({median_ms(times['ours'])} vs {median_ms(times['captum'])}); inseq: not installable here")
-
+              f"({median_ms(times['ours'])} vs {median_ms(times['captum'])})")
+        if "inseq" in times:
+            print(f"    inseq / attnviz: {Ratio.of(times['inseq'], times['ours'])}x ({median_ms(times['inseq'])})")
+        else:
+            print("    inseq: not installed (pip install inseq) and not compared")
 
 if __name__ == "__main__":
     main()
