@@ -147,3 +147,15 @@ def test_the_causal_line_reads_a_byte_piece_in_its_input():
     loaded = load_model(str(Path(__file__).resolve().parent.parent / "sample_inputs" / "gpt2-zh"), device="cpu")
     assert _target(loaded, None, texts=("我喜欢这部电影",)).describe[0].startswith("next token") and \
         "after '+影'" in _target(loaded, None, texts=("我喜欢这部电影",)).describe[0]
+
+
+def test_target_span_of_one_token_is_its_log_probability_too(gpt2):
+    """A span of one token is explained as the log-probability its description and note promise, not its logit."""
+    one = gpt2.tokenizer(" Paris", add_special_tokens=False)["input_ids"]
+    assert len(one) == 1
+    ctx = prepare(gpt2, [PROMPT], target="Paris", target_span=True)
+    with torch.no_grad():
+        score = float(ctx.target(gpt2.model(**ctx.batch))[0])
+    want = _logprob_of_text(gpt2, PROMPT, one)
+    assert "log-probability" in ctx.target.describe[0] and score == pytest.approx(want, abs=1e-4)
+    assert ctx.target.probability[0] == pytest.approx(float(torch.tensor(want).exp()), rel=1e-4)

@@ -4,7 +4,7 @@ Each row is a prompt followed by the answer so far (right-padded); ``spec.label`
 answer tokens explained, which end at the row's last real position. One token is explained by its
 logit (as the next-token target does, so one step of ``generate`` reads the same number as
 ``attribute --target``); a span of several tokens by the sum of their log-probabilities, the log of
-the span's joint probability given the prefix.
+the span's joint probability given the prefix, as is a typed ``--target-span`` of any length (``spec.span``).
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ def generated_token_target(loaded, batch, out, spec: TargetSpec) -> Target:
 
     def score(o, ex):
         lg = logits(o, ex)
-        if k == 1:
+        if k == 1 and not spec.span:
             return lg[:, 0].gather(-1, tok[ex][:, :1])[:, 0]
         return lg.log_softmax(-1).gather(-1, tok[ex][..., None])[..., 0].sum(-1)
 
