@@ -203,3 +203,20 @@ def test_heatmaps_show_the_encoder_of_every_head(folders, tmp_path, name, text):
     assert res.exit_code == 0, res.output
     assert out.read_bytes().startswith(b"\x89PNG")
     assert ("multiple-choice head" in res.output) == (name == "mc")
+
+
+def test_a_batch_report_keeps_each_items_head_and_cut_notes(folders, tmp_path):
+    """A report's items carry what the batch said of them: a context cut to fit, a head shown without it."""
+    from attnviz.report.batch import ReportConfig, run_report
+    from attnviz.report.inputs import read_items
+
+    src = tmp_path / "qa.txt"
+    src.write_text(f"{QUESTION}\nwho lives in paris ? ||| {' '.join(['john lives in paris .'] * 110)}\n", encoding="utf-8")
+    qa = load_model(str(folders["qa"]), device="cpu")
+    result = run_report(qa, read_items(src), ReportConfig(out=tmp_path / "qa", views=(), on_long="truncate"))
+    assert [len(r["notes"]) for r in result.records] == [0, 1]
+    assert "context" in result.records[1]["notes"][0] and "512" in result.records[1]["notes"][0]
+    src.write_text("the cat sat\na dog\n", encoding="utf-8")
+    mc = load_model(str(folders["mc"]), device="cpu")
+    result = run_report(mc, read_items(src), ReportConfig(out=tmp_path / "mc", views=()))
+    assert [r["notes"] for r in result.records] == [[mc.meta["head"]]] * 2

@@ -51,7 +51,9 @@ class PairedModel(LoadedModel):
             if n > self.max_length:
                 if on_long == "error":
                     raise BadInput(f"input {i + 1} is {n} tokens, longer than the model's maximum of {self.max_length}")
-                notes.append(f"the context of input {i + 1} was cut: {n} tokens, the model reads {self.max_length}")
+                # "input N ..." as every per-input note: a batch report gives each item the notes that name it
+                notes.append(f"input {i + 1} was truncated from {n} to {self.max_length} tokens (its context was "
+                             "cut, never the question)")
         try:
             batch = tok(list(questions), list(contexts), padding=True, truncation="only_second",
                         max_length=self.max_length, return_tensors="pt")

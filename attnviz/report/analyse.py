@@ -102,13 +102,19 @@ def _record(loaded, item, value, tokens, weights, maps, out, e) -> dict:
         "layers": maps.layers, "heads": maps.heads,
         "entropy": [[round(float(v), 4) for v in row] for row in entropy], "mean_entropy": round(float(entropy.mean()), 4),
         "most_attended": summary.most_attended(weights, tokens, set(maps.special)),
-        "notes": [n for n in maps.notes if n.startswith(f"input {e + 1} ")],
+        "notes": _notes(loaded, maps, e),
         "view": encode_attention(weights, maps.layers),
         "thumb": thumbnail(weights[-1].mean(axis=0)),
     }
     if value is not None and hasattr(value, "convert"):
         record["image_data"] = encode_image(value)
     return record
+
+
+def _notes(loaded, maps, e: int) -> list[str]:
+    """The batch's notes about input ``e``, after the one every input shares: a head shown without it."""
+    head = loaded.meta.get("head")
+    return [n for n in maps.notes if n == head] + [n for n in maps.notes if n.startswith(f"input {e + 1} ")]
 
 
 def _long_record(loaded, item, maps, done, e: int, cfg) -> dict:
@@ -133,7 +139,7 @@ def _long_record(loaded, item, maps, done, e: int, cfg) -> dict:
         "prediction": prediction(loaded, done.output, maps, e), "layers": maps.layers, "heads": maps.heads,
         "entropy": [[round(float(v), 4) for v in row] for row in entropy], "mean_entropy": round(float(entropy.mean()), 4),
         "most_attended": summary.most_attended(received[:, :, None, :] / max(len(tokens), 1), tokens, set(maps.special)),
-        "notes": [n for n in maps.notes if n.startswith(f"input {e + 1} ")] + [
+        "notes": _notes(loaded, maps, e) + [
             f"{len(tokens)} tokens: per-head statistics shown instead of the L x L maps"],
         "thumb": thumbnail(maps.overview[-1, e].float().mean(0).numpy()),
         "long": {v: encode_png(png) for v, png in pngs.items()}, "long_png": pngs,
