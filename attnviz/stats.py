@@ -49,35 +49,46 @@ class BlockStats:
         self.k_pos = torch.arange(k, dtype=torch.float32, device=device)
 
     def add(self, weights: torch.Tensor, start: int) -> None:
-        """Fold in the rows ``start : start + n`` of one call's weights (B, H, n, K), any device or dtype.
+        """Fold in the rows ``start : start + n`` of one call's weights (B, H, n, W), any device or dtype. A block may
+        stop at its W-th key (W <= K, a causal block's last row): the keys after it have weight 0.
 
         One pass over the block per statistic, each a fused reduction, a product or numpy's reduceat.
         """
         if self.device is None:
             self._start(weights.device)
-        w = weights.detach().to(self.device, torch.float32)  # (B, H, n, K)
-        n = w.shape[2]
+        w = weights.detach().to(self.device, torch.float32)  # (B, H, n, W)
+        n, width = w.shape[2:]
         stop = start + n
         if not self.all_real:
             w = w * self.query_mask[:, None, start:stop, None]  # padding queries contribute nothing
         self.rows["entropy"][:, :, start:stop] = -torch.special.xlogy(w, w).sum(-1)
-        self.rows["sink"][:, :, start:stop] = w.gather(-1, self.first_key[:, None, None, None].expand(*w.shape[:3], 1))[..., 0]
+        self.rows["sink"][:, :, start:stop] = self._sink(w)
         q_pos = torch.arange(start, stop, dtype=torch.float32, device=self.device) + (self.k_len - self.q_len)
-        span = (self.k_pos[None, :] - q_pos[:, None]).abs_()  # (n, K) |q - k|, built in float32 directly
+        span = (self.k_pos[None, :width] - q_pos[:, None]).abs_()  # (n, W) |q - k|, built in float32 directly
         self.rows["distance"][:, :, start:stop] = torch.linalg.vecdot(w, span)
-        self.received += torch.matmul(torch.ones(1, n, device=self.device), w)[:, :, 0]  # (B, H, K): a product, not a strided sum
-        top = w.topk(self.top_k, dim=-1)
+        ones = torch.ones(1, n, device=self.device)
+        self.received[..., :width] += torch.matmul(ones, w)[:, :, 0]  # (B, H, W): a product, not a strided sum
+        top = (w if width >= self.top_k else torch.nn.functional.pad(w, (0, self.top_k - width))).topk(self.top_k)
         self.topk_index[:, :, start:stop], self.topk_weight[:, :, start:stop] = top.indices, top.values
-        cols = self._bin_keys(w)  # (B, H, n, Rk)
+        cols = self._bin_keys(w)  # (B, H, n, bins the W keys reach)
         q_bin = torch.arange(start, stop, device=self.device) * self.rq // self.q_len  # (n,)
-        self.cells.index_add_(2, q_bin, cols)
+        self.cells[..., : cols.shape[-1]].index_add_(2, q_bin, cols)
+
+    def _sink(self, w: torch.Tensor) -> torch.Tensor:
+        """(B, H, n, W) -> (B, H, n): each row's weight on its example's first real key (0 past the block's keys)."""
+        first = self.first_key.clamp(max=w.shape[-1] - 1)[:, None, None, None].expand(*w.shape[:3], 1)
+        share = w.gather(-1, first)[..., 0]
+        return share if bool((self.first_key < w.shape[-1]).all()) else share * (self.first_key < w.shape[-1])[:, None, None]
 
     def _bin_keys(self, w: torch.Tensor) -> torch.Tensor:
-        """(B, H, n, K) -> (B, H, n, Rk) sums over each overview column's keys: numpy's reduceat on the CPU (one
-        pass), a product with the one-hot bin matrix elsewhere (a GPU multiplies faster than it scatters)."""
+        """(B, H, n, W) -> (B, H, n, bins) sums over each overview column's keys, for the columns whose first key is
+        among the W: numpy's reduceat on the CPU (one pass), a product with the one-hot bin matrix elsewhere (a GPU
+        multiplies faster than it scatters)."""
+        width = w.shape[-1]
+        bins = int(np.searchsorted(self.k_starts, width))  # columns starting before key W
         if w.device.type == "cpu":
-            return torch.from_numpy(np.add.reduceat(w.numpy(), self.k_starts, axis=-1))
-        return torch.matmul(w, self.k_bins)
+            return torch.from_numpy(np.add.reduceat(w.numpy(), self.k_starts[:bins], axis=-1))
+        return torch.matmul(w, self.k_bins[:width, :bins])
 
     def result(self, heads: list[int] | None) -> dict[str, torch.Tensor]:
         """Every statistic (module docstring) on the CPU, cut to ``heads``; the overview as block means."""

@@ -257,6 +257,55 @@ def test_unrecorded_fast_path_equals_recorded_path(mask):
     assert maxdiff(fast, recorded) <= ALONE
 
 
+class _Blocks:
+    """A statistics-like sink: asks the kernel for blocks of ``rows`` queries and keeps them, zero-padded to K."""
+
+    def __init__(self, rows: int):
+        self.rows, self.seen, self.keys = rows, [], 0
+
+    def block_rows(self, shape) -> int:  # (B, H, Q, K)
+        self.keys = shape[3]
+        return self.rows
+
+    def block(self, weights: torch.Tensor, start: int) -> None:  # (B, H, n, W <= K)
+        self.seen.append(F.pad(weights, (0, self.keys - weights.shape[-1])))
+
+
+def _blocked_call(module, *args, rows: int, **kwargs):
+    sink = _Blocks(rows)
+    setattr(module, SINK, sink)
+    try:
+        with torch.inference_mode():
+            out, _ = attention(module, *args, **kwargs)
+    finally:
+        delattr(module, SINK)
+    return out, torch.cat(sink.seen, dim=2)  # (B, H, Q, K)
+
+
+@pytest.mark.parametrize("bias", [False, True], ids=["plain", "position-bias"])
+def test_a_missing_mask_on_a_causal_module_is_sdpas_causal_mask_on_every_path(bias):
+    """transformers' SDPA mask function leaves out a plain causal mask; the module's is_causal says it is one."""
+    q, k, v = _qkv(q=6, k=6)
+    extra = {"position_bias": torch.randn(1, 4, 6, 6, generator=torch.Generator().manual_seed(5))} if bias else {}
+    causal = torch.ones(6, 6, dtype=torch.bool).tril()  # (Q, K)
+    want_out, want = _recorded_call(_module(), q, k, v, causal, scaling=0.3, **extra)
+    out, got = _recorded_call(_module(is_causal=True), q, k, v, None, scaling=0.3, **extra)
+    assert maxdiff(got, want) <= EXACT and maxdiff(out, want_out) <= EXACT
+    fast, _ = attention(_module(is_causal=True), q, k, v, None, scaling=0.3, **extra)
+    assert maxdiff(fast, want_out) <= ALONE
+    for rows in (1, 4):  # blocks computed only up to their last row's key
+        out, got = _blocked_call(_module(is_causal=True), q, k, v, None, scaling=0.3, rows=rows, **extra)
+        assert maxdiff(got, want) <= EXACT and maxdiff(out, want_out) <= ALONE
+    # the keyword wins over the attribute; one query (decoding) sees every key; a bare module is not causal
+    _, full = _recorded_call(_module(), q, k, v, None, scaling=0.3, **extra)
+    assert maxdiff(_recorded_call(_module(is_causal=True), q, k, v, None, scaling=0.3, is_causal=False,
+                                  **extra)[1], full) <= EXACT
+    assert full[..., 0, 1:].abs().min().item() > 0
+    step = {n: t[..., -1:, :] for n, t in extra.items()}
+    _, one = _recorded_call(_module(is_causal=True), q[:, :, -1:], k, v, None, scaling=0.3, **step)
+    assert maxdiff(one, full[:, :, -1:]) <= EXACT
+
+
 def test_softcap_is_applied_before_the_mask_as_gemma2_does():
     q, k, v = _qkv()
     mask = torch.zeros(q.shape[2], k.shape[2]).masked_fill(torch.ones(q.shape[2], k.shape[2]).triu(1).bool(), -1e9)

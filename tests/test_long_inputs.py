@@ -72,6 +72,22 @@ def test_statistics_equal_eager_on_a_padded_batch(name, side, tmp_path):
     assert pad_keys.any() and maps.received.permute(0, 2, 1, 3)[:, :, pad_keys].abs().max().item() == 0.0
 
 
+@pytest.mark.parametrize("block_bytes", [1, 3 * 12 * 4 * 8], ids=["one-query", "three-queries"])  # 4 heads, 8 keys
+def test_causal_statistics_without_padding_equal_eager(block_bytes, tmp_path, monkeypatch):
+    """No padding: transformers passes no mask and the kernel masks the future itself, computing each block only up
+    to its last row's key (the first blocks see fewer keys than top-k, and fewer overview columns)."""
+    monkeypatch.setattr("attnviz.recording.sinks.BLOCK_BYTES", block_bytes)
+    folder = save("llama", tmp_path)
+    loaded = load_model(str(folder), device="cpu")
+    text = ["the cat sat on the mat"]
+    maps = capture(loaded, text, keep="stats", top_k=TOP_K, overview=R, queries=(0, 2))
+    enc = loaded.encode(text)
+    assert bool(enc.mask.all())
+    eager = torch.stack(_eager("llama", folder, enc.batch).attentions)
+    assert_stats(maps.stats, "", eager, enc.mask, enc.mask)
+    assert (maps.weights - eager[:, :, :, 0:2]).abs().max().item() <= 1e-6
+
+
 def test_t5_encoder_decoder_and_cross_statistics_equal_eager(tmp_path):
     folder = save("t5", tmp_path)
     loaded = load_model(str(folder), device="cpu")

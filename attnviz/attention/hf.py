@@ -1,8 +1,10 @@
 """Registration of the kernel with transformers, and the preflight that decides kernel vs eager.
 
 A custom attention function gets ``attention_mask=None`` unless a mask function is registered
-under the same name, so the kernel is registered together with transformers' eager mask (a full
-float mask, never skipped for causal models).
+under the same name, so the kernel is registered together with transformers' SDPA mask: a boolean
+mask (True = attend), or None where SDPA would use ``is_causal`` (causal, no padding), which the
+kernel then reads as SDPA does (``kernel.is_causal``) and builds block by block. Eager's float mask
+would be a (B, 1, Q, K) float tensor on every call: 256 MiB at 8K tokens.
 
 Which families dispatch through the attention interface changes between transformers releases
 (GPT-J fell back to eager on 5.23 and dispatches on 5.24), so the choice is made from behaviour: a
@@ -25,10 +27,10 @@ NAME = "attnviz"
 def register() -> str:
     """Register the kernel and its mask function under ``attnviz``; safe to call again."""
     from transformers import AttentionInterface
-    from transformers.masking_utils import AttentionMaskInterface, eager_mask
+    from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
     AttentionInterface.register(NAME, attention)
-    AttentionMaskInterface.register(NAME, eager_mask)
+    AttentionMaskInterface.register(NAME, sdpa_mask)
     return NAME
 
 
@@ -66,4 +68,8 @@ def preflight(model: torch.nn.Module, run: Callable[[], object]) -> str:
     if dispatches(model, run):
         return NAME
     model.set_attn_implementation("eager")
+    if model.config._attn_implementation != "eager":
+        # A family that computes attention in its own code (BLOOM) keeps its config's name through the switch, and
+        # that code adds the mask it gets from the mask function registered under the name: eager's float mask.
+        model.config._attn_implementation = "eager"
     return "eager"

@@ -128,9 +128,9 @@ def add_bias(mask: torch.Tensor | None, bias: torch.Tensor | None) -> torch.Tens
 # Keywords the attention interface passes that do not change the arithmetic here: positions and sliding windows
 # are already in the mask (the mask function registered with the kernel builds it), the rest steer caching.
 IGNORED = frozenset({"position_ids", "sliding_window", "use_cache", "output_router_logits", "output_attentions",
-                     "cache_position", "is_causal", "past_key_values", "past_key_value", "layer_idx", "attention_type",
+                     "cache_position", "past_key_values", "past_key_value", "layer_idx", "attention_type",
                      "deterministic", "output_hidden_states", "return_dict"})
-HONOURED = frozenset({"position_bias", "softcap", "s_aux", "score"})
+HONOURED = frozenset({"position_bias", "softcap", "s_aux", "score", "is_causal"})
 
 
 def check_keywords(module: torch.nn.Module, kwargs: dict) -> None:
@@ -139,6 +139,27 @@ def check_keywords(module: torch.nn.Module, kwargs: dict) -> None:
     if unknown:
         raise BadInput(f"{type(module).__name__} passes {', '.join(unknown)} to its attention, which attnviz's "
                        "kernel does not compute; this model cannot be explained exactly")
+
+
+def is_causal(module: torch.nn.Module, query: torch.Tensor, mask: torch.Tensor | None, kwargs: dict) -> bool:
+    """Whether a missing mask stands for a causal one, read as SDPA reads it: the mask function registered with the
+    kernel (``sdpa_mask``) leaves out a plain causal mask, and the keyword ``is_causal`` or the module's attribute
+    says so; a single query (decoding) sees every key. A module without the attribute (attnviz's own always pass
+    their mask) is not causal."""
+    if mask is not None or query.shape[2] == 1:
+        return False
+    flag = kwargs.get("is_causal")
+    return bool(getattr(module, "is_causal", False) if flag is None else flag)
+
+
+def mask_future(scores: torch.Tensor, start: int) -> torch.Tensor:
+    """Causal masking of the query rows ``start .. start + n`` of ``scores`` (B, H, n, W), in place: a query sees the
+    keys up to its own position (top-left aligned, as SDPA's ``is_causal``); the rest get the dtype's min, as a
+    boolean mask does."""
+    n, width = scores.shape[-2:]
+    rows = torch.arange(start, start + n, device=scores.device)
+    future = torch.arange(width, device=scores.device)[None, :] > rows[:, None]  # (n, W)
+    return scores.masked_fill_(future, torch.finfo(scores.dtype).min)
 
 
 def soft_cap(scores: torch.Tensor, cap: float | None) -> torch.Tensor:
@@ -197,6 +218,7 @@ def attention(
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Returns (output (B, Q, H, Dv), weights (B, H, Q, K) or None on the unrecorded fast path)."""
     check_keywords(module, kwargs)
+    causal = is_causal(module, query, attention_mask, kwargs)
     attention_mask = add_bias(attention_mask, kwargs.get("position_bias"))
     groups = getattr(module, "num_key_value_groups", None) or query.shape[1] // key.shape[1]
     key, value = repeat_kv(key, groups), repeat_kv(value, groups)
@@ -210,14 +232,19 @@ def attention(
         mask = attention_mask[..., : key.shape[-2]] if attention_mask is not None else None
         if mask is not None and mask.dtype != torch.bool:
             mask = mask.to(query.dtype)
-        out = F.scaled_dot_product_attention(query, key, value, attn_mask=mask, dropout_p=drop, scale=scaling)
+        if causal and mask is not None:  # a position bias without a mask: SDPA takes one or the other
+            mask = mask_future(mask.expand(*query.shape[:3], key.shape[2]).clone(), 0)
+        out = F.scaled_dot_product_attention(query, key, value, attn_mask=mask, dropout_p=drop, scale=scaling,
+                                             is_causal=causal and mask is None)
         return out.transpose(1, 2).contiguous(), None  # (B, Q, H, Dv)
     rows = sink.block_rows((query.shape[0], query.shape[1], query.shape[2], key.shape[2])) \
         if hasattr(sink, "block_rows") and not (torch.is_grad_enabled() or module.training) else None
     if rows:
-        return _blocked(module, (query, key, value), attention_mask, scaling, score, cap, sinks, sink, rows)
+        return _blocked(module, (query, key, value), (attention_mask, causal), scaling, score, cap, sinks, sink, rows)
     scores = soft_cap(SCORES.get(score)(module, query, key, scaling), cap)  # (B, H, Q, K)
     scores = apply_mask(scores, attention_mask)
+    if causal:
+        scores = mask_future(scores, 0)
     weights = softmax(scores, sink) if sinks is None else with_sink(scores, sinks).to(scores.dtype)  # (B, H, Q, K)
     if sink is not None:
         sink(weights)
@@ -226,18 +253,25 @@ def attention(
     return out.transpose(1, 2).contiguous(), weights  # (B, Q, H, Dv)
 
 
-def _blocked(module, qkv, mask, scaling, score, cap, sinks, sink, rows: int):
+def _blocked(module, qkv, masks, scaling, score, cap, sinks, sink, rows: int):
     """The same arithmetic as the full path, ``rows`` queries at a time: each block's softmax is exact (its rows are
-    whole), the sink reduces it (``sink.block(weights, start)``), and no (Q, K) tensor ever exists."""
+    whole), the sink reduces it (``sink.block(weights, start)``), and no (Q, K) tensor ever exists.
+
+    Under a causal mask a block's rows see no key past its last row: the keys after it (weight exactly 0) are not
+    computed, and the sink gets the block's first W keys (B, H, n, W)."""
     query, key, value = qkv  # (B, H, Q, D), (B, H, K, D), (B, H, K, Dv)
-    q_len = query.shape[2]
+    mask, causal = masks
+    q_len, k_len = query.shape[2], key.shape[2]
     out = query.new_empty(*query.shape[:3], value.shape[-1])  # (B, H, Q, Dv)
     for start in range(0, q_len, rows):
         stop = min(start + rows, q_len)
+        width = min(stop, k_len) if causal else k_len
         part = None if mask is None or mask.shape[-2] == 1 else mask[..., start:stop, :]  # (B, 1|H, n, K)
-        scores = soft_cap(SCORES.get(score)(module, query[:, :, start:stop], key, scaling), cap)  # (B, H, n, K)
-        scores = apply_mask(scores, mask if part is None else part)
+        scores = SCORES.get(score)(module, query[:, :, start:stop], key[:, :, :width], scaling)  # (B, H, n, W)
+        scores = apply_mask(soft_cap(scores, cap), mask if part is None else part)
+        if causal:
+            scores = mask_future(scores, start)
         weights = F.softmax(scores, dim=-1, dtype=torch.float32) if sinks is None else with_sink(scores, sinks)
         sink.block(weights, start)
-        out[:, :, start:stop] = torch.matmul(weights.to(value.dtype), value)
+        out[:, :, start:stop] = torch.matmul(weights.to(value.dtype), value[:, :, :width])
     return out.transpose(1, 2).contiguous(), None  # (B, Q, H, Dv)

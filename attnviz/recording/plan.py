@@ -59,7 +59,7 @@ class Shape:
 def full_bytes(s: Shape) -> int:
     """Full maps: the kept (layer, B, h, Q, K), one layer's float32 scores and weights in flight, and the mask."""
     kept = s.layers * s.batch * s.heads * s.queries * s.keys * s.store_bytes
-    return kept + 2 * 4 * s.batch * s.model_heads * s.queries * s.keys + 4 * s.batch * s.queries * s.keys
+    return kept + 2 * 4 * s.batch * s.model_heads * s.queries * s.keys + s.batch * s.queries * s.keys
 
 
 def stats_bytes(s: Shape, plan: Plan) -> int:
@@ -69,7 +69,7 @@ def stats_bytes(s: Shape, plan: Plan) -> int:
     rows = 0 if plan.queries is None else (min(plan.queries[1], s.queries) - plan.queries[0]) * s.keys
     kept = s.layers * s.batch * s.heads * (per_head + rows) * 4
     block = min(BLOCK_BYTES, 2 * 4 * s.batch * s.model_heads * s.queries * s.keys)
-    return kept + block + 4 * s.batch * s.queries * s.keys  # the mask is still (Q, K)
+    return kept + block + s.batch * s.queries * s.keys  # a boolean (Q, K) mask where there is padding
 
 
 def resolve(plan: Plan, shape: Shape, budget: int) -> tuple[str, int, str | None]:

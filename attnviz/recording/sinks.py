@@ -171,7 +171,7 @@ class _StatsSink(_Sink):
         self.rec.calls.setdefault(self.key, []).append(self.rows)
         return rows_per_block(b, h, k, BLOCK_BYTES)
 
-    def block(self, weights: torch.Tensor, start: int) -> None:  # (B, H, n, K) rows start .. start + n
+    def block(self, weights: torch.Tensor, start: int) -> None:  # (B, H, n, W <= K) rows start .. start + n
         self.stats.add(weights, start)
         if self.rows is None:
             return
@@ -180,7 +180,7 @@ class _StatsSink(_Sink):
         if a < b:
             part = weights[:, :, a - start: b - start].detach()
             part = part[:, self.heads] if self.heads is not None else part
-            self.rows[:, :, a - lo: b - lo] = part.to("cpu", self.store_dtype)
+            self.rows[:, :, a - lo: b - lo, : part.shape[-1]] = part.to("cpu", self.store_dtype)  # keys past W: 0
 
     def __call__(self, weights: torch.Tensor) -> None:  # the full path ran (gradients on): reduce it in one block
         self.block_rows(tuple(weights.shape))
