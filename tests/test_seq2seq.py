@@ -44,7 +44,7 @@ def test_the_output_is_the_models_own_generate_with_its_generation_config(loaded
 def test_an_output_cut_at_the_limit_is_said_and_one_that_ends_is_not(loaded):
     enc = loaded.encode(TEXTS[:1], answers=Answers(max_new_tokens=3))
     assert enc.batch["decoder_input_ids"].shape == (1, 4)
-    assert enc.notes == ["output was cut at 3 new tokens before its end token; --max-new-tokens allows more"]
+    assert enc.notes == ["input 1 has its output cut at 3 new tokens before its end token; --max-new-tokens allows more"]
     loaded.model.generation_config.forced_eos_token_id = loaded.meta["eos"]  # ends at the limit, with its end
     ended = loaded.encode(TEXTS, answers=Answers(max_new_tokens=3))
     assert ended.notes == [] and ended.batch["decoder_input_ids"][:, -1].tolist() == [loaded.meta["eos"]] * 2
@@ -107,3 +107,20 @@ def test_answer_options_on_a_model_they_do_not_fit_are_one_line_exit_2(args, mes
     res = runner.invoke(app, [*args, "--out", str(tmp_path / "x.png" if args[0] == "heatmap" else tmp_path / "x")])
     assert res.exit_code == 2 and message in res.stderr and len(res.stderr.strip().splitlines()) == 1
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_batch_report_says_which_items_output_was_cut(loaded, tmp_path):
+    from attnviz.report.batch import ReportConfig, run_report
+    from attnviz.report.inputs import read_items
+
+    loaded.answers = Answers(max_new_tokens=2)
+    rows = loaded.encode(TEXTS).batch["decoder_input_ids"].tolist()
+    cut = [loaded.meta["eos"] not in row[1:] for row in rows]
+    assert any(cut)
+    src = tmp_path / "in.txt"
+    src.write_text("\n".join(TEXTS) + "\n", encoding="utf-8")
+    for batch_size in (1, 2):
+        result = run_report(loaded, read_items(src), ReportConfig(out=tmp_path / f"r{batch_size}", views=(),
+                                                                  batch_size=batch_size))
+        said = {r["text"]: any("cut at 2 new tokens" in n for n in r["notes"]) for r in result.records}
+        assert said == dict(zip(TEXTS, cut))

@@ -71,14 +71,12 @@ def decode(loaded, batch: dict, answers: Answers) -> tuple[torch.Tensor, list[st
         ids = _stepwise(loaded, batch, steps)
     eos = loaded.meta.get("eos")
     cut = [i + 1 for i, row in enumerate(ids.tolist()) if eos not in row[1:]]
-    notes = []
-    if cut and ids.shape[1] - 1 >= steps:
-        which = "output" if rows == 1 else "the output of input" + ("s " if len(cut) > 1 else " ") + \
-            ", ".join(map(str, cut))
-        more = "--max-new-tokens allows more" if steps == answers.max_new_tokens else \
-            f"{loaded.name} has {loaded.max_length} positions"
-        notes.append(f"{which} was cut at {steps} new tokens before its end token; {more}")
-    return ids, notes
+    if not cut or ids.shape[1] - 1 < steps:
+        return ids, []
+    more = "--max-new-tokens allows more" if steps == answers.max_new_tokens else \
+        f"{loaded.name} has {loaded.max_length} positions"
+    # one note per input, "input N ...", as every per-input note: a batch report gives each item those naming it
+    return ids, [f"input {i} has its output cut at {steps} new tokens before its end token; {more}" for i in cut]
 
 
 def decoder_mask(ids: torch.Tensor, eos) -> torch.Tensor:
