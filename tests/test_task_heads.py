@@ -220,3 +220,18 @@ def test_a_batch_report_keeps_each_items_head_and_cut_notes(folders, tmp_path):
     mc = load_model(str(folders["mc"]), device="cpu")
     result = run_report(mc, read_items(src), ReportConfig(out=tmp_path / "mc", views=()))
     assert [r["notes"] for r in result.records] == [[mc.meta["head"]]] * 2
+
+
+def test_a_report_measures_a_question_and_context_as_the_pair_the_model_reads(folders, tmp_path):
+    """The pair [CLS] q [SEP] c [SEP] fits the model's 512 positions; the raw text, with its '|||', would not."""
+    from attnviz.report.batch import ReportConfig, run_report
+    from attnviz.report.inputs import read_items
+
+    qa = load_model(str(folders["qa"]), device="cpu")
+    text = f"who lives in paris ? ||| {' '.join(['john lives in paris .'] * 100)} the cat sat on"
+    assert len(qa.encode([text]).batch["input_ids"][0]) == qa.max_length == 512 and not qa.encode([text]).notes
+    assert len(qa.tokenizer(text)["input_ids"]) > qa.max_length
+    src = tmp_path / "qa.txt"
+    src.write_text(text + "\n", encoding="utf-8")
+    result = run_report(qa, read_items(src), ReportConfig(out=tmp_path / "qa", views=()))
+    assert result.skipped == [] and len(result.records[0]["tokens"]) == 512

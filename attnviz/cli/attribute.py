@@ -100,7 +100,7 @@ def _check_memory(loaded, inputs: list[str], on_long: str) -> None:
 
     if loaded.tokenizer is None:
         return
-    longest = max(len(ids) for ids in loaded.tokenizer(list(inputs), truncation=False)["input_ids"])
+    longest = max(loaded.token_counts(list(inputs)))
     seq = min(longest, loaded.max_length) if on_long == "truncate" else longest
     hidden = getattr(getattr(loaded.model, "config", None), "hidden_size", None) or 1024
     per_layer = 3 * loaded.num_heads * seq * seq + 12 * seq * hidden  # float32 values per example

@@ -34,6 +34,18 @@ class PairedModel(LoadedModel):
     """A LoadedModel whose texts may be question-context pairs, ``"QUESTION ||| CONTEXT"``: each becomes the
     tokenizer's pair (B, S); a long context is cut, never the question."""
 
+    def token_counts(self, texts: list[str]) -> list[int]:
+        """Tokens per text as ``encode`` reads it: a text with the separator as the pair (unchecked: what is
+        wrong with it is said when it is encoded)."""
+        paired = [i for i, t in enumerate(texts) if SEPARATOR in t]
+        counts = super().token_counts(texts) if len(paired) < len(texts) else [0] * len(texts)
+        if paired:
+            parts = [[part.strip() for part in texts[i].partition(SEPARATOR)[::2]] for i in paired]
+            found = self.tokenizer([q for q, _ in parts], [c for _, c in parts], truncation=False)["input_ids"]
+            for i, ids in zip(paired, found):
+                counts[i] = len(ids)
+        return counts
+
     def _encode_texts(self, texts: list[str], on_long: str) -> Encoded:
         check_texts(texts)
         paired = [SEPARATOR in t for t in texts]
@@ -45,7 +57,7 @@ class PairedModel(LoadedModel):
             raise BadInput(f"--on-long must be truncate or error, not {on_long!r}")
         questions, contexts = zip(*(split_pair(t, i) for i, t in enumerate(texts)))
         tok = self.tokenizer
-        lengths = [len(ids) for ids in tok(list(questions), list(contexts), truncation=False)["input_ids"]]
+        lengths = self.token_counts(texts)
         notes = []
         for i, n in enumerate(lengths):
             if n > self.max_length:

@@ -97,11 +97,15 @@ class LoadedModel:
             self._add_decoder(enc, answers or self.answers)
         return enc
 
+    def token_counts(self, texts: list[str]) -> list[int]:
+        """How many tokens each text becomes as ``encode`` reads it, special tokens included, before any cut."""
+        return [len(ids) for ids in self.tokenizer(texts, truncation=False, padding=False, return_tensors=None)["input_ids"]]
+
     def _encode_texts(self, texts: list[str], on_long: str) -> Encoded:
         check_texts(texts)
         if on_long not in ("truncate", "error"):
             raise BadInput(f"--on-long must be truncate or error, not {on_long!r}")
-        lengths = [len(ids) for ids in self.tokenizer(texts, truncation=False, padding=False, return_tensors=None)["input_ids"]]
+        lengths = self.token_counts(texts)
         notes = []
         for i, n in enumerate(lengths):
             if n > self.max_length:

@@ -23,8 +23,7 @@ def prepare(loaded, items, on_long: str) -> list[tuple[object, int, str | None]]
     texts = [it.text if it.text is not None else "" for it in items]
     if any(it.image is not None for it in items):
         return [(None, 0, "an image, but the model reads text") if it.image else (it.text, 0, None) for it in items]
-    lengths = [len(ids) for ids in loaded.tokenizer(texts, truncation=False, padding=False,
-                                                    return_tensors=None)["input_ids"]] if texts else []
+    lengths = loaded.token_counts(texts) if texts else []  # as the model reads them (a question-context pair)
     out = []
     for text, n in zip(texts, lengths):
         too_long = n > loaded.max_length and on_long == "skip"
