@@ -184,7 +184,9 @@ def test_the_shipped_sample_model_runs_the_readme_examples(tmp_path):
 @pytest.mark.slow
 def test_the_shipped_sample_model_is_what_the_script_writes(tmp_path):
     """scripts/make_sample_model.py rebuilds the folder: the same config and tokenizer, byte for byte, and the
-    same weights (to float rounding: another CPU may sum in another order)."""
+    same model to float rounding (another CPU may sum in another order). Rounding moves the attention's key bias
+    most (~2e-3 on another CPU): it gets no gradient (a softmax ignores a shift), so Adam steps on rounding noise;
+    it changes no output, so the outputs are compared tightly and the weights loosely."""
     import subprocess
     import sys
 
@@ -198,4 +200,9 @@ def test_the_shipped_sample_model_is_what_the_script_writes(tmp_path):
         assert (tmp_path / name).read_bytes() == (SAMPLE / name).read_bytes(), name
     made, shipped = load_file(tmp_path / "model.safetensors"), load_file(SAMPLE / "model.safetensors")
     assert made.keys() == shipped.keys()
-    assert all(torch.allclose(made[k], shipped[k], atol=1e-3) for k in made)
+    assert all(torch.allclose(made[k], shipped[k], atol=1e-2) for k in made)
+    import transformers as tf
+
+    ids = tf.AutoTokenizer.from_pretrained(SAMPLE)("The movie was 我喜欢这部电影", return_tensors="pt")["input_ids"]
+    logits = [tf.GPT2LMHeadModel.from_pretrained(folder).eval()(ids).logits for folder in (tmp_path, SAMPLE)]
+    assert torch.allclose(*logits, atol=1e-3)
