@@ -18,11 +18,11 @@ MAX_GENERATED = 1000  # fresh toy examples for --generated: each is explained by
 
 @c.loads_models()
 def attribute_cmd(
-    texts: Annotated[Optional[list[str]], typer.Argument(help="input texts (quote each); run as one batch", show_default=False)] = None,
+    texts: Annotated[Optional[list[str]], typer.Argument(help="input texts (quote each; question answering: 'QUESTION ||| CONTEXT'); run as one batch", show_default=False)] = None,
     file: Annotated[Optional[Path], typer.Option("--file", "-f", help="a file with one input per line ('-' for stdin)")] = None,
     method: Annotated[str, typer.Option("--method", help=f"comma-separated methods: {_METHODS}")] = DEFAULT_METHODS,
-    target: Annotated[Optional[str], typer.Option(help="classifier label (name or index); for LMs a vocabulary token or id (default: the prediction)")] = None,
-    target_token: Annotated[Optional[int], typer.Option(help="token position to explain (causal LM: next token after it; masked LM: a [MASK]; seq2seq: output position)")] = None,
+    target: Annotated[Optional[str], typer.Option(help="classifier or token label (name or index); LMs: a token or text; question answering: start, end or span (default: the prediction)")] = None,
+    target_token: Annotated[Optional[int], typer.Option(help="token position to explain (causal LM: next token after it; masked LM: a [MASK]; token labels: the token; seq2seq: output position)")] = None,
     target_span: Annotated[bool, typer.Option("--target-span", help="causal LM: explain every token of a typed --target together (the sum of their log-probabilities), not just the first")] = False,
     reference: Annotated[Optional[str], typer.Option(help="sentence encoders: explain the cosine similarity to this text")] = None,
     steps: Annotated[str, typer.Option(help="integrated-gradients steps, or auto (until the completeness gap is under 1%)")] = "50",
