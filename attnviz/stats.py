@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+CHUNK = 32  # keys per chunk of the top-k search (``BlockStats._top``)
 NAMES = ("entropy", "sink", "distance", "received", "overview", "topk_index", "topk_weight")
 
 
@@ -48,31 +49,44 @@ class BlockStats:
         self.k_starts = np.searchsorted(k_bin.cpu().numpy(), np.arange(self.rk))  # first key of each column
         self.k_pos = torch.arange(k, dtype=torch.float32, device=device)
 
-    def add(self, weights: torch.Tensor, start: int) -> None:
+    def add(self, weights: torch.Tensor, start: int, scores: torch.Tensor | None = None) -> None:
         """Fold in the rows ``start : start + n`` of one call's weights (B, H, n, W), any device or dtype. A block may
-        stop at its W-th key (W <= K, a causal block's last row): the keys after it have weight 0.
+        stop at its W-th key (W <= K, a causal block's last row): the keys after it have weight 0. ``scores`` (B, H,
+        n, W), the scores the softmax took, give the entropy without a logarithm per weight; they are overwritten.
 
-        One pass over the block per statistic, each a fused reduction, a product or numpy's reduceat.
+        One pass over the block per statistic, each a fused reduction or a product; padding queries are zeroed in
+        the (B, H, Q) results and in the row weights of the column sums, never in a copy of the block.
         """
         if self.device is None:
             self._start(weights.device)
         w = weights.detach().to(self.device, torch.float32)  # (B, H, n, W)
         n, width = w.shape[2:]
-        stop = start + n
-        if not self.all_real:
-            w = w * self.query_mask[:, None, start:stop, None]  # padding queries contribute nothing
-        self.rows["entropy"][:, :, start:stop] = -torch.special.xlogy(w, w).sum(-1)
-        self.rows["sink"][:, :, start:stop] = self._sink(w)
-        q_pos = torch.arange(start, stop, dtype=torch.float32, device=self.device) + (self.k_len - self.q_len)
+        rows = slice(start, start + n)
+        real = None if self.all_real else self.query_mask[:, None, rows]  # (B, 1, n)
+        q_pos = torch.arange(start, start + n, dtype=torch.float32, device=self.device) + (self.k_len - self.q_len)
         span = (self.k_pos[None, :width] - q_pos[:, None]).abs_()  # (n, W) |q - k|, built in float32 directly
-        self.rows["distance"][:, :, start:stop] = torch.linalg.vecdot(w, span)
-        ones = torch.ones(1, n, device=self.device)
-        self.received[..., :width] += torch.matmul(ones, w)[:, :, 0]  # (B, H, W): a product, not a strided sum
-        top = (w if width >= self.top_k else torch.nn.functional.pad(w, (0, self.top_k - width))).topk(self.top_k)
-        self.topk_index[:, :, start:stop], self.topk_weight[:, :, start:stop] = top.indices, top.values
-        cols = self._bin_keys(w)  # (B, H, n, bins the W keys reach)
-        q_bin = torch.arange(start, stop, device=self.device) * self.rq // self.q_len  # (n,)
-        self.cells[..., : cols.shape[-1]].index_add_(2, q_bin, cols)
+        found = {"entropy": self._entropy(w, scores), "sink": self._sink(w),
+                 "distance": torch.linalg.vecdot(w, span)}  # a cascaded sum: exact to ~1e-7 at any length
+        top = self._top(w)
+        for name, value in found.items():
+            self.rows[name][:, :, rows] = value if real is None else value * real
+        self.topk_weight[:, :, rows] = top[0] if real is None else top[0] * real[..., None]
+        self.topk_index[:, :, rows] = top[1]
+        self._columns(w, start, real)
+
+    def _entropy(self, w: torch.Tensor, scores: torch.Tensor | None) -> torch.Tensor:
+        """-sum w log w (B, H, n). From the scores s: log w = (s - max s) + log(max w), as the largest score has the
+        largest weight, so the entropy is -sum w (s - max s) - log(max w) * sum w: two sums of terms of one sign, no
+        logarithm per weight. It holds beside gpt-oss's sink too (the row's weights then sum to less than 1). A row
+        with an infinite score (a -inf mask) falls back to the definition."""
+        plain = lambda: -torch.special.xlogy(w, w).sum(-1)  # noqa: E731
+        if scores is None:
+            return plain()
+        s = scores.detach().to(self.device, torch.float32)
+        s = s.sub_(s.amax(-1, keepdim=True))  # (B, H, n, W) s - max s <= 0, in place: the kernel is done with them
+        # two maxima cost less than one max with its index
+        entropy = torch.linalg.vecdot(w, s).neg_().sub_(w.amax(-1).log_().mul_(w.sum(-1)))  # (B, H, n)
+        return entropy if bool(torch.isfinite(entropy).all()) else plain()
 
     def _sink(self, w: torch.Tensor) -> torch.Tensor:
         """(B, H, n, W) -> (B, H, n): each row's weight on its example's first real key (0 past the block's keys)."""
@@ -80,8 +94,45 @@ class BlockStats:
         share = w.gather(-1, first)[..., 0]
         return share if bool((self.first_key < w.shape[-1]).all()) else share * (self.first_key < w.shape[-1])[:, None, None]
 
+    def _top(self, w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(values, keys) (B, H, n, k) of each row's k largest weights, searched among the keys of the k chunks of
+        CHUNK keys whose largest weights are largest (and the last partial chunk): any other chunk has k chunks
+        above it, each holding a weight at least as large as all of its own, so the values are exact (a tie may name
+        another key of the same weight)."""
+        k, width = self.top_k, w.shape[-1]
+        if width < k:
+            w = torch.nn.functional.pad(w, (0, k - width))  # the keys past W weigh 0
+        chunks = width // CHUNK
+        if chunks <= 4 * k:
+            top = w.topk(k)
+            return top.values, top.indices
+        body = w[..., : chunks * CHUNK].unflatten(-1, (chunks, CHUNK))  # (B, H, n, C, CHUNK), a view
+        best = body.amax(-1).topk(k).indices  # (B, H, n, k) chunks
+        keys = (best[..., None] * CHUNK + torch.arange(CHUNK, device=w.device)).flatten(-2)  # (B, H, n, k * CHUNK)
+        picked = body.gather(-2, best[..., None].expand(*best.shape, CHUNK)).flatten(-2)  # (B, H, n, k * CHUNK)
+        if width > chunks * CHUNK:
+            tail = torch.arange(chunks * CHUNK, width, device=w.device).expand(*keys.shape[:3], -1)
+            keys, picked = torch.cat([keys, tail], -1), torch.cat([picked, w[..., chunks * CHUNK:]], -1)
+        top = picked.topk(k)
+        return top.values, keys.gather(-1, top.indices)
+
+    def _columns(self, w: torch.Tensor, start: int, real: torch.Tensor | None) -> None:
+        """The column sums: each key's received weight, and the overview's cells. The block's rows are first summed
+        by overview row (one product with a (rows, n) one-hot, the padding queries' rows weighted 0); the key
+        columns are then binned on those few rows."""
+        n, width = w.shape[2:]
+        q_bin = torch.arange(start, start + n, device=self.device) * self.rq // self.q_len  # (n,)
+        first = int(q_bin[0])
+        group = torch.nn.functional.one_hot(q_bin - first, int(q_bin[-1]) - first + 1).T.float()  # (r, n)
+        if real is not None:
+            group = group * real[:, :, None, :]  # (B, 1, r, n)
+        by_row = torch.matmul(group, w)  # (B, H, r, W)
+        self.received[..., :width] += by_row.sum(-2)
+        cols = self._bin_keys(by_row)  # (B, H, r, bins the W keys reach)
+        self.cells[..., first: first + by_row.shape[2], : cols.shape[-1]] += cols
+
     def _bin_keys(self, w: torch.Tensor) -> torch.Tensor:
-        """(B, H, n, W) -> (B, H, n, bins) sums over each overview column's keys, for the columns whose first key is
+        """(B, H, r, W) -> (B, H, r, bins) sums over each overview column's keys, for the columns whose first key is
         among the W: numpy's reduceat on the CPU (one pass), a product with the one-hot bin matrix elsewhere (a GPU
         multiplies faster than it scatters)."""
         width = w.shape[-1]

@@ -267,7 +267,7 @@ class _Blocks:
         self.keys = shape[3]
         return self.rows
 
-    def block(self, weights: torch.Tensor, start: int) -> None:  # (B, H, n, W <= K)
+    def block(self, weights: torch.Tensor, start: int, scores: torch.Tensor) -> None:  # (B, H, n, W <= K)
         self.seen.append(F.pad(weights, (0, self.keys - weights.shape[-1])))
 
 

@@ -88,6 +88,26 @@ def test_causal_statistics_without_padding_equal_eager(block_bytes, tmp_path, mo
     assert (maps.weights - eager[:, :, :, 0:2]).abs().max().item() <= 1e-6
 
 
+def test_statistics_of_long_causal_blocks_equal_the_definitions():
+    """Rows long enough for the chunked top-k search (``stats.CHUNK``), blocks cut at their last row's key, peaked
+    rows with large scores (the entropy is taken from the scores), and an example whose last queries are padding."""
+    from attnviz.stats import BlockStats
+
+    b, h, n, rows = 2, 3, 700, 64
+    gen = torch.Generator().manual_seed(0)
+    scores = torch.randn(b, h, n, n, generator=gen) * 6 + 300  # (B, H, Q, K)
+    scores[0, 1, :, 5] = 400.0  # one key takes nearly everything: entropies near 0
+    scores.masked_fill_(torch.ones(n, n, dtype=torch.bool).triu(1), torch.finfo(torch.float32).min)
+    weights = torch.softmax(scores, -1)
+    mask = torch.ones(b, n)
+    mask[1, -100:] = 0
+    acc = BlockStats((b, h, n, n), torch.zeros(b), mask, TOP_K, R)
+    for start in range(0, n, rows):
+        stop = min(start + rows, n)
+        acc.add(weights[:, :, start:stop, :stop], start, scores[:, :, start:stop, :stop].clone())
+    assert_stats({name: t[None] for name, t in acc.result(None).items()}, "", weights[None], mask, mask)
+
+
 def test_t5_encoder_decoder_and_cross_statistics_equal_eager(tmp_path):
     folder = save("t5", tmp_path)
     loaded = load_model(str(folder), device="cpu")

@@ -255,7 +255,7 @@ def attention(
 
 def _blocked(module, qkv, masks, scaling, score, cap, sinks, sink, rows: int):
     """The same arithmetic as the full path, ``rows`` queries at a time: each block's softmax is exact (its rows are
-    whole), the sink reduces it (``sink.block(weights, start)``), and no (Q, K) tensor ever exists.
+    whole), the sink reduces it (``sink.block(weights, start, scores)``), and no (Q, K) tensor ever exists.
 
     Under a causal mask a block's rows see no key past its last row: the keys after it (weight exactly 0) are not
     computed, and the sink gets the block's first W keys (B, H, n, W)."""
@@ -272,6 +272,6 @@ def _blocked(module, qkv, masks, scaling, score, cap, sinks, sink, rows: int):
         if causal:
             scores = mask_future(scores, start)
         weights = F.softmax(scores, dim=-1, dtype=torch.float32) if sinks is None else with_sink(scores, sinks)
-        sink.block(weights, start)
+        sink.block(weights, start, scores)
         out[:, :, start:stop] = torch.matmul(weights.to(value.dtype), value[:, :, :width])
     return out.transpose(1, 2).contiguous(), None  # (B, Q, H, Dv)

@@ -171,8 +171,10 @@ class _StatsSink(_Sink):
         self.rec.calls.setdefault(self.key, []).append(self.rows)
         return rows_per_block(b, h, k, BLOCK_BYTES)
 
-    def block(self, weights: torch.Tensor, start: int) -> None:  # (B, H, n, W <= K) rows start .. start + n
-        self.stats.add(weights, start)
+    def block(self, weights: torch.Tensor, start: int, scores: torch.Tensor | None = None) -> None:
+        """Rows ``start .. start + n`` of the weights (B, H, n, W <= K), and the scores the softmax took (which the
+        statistics overwrite)."""
+        self.stats.add(weights, start, scores)
         if self.rows is None:
             return
         lo, hi = self.plan.queries[0], self.plan.queries[0] + self.rows.shape[2]
