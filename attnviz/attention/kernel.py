@@ -157,9 +157,12 @@ def mask_future(scores: torch.Tensor, start: int) -> torch.Tensor:
     keys up to its own position (top-left aligned, as SDPA's ``is_causal``); the rest get the dtype's min, as a
     boolean mask does."""
     n, width = scores.shape[-2:]
+    if width <= start + 1:  # every key is at or before the first row
+        return scores
     rows = torch.arange(start, start + n, device=scores.device)
-    future = torch.arange(width, device=scores.device)[None, :] > rows[:, None]  # (n, W)
-    return scores.masked_fill_(future, torch.finfo(scores.dtype).min)
+    future = torch.arange(start + 1, width, device=scores.device)[None, :] > rows[:, None]  # (n, W - start - 1)
+    scores[..., start + 1:].masked_fill_(future, torch.finfo(scores.dtype).min)  # only keys past the first row
+    return scores
 
 
 def soft_cap(scores: torch.Tensor, cap: float | None) -> torch.Tensor:
