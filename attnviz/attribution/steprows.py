@@ -46,9 +46,9 @@ def rows_context(loaded, forced: Forced, rows: list[StepRow], fill: int, chunk: 
     batch = {"input_ids": ids, "attention_mask": mask}
     explained = tuple(tuple(forced.answers[r.example][r.first: r.last + 1]) for r in rows)
     with torch.no_grad():
-        out = loaded.model(**batch)
         embeds = loaded.model.get_input_embeddings()(ids).detach()  # (n, S', D)
-    target = TARGETS.get("generated-token")(loaded, batch, out, TargetSpec(label=explained))
+    # no forward pass of its own: each step's probability comes from the teacher-forced pass over the answer
+    target = TARGETS.get("generated-token")(loaded, batch, None, TargetSpec(label=explained))
     specials = torch.tensor(getattr(loaded.tokenizer, "all_special_ids", []), device=ids.device, dtype=ids.dtype)
     special = torch.isin(ids, specials) | (mask == 0)  # (n, S')
     tokens = [token_names(loaded.tokenizer, row.tolist()) for row in ids]

@@ -51,11 +51,13 @@ def generated_token_target(loaded, batch, out, spec: TargetSpec) -> Target:
     rows = torch.zeros(mask.shape, device=device)
     rows.scatter_(1, at, 1.0 / k)  # the target reads the rows predicting its tokens, equally
     every = torch.arange(mask.shape[0], device=device)
-    pred = out.logits.float()[every, last].argmax(-1)
     names = [token_names(loaded.tokenizer, r) for r in tok.tolist()]
+    prediction, probability = [], []  # with no output (the rows of `generate`, whose teacher-forced pass has them)
+    if out is not None:
+        prediction = token_names(loaded.tokenizer, out.logits.float()[every, last].argmax(-1).tolist())
+        probability = prob(out, every).tolist()
     return Target(
         score=score, prob=prob, rows=rows, stack="decoder",
         describe=[f"answer {''.join(n)!r} read at position {a[0]}" for n, a in zip(names, at.tolist())],
-        prediction=token_names(loaded.tokenizer, pred.tolist()),
-        probability=prob(out, every).tolist(),
+        prediction=prediction, probability=probability,
     )
