@@ -306,6 +306,20 @@ def test_a_missing_mask_on_a_causal_module_is_sdpas_causal_mask_on_every_path(bi
     assert maxdiff(one, full[:, :, -1:]) <= EXACT
 
 
+@pytest.mark.parametrize("extra", [{}, {"s_aux": torch.tensor([0.5, -1.0, 2.0, 0.0])}, {"softcap": 1.0}],
+                         ids=["plain", "sinks", "softcap"])
+def test_grouped_query_blocks_equal_the_full_path(extra):
+    """The blocked path multiplies each key head with its group of query heads at once; per head (gpt-oss's sinks)
+    and per score (softcap) the arithmetic is the full path's."""
+    q, k, v = _qkv(h=4, hkv=2, q=6, k=6)
+    for mask, attrs in ((None, {"is_causal": True}), (_bool_mask(6, 6), {})):
+        want_out, want = _recorded_call(_module(num_key_value_groups=2, **attrs), q, k, v, mask, scaling=0.3, **extra)
+        for rows in (1, 4):
+            out, got = _blocked_call(_module(num_key_value_groups=2, **attrs), q, k, v, mask, scaling=0.3, rows=rows,
+                                     **extra)
+            assert maxdiff(got, want) <= EXACT and maxdiff(out, want_out) <= ALONE
+
+
 def test_softcap_is_applied_before_the_mask_as_gemma2_does():
     q, k, v = _qkv()
     mask = torch.zeros(q.shape[2], k.shape[2]).masked_fill(torch.ones(q.shape[2], k.shape[2]).triu(1).bool(), -1e9)

@@ -224,13 +224,18 @@ def attention(
     causal = is_causal(module, query, attention_mask, kwargs)
     attention_mask = add_bias(attention_mask, kwargs.get("position_bias"))
     groups = getattr(module, "num_key_value_groups", None) or query.shape[1] // key.shape[1]
-    key, value = repeat_kv(key, groups), repeat_kv(value, groups)
     if scaling is None:
         scaling = query.shape[-1] ** -0.5
     score = kwargs.get("score") or getattr(module, "attnviz_score", "scaled-dot")
     sink = getattr(module, SINK, None)
     drop = dropout if module.training else 0.0
     cap, sinks = kwargs.get("softcap"), kwargs.get("s_aux")
+    rows = sink.block_rows((query.shape[0], query.shape[1], query.shape[2], key.shape[2])) \
+        if hasattr(sink, "block_rows") and not (torch.is_grad_enabled() or module.training) else None
+    if rows:
+        return _blocked(module, (query, key, value, groups), (attention_mask, causal), scaling, (score, cap, sinks),
+                        sink, rows)
+    key, value = repeat_kv(key, groups), repeat_kv(value, groups)
     if sink is None and score == "scaled-dot" and cap is None and sinks is None:
         mask = attention_mask[..., : key.shape[-2]] if attention_mask is not None else None
         if mask is not None and mask.dtype != torch.bool:
@@ -240,10 +245,6 @@ def attention(
         out = F.scaled_dot_product_attention(query, key, value, attn_mask=mask, dropout_p=drop, scale=scaling,
                                              is_causal=causal and mask is None)
         return out.transpose(1, 2).contiguous(), None  # (B, Q, H, Dv)
-    rows = sink.block_rows((query.shape[0], query.shape[1], query.shape[2], key.shape[2])) \
-        if hasattr(sink, "block_rows") and not (torch.is_grad_enabled() or module.training) else None
-    if rows:
-        return _blocked(module, (query, key, value), (attention_mask, causal), scaling, score, cap, sinks, sink, rows)
     scores = soft_cap(SCORES.get(score)(module, query, key, scaling), cap)  # (B, H, Q, K)
     scores = apply_mask(scores, attention_mask)
     if causal:
@@ -256,25 +257,30 @@ def attention(
     return out.transpose(1, 2).contiguous(), weights  # (B, Q, H, Dv)
 
 
-def _blocked(module, qkv, masks, scaling, score, cap, sinks, sink, rows: int):
+def _blocked(module, qkvg, masks, scaling, how, sink, rows: int):
     """The same arithmetic as the full path, ``rows`` queries at a time: each block's softmax is exact (its rows are
     whole), the sink reduces it (``sink.block(weights, start, scores)``), and no (Q, K) tensor ever exists.
 
     Under a causal mask a block's rows see no key past its last row: the keys after it (weight exactly 0) are not
-    computed, and the sink gets the block's first W keys (B, H, n, W)."""
-    query, key, value = qkv  # (B, H, Q, D), (B, H, K, D), (B, H, K, Dv)
-    mask, causal = masks
-    q_len, k_len = query.shape[2], key.shape[2]
-    out = query.new_empty(*query.shape[:3], value.shape[-1])  # (B, H, Q, Dv)
+    computed, and the sink gets the block's first W keys (B, H, n, W). The query heads that share a key head
+    (grouped-query attention) are multiplied with it as one (groups * n)-row matrix: fewer, larger products, and
+    the keys are never repeated."""
+    query, key, value, groups = qkvg  # (B, H, Q, D), (B, Hkv, K, D), (B, Hkv, K, Dv), H // Hkv
+    (mask, causal), (score, cap, sinks) = masks, how
+    b, h, q_len, _ = query.shape
+    k_len = key.shape[2]
+    out = query.new_empty(b, q_len, h, value.shape[-1])  # (B, Q, H, Dv)
     for start in range(0, q_len, rows):
         stop = min(start + rows, q_len)
-        width = min(stop, k_len) if causal else k_len
+        n, width = stop - start, min(stop, k_len) if causal else k_len
         part = None if mask is None or mask.shape[-2] == 1 else mask[..., start:stop, :]  # (B, 1|H, n, K)
-        scores = SCORES.get(score)(module, query[:, :, start:stop], key[:, :, :width], scaling)  # (B, H, n, W)
+        grouped = query[:, :, start:stop].reshape(b, h // groups, groups * n, -1)  # (B, Hkv, G * n, D)
+        scores = SCORES.get(score)(module, grouped, key[:, :, :width], scaling).reshape(b, h, n, width)  # (B, H, n, W)
         scores = apply_mask(soft_cap(scores, cap), mask if part is None else part)
         if causal:
             scores = mask_future(scores, start)
         weights = F.softmax(scores, dim=-1, dtype=torch.float32) if sinks is None else with_sink(scores, sinks)
         sink.block(weights, start, scores)
-        out[:, :, start:stop] = torch.matmul(weights.to(value.dtype), value[:, :, :width])
-    return out.transpose(1, 2).contiguous(), None  # (B, Q, H, Dv)
+        mixed = torch.matmul(weights.to(value.dtype).reshape(b, h // groups, groups * n, width), value[:, :, :width])
+        out[:, start:stop] = mixed.reshape(b, h, n, -1).transpose(1, 2)  # (B, n, H, Dv)
+    return out, None  # (B, Q, H, Dv)
