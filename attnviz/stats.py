@@ -65,8 +65,10 @@ class BlockStats:
         real = None if self.all_real else self.query_mask[:, None, rows]  # (B, 1, n)
         q_pos = torch.arange(start, start + n, dtype=torch.float32, device=self.device) + (self.k_len - self.q_len)
         span = (self.k_pos[None, :width] - q_pos[:, None]).abs_()  # (n, W) |q - k|, built in float32 directly
-        found = {"entropy": self._entropy(w, scores), "sink": self._sink(w),
-                 "distance": torch.linalg.vecdot(w, span)}  # a cascaded sum: exact to ~1e-7 at any length
+        entropy, spare = self._entropy(w, scores)
+        # w |q - k| into the scores' memory once the entropy is taken from them; a cascaded sum: ~1e-7 at any length
+        distance = (w * span if spare is None else torch.mul(w, span, out=spare)).sum(-1)
+        found = {"entropy": entropy, "sink": self._sink(w), "distance": distance}
         top = self._top(w)
         for name, value in found.items():
             self.rows[name][:, :, rows] = value if real is None else value * real
@@ -74,19 +76,20 @@ class BlockStats:
         self.topk_index[:, :, rows] = top[1]
         self._columns(w, start, real)
 
-    def _entropy(self, w: torch.Tensor, scores: torch.Tensor | None) -> torch.Tensor:
-        """-sum w log w (B, H, n). From the scores s: log w = (s - max s) + log(max w), as the largest score has the
-        largest weight, so the entropy is -sum w (s - max s) - log(max w) * sum w: two sums of terms of one sign, no
-        logarithm per weight. It holds beside gpt-oss's sink too (the row's weights then sum to less than 1). A row
-        with an infinite score (a -inf mask) falls back to the definition."""
+    def _entropy(self, w: torch.Tensor, scores: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(-sum w log w (B, H, n), the scores' memory (B, H, n, W) free for reuse, or None). From the scores s:
+        log w = (s - max s) + log(max w), as the largest score has the largest weight, so the entropy is
+        -sum w (s - max s) - log(max w) * sum w: two sums of terms of one sign, no logarithm per weight. It holds
+        beside gpt-oss's sink too (the row's weights then sum to less than 1). A row with an infinite score (a -inf
+        mask) falls back to the definition."""
         plain = lambda: -torch.special.xlogy(w, w).sum(-1)  # noqa: E731
         if scores is None:
-            return plain()
-        s = scores.detach().to(self.device, torch.float32)
-        s = s.sub_(s.amax(-1, keepdim=True))  # (B, H, n, W) s - max s <= 0, in place: the kernel is done with them
+            return plain(), None
+        s = scores.detach().to(self.device, torch.float32)  # (B, H, n, W), in place: the kernel is done with them
         # two maxima cost less than one max with its index
-        entropy = torch.linalg.vecdot(w, s).neg_().sub_(w.amax(-1).log_().mul_(w.sum(-1)))  # (B, H, n)
-        return entropy if bool(torch.isfinite(entropy).all()) else plain()
+        spread = s.sub_(s.amax(-1, keepdim=True)).mul_(w).sum(-1)  # (B, H, n) sum w (s - max s) <= 0
+        entropy = spread.neg_().sub_(w.amax(-1).log_().mul_(w.sum(-1)))  # (B, H, n)
+        return (entropy if bool(torch.isfinite(entropy).all()) else plain()), s
 
     def _sink(self, w: torch.Tensor) -> torch.Tensor:
         """(B, H, n, W) -> (B, H, n): each row's weight on its example's first real key (0 past the block's keys)."""
