@@ -101,6 +101,7 @@ def test_the_cli_takes_answer_and_max_new_tokens(folder, tmp_path):
 @pytest.mark.parametrize("args, message", [
     (["heatmap", "hi", "--answer", "x"], "--answer is for encoder-decoder models"),
     (["capture", "hi", "--model", "toy-induction", "--max-new-tokens", "5"], "`attnviz generate` explains"),
+    (["heatmap", "hi", "--max-new-tokens", "64"], "--max-new-tokens is for encoder-decoder models"),  # the default's value
     (["attribute", "hi", "--max-new-tokens", "0"], "--max-new-tokens must be a whole number"),
 ])
 def test_answer_options_on_a_model_they_do_not_fit_are_one_line_exit_2(args, message, tmp_path):

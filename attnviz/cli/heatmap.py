@@ -20,7 +20,7 @@ Overview = Annotated[int, typer.Option(help="side R of the pooled R x R overview
 Queries = Annotated[Optional[str], typer.Option(help="query rows kept whole with statistics, e.g. 4000-4095")]
 MaxMemory = Annotated[Optional[str], typer.Option("--max-memory", help="what the capture may keep, e.g. 8GiB "
                                                                        "(default: 70% of the free memory)")]
-MaxNew = Annotated[int, typer.Option(help="encoder-decoder models: most output tokens the model generates")]
+MaxNew = Annotated[Optional[int], typer.Option(help="encoder-decoder models: most output tokens the model generates [default: 64]", show_default=False)]
 Answer = Annotated[Optional[list[str]], typer.Option(metavar="TEXT", help="encoder-decoder models: the output to show instead of "
                                                           "the model's own (once for every input, or once each)")]
 
@@ -29,7 +29,7 @@ def _long(keep, top_k, overview, queries, max_memory) -> dict:
     return {"keep": keep, "top_k": top_k, "overview": overview, "queries": queries, "max_memory": max_memory}
 
 
-def _capture_config(texts, file, model, loader: c.Loader, max_new_tokens=64, answer=None, **options):
+def _capture_config(texts, file, model, loader: c.Loader, max_new_tokens=None, answer=None, **options):
     """The library's CaptureConfig: the inputs read here, once (standard input can be read only once)."""
     from attnviz.models.seq2seq import Answers
     from attnviz.report.capture import CaptureConfig
@@ -71,7 +71,7 @@ def capture_cmd(
     overview: Overview = 64,
     queries: Queries = None,
     max_memory: MaxMemory = None,
-    max_new_tokens: MaxNew = 64,
+    max_new_tokens: MaxNew = None,
     answer: Answer = None,
     loader: c.Loader = c.Loader(),
 ):
@@ -115,7 +115,7 @@ def heatmap_cmd(
     overview: Overview = 64,
     queries: Queries = None,
     max_memory: MaxMemory = None,
-    max_new_tokens: MaxNew = 64,
+    max_new_tokens: MaxNew = None,
     answer: Answer = None,
     loader: c.Loader = c.Loader(),
 ):

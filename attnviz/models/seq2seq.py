@@ -21,15 +21,19 @@ MAX_NEW_TOKENS = 64
 
 @dataclass(frozen=True)
 class Answers:
-    """How an encoder-decoder's output is made: decoded by the model, at most ``max_new_tokens`` new tokens,
-    or ``given`` (one text for every input, or one per input) and teacher-forced."""
+    """How an encoder-decoder's output is made: decoded by the model, at most ``max_new_tokens`` new tokens (None:
+    not asked for, MAX_NEW_TOKENS), or ``given`` (one text for every input, or one per input) and teacher-forced."""
 
-    max_new_tokens: int = MAX_NEW_TOKENS
+    max_new_tokens: int | None = None
     given: tuple[str, ...] = ()
+
+    @property
+    def limit(self) -> int:
+        return MAX_NEW_TOKENS if self.max_new_tokens is None else self.max_new_tokens
 
     def __post_init__(self):
         n = self.max_new_tokens
-        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
             raise BadInput(f"--max-new-tokens must be a whole number of at least 1, not {n!r}")
         if isinstance(self.given, str):
             object.__setattr__(self, "given", (self.given,))
@@ -50,7 +54,7 @@ class Answers:
 
 def check_answers(loaded, answers: Answers) -> None:
     """A given answer or a length limit is for an encoder-decoder; other models are refused with what fits."""
-    if loaded.kind != "encoder-decoder" and (answers.given or answers.max_new_tokens != MAX_NEW_TOKENS):
+    if loaded.kind != "encoder-decoder" and (answers.given or answers.max_new_tokens is not None):
         what = "--answer" if answers.given else "--max-new-tokens"
         fits = ("`attnviz generate` explains a causal LM's answer (it takes --answer and --max-new-tokens)"
                 if loaded.task == "causal-lm" else "this model reads its input alone")
@@ -64,7 +68,7 @@ def decode(loaded, batch: dict, answers: Answers) -> tuple[torch.Tensor, list[st
     given = answers.per_input(rows)
     if given is not None:
         return _forced(loaded, given), []
-    steps = min(answers.max_new_tokens, loaded.max_length - 1)  # the decoder's positions hold the start too
+    steps = min(answers.limit, loaded.max_length - 1)  # the decoder's positions hold the start too
     if callable(getattr(loaded.model, "generate", None)):
         ids = _generate(loaded, batch, steps)
     else:
@@ -73,7 +77,7 @@ def decode(loaded, batch: dict, answers: Answers) -> tuple[torch.Tensor, list[st
     cut = [i + 1 for i, row in enumerate(ids.tolist()) if eos not in row[1:]]
     if not cut or ids.shape[1] - 1 < steps:
         return ids, []
-    more = "--max-new-tokens allows more" if steps == answers.max_new_tokens else \
+    more = "--max-new-tokens allows more" if steps == answers.limit else \
         f"{loaded.name} has {loaded.max_length} positions"
     # one note per input, "input N ...", as every per-input note: a batch report gives each item those naming it
     return ids, [f"input {i} has its output cut at {steps} new tokens before its end token; {more}" for i in cut]
