@@ -38,7 +38,7 @@ def attribute_cmd(
     granularity: Annotated[str, typer.Option(help="token, word or char: scores summed over the tokens of a word "
                                                   "(or the byte pieces of a character)")] = "token",
     on_long: c.OnLong = "truncate",
-    max_new_tokens: Annotated[Optional[int], typer.Option(help="encoder-decoder models: most output tokens the model generates [default: 64]", show_default=False)] = None,
+    max_new_tokens: Annotated[Optional[int], typer.Option(help="encoder-decoder models: most output tokens the model generates (default 64)", show_default=False)] = None,
     answer: Annotated[Optional[list[str]], typer.Option(metavar="TEXT", help="encoder-decoder models: the output to explain instead "
                                                              "of the model's own (once for all inputs, or once each)")] = None,
     loader: c.Loader = c.Loader(),

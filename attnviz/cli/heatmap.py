@@ -20,7 +20,7 @@ Overview = Annotated[int, typer.Option(help="side R of the pooled R x R overview
 Queries = Annotated[Optional[str], typer.Option(help="query rows kept whole with statistics, e.g. 4000-4095")]
 MaxMemory = Annotated[Optional[str], typer.Option("--max-memory", help="what the capture may keep, e.g. 8GiB "
                                                                        "(default: 70% of the free memory)")]
-MaxNew = Annotated[Optional[int], typer.Option(help="encoder-decoder models: most output tokens the model generates [default: 64]", show_default=False)]
+MaxNew = Annotated[Optional[int], typer.Option(help="encoder-decoder models: most output tokens the model generates (default 64)", show_default=False)]
 Answer = Annotated[Optional[list[str]], typer.Option(metavar="TEXT", help="encoder-decoder models: the output to show instead of "
                                                           "the model's own (once for every input, or once each)")]
 
