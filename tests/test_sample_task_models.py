@@ -67,6 +67,7 @@ def test_the_readme_examples_on_the_task_models_run_as_written(tmp_path, monkeyp
                 if flag in ("--model", "-m") and value.rstrip("/") in ("sample_inputs/bert-ner", "sample_inputs/bert-qa")]
     assert {cmd[cmd.index("--model") + 1] for cmd in examples} == {"sample_inputs/bert-ner", "sample_inputs/bert-qa"}
     monkeypatch.chdir(tmp_path)
+    (tmp_path / "outputs").mkdir()  # made by the README's first command, which writes its PNGs there
     for cmd in examples:
         args = [str(ROOT / a) if a.startswith("sample_inputs/") else a for a in cmd[1:]]
         res = CliRunner().invoke(app, args)
