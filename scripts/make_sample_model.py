@@ -84,24 +84,38 @@ def model(vocab: int, steps: int, tok):
     return lm, loss.item()
 
 
-def write(out: Path = OUT, steps: int = 300) -> float:
-    """Write the folder; returns the last training loss."""
+# what save_pretrained writes for these folders: a rebuild replaces them and leaves any other file alone
+WRITTEN = ("config.json", "generation_config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json",
+           "special_tokens_map.json", "vocab.txt")
+
+
+def deterministic() -> None:
+    """Quiet, offline, one thread and deterministic kernels: the same sums in the same order on every run."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import torch
     import transformers as tf
 
     tf.utils.logging.set_verbosity_error()
     tf.utils.logging.disable_progress_bar()
-    torch.set_num_threads(1)  # one thread: the same sums in the same order on every run
+    torch.set_num_threads(1)
     torch.use_deterministic_algorithms(True)
+
+
+def save(folder: Path, trained, tok) -> None:
+    """The model and tokenizer into ``folder``, after removing what an earlier run of these scripts wrote there."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in WRITTEN:
+        (folder / name).unlink(missing_ok=True)
+    trained.save_pretrained(folder)
+    tok.save_pretrained(folder)
+
+
+def write(out: Path = OUT, steps: int = 300) -> float:
+    """Write the folder; returns the last training loss."""
+    deterministic()
     tok = tokenizer()
     lm, loss = model(len(tok), steps, tok)
-    out.mkdir(parents=True, exist_ok=True)
-    for old in out.iterdir():
-        if old.is_file():
-            old.unlink()
-    lm.save_pretrained(out)
-    tok.save_pretrained(out)
+    save(out, lm, tok)
     return loss
 
 

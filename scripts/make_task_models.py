@@ -26,9 +26,12 @@ The run is deterministic: the same versions of torch, transformers and tokenizer
 from __future__ import annotations
 
 import argparse
-import os
 import re
+import sys
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # its sibling, however this file is loaded
+from make_sample_model import deterministic, save  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "sample_inputs"
@@ -194,24 +197,11 @@ def check(core, ner, qa) -> None:
 
 def write(out: Path = OUT, steps: int = 500) -> dict[str, float]:
     """Write out/bert-ner and out/bert-qa; returns each one's last training loss."""
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    import torch
-    import transformers as tf
-
-    tf.utils.logging.set_verbosity_error()
-    tf.utils.logging.disable_progress_bar()
-    torch.set_num_threads(1)  # one thread: the same sums in the same order on every run
-    torch.use_deterministic_algorithms(True)
+    deterministic()
     tok, made = models(steps)
     losses = {}
     for name, (model, loss) in made.items():
-        folder = out / name
-        folder.mkdir(parents=True, exist_ok=True)
-        for old in folder.iterdir():
-            if old.is_file():
-                old.unlink()
-        model.save_pretrained(folder)
-        tok.save_pretrained(folder)
+        save(out / name, model, tok)
         losses[name] = loss
     return losses
 
