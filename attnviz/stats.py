@@ -65,31 +65,30 @@ class BlockStats:
         real = None if self.all_real else self.query_mask[:, None, rows]  # (B, 1, n)
         q_pos = torch.arange(start, start + n, dtype=torch.float32, device=self.device) + (self.k_len - self.q_len)
         span = (self.k_pos[None, :width] - q_pos[:, None]).abs_()  # (n, W) |q - k|, built in float32 directly
-        entropy, spare = self._entropy(w, scores)
-        # w |q - k| into the scores' memory once the entropy is taken from them; a cascaded sum: ~1e-7 at any length
-        distance = (w * span if spare is None else torch.mul(w, span, out=spare)).sum(-1)
-        found = {"entropy": entropy, "sink": self._sink(w), "distance": distance}
+        # each row's dot product with its own |q - k| row: one product per query, no (B, H, n, W) temporary
+        distance = torch.einsum("bhik,ik->bhi", w, span)
         top = self._top(w)
+        found = {"entropy": self._entropy(w, scores, top), "sink": self._sink(w), "distance": distance}
         for name, value in found.items():
             self.rows[name][:, :, rows] = value if real is None else value * real
         self.topk_weight[:, :, rows] = top[0] if real is None else top[0] * real[..., None]
         self.topk_index[:, :, rows] = top[1]
         self._columns(w, start, real)
 
-    def _entropy(self, w: torch.Tensor, scores: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """(-sum w log w (B, H, n), the scores' memory (B, H, n, W) free for reuse, or None). From the scores s:
-        log w = (s - max s) + log(max w), as the largest score has the largest weight, so the entropy is
-        -sum w (s - max s) - log(max w) * sum w: two sums of terms of one sign, no logarithm per weight. It holds
-        beside gpt-oss's sink too (the row's weights then sum to less than 1). A row with an infinite score (a -inf
-        mask) falls back to the definition."""
+    def _entropy(self, w: torch.Tensor, scores: torch.Tensor | None, top: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        """-sum w log w (B, H, n). From the scores s (overwritten) and the row's largest weight w_j (``top``, the
+        top-k search's first value and key): log w = (s - s_j) + log w_j for every key of a softmax row, so the
+        entropy is -sum w (s - s_j) - log(w_j) * sum w: two sums of terms of one sign (s_j is the largest score), no
+        logarithm per weight and no search for the maxima. It holds beside gpt-oss's sink too (the row's weights then
+        sum to less than 1). A row with an infinite score (a -inf mask) falls back to the definition."""
         plain = lambda: -torch.special.xlogy(w, w).sum(-1)  # noqa: E731
         if scores is None:
-            return plain(), None
+            return plain()
         s = scores.detach().to(self.device, torch.float32)  # (B, H, n, W), in place: the kernel is done with them
-        # two maxima cost less than one max with its index
-        spread = s.sub_(s.amax(-1, keepdim=True)).mul_(w).sum(-1)  # (B, H, n) sum w (s - max s) <= 0
-        entropy = spread.neg_().sub_(w.amax(-1).log_().mul_(w.sum(-1)))  # (B, H, n)
-        return (entropy if bool(torch.isfinite(entropy).all()) else plain()), s
+        largest, key = top[0][..., 0], top[1][..., :1].clamp(max=w.shape[-1] - 1)  # (B, H, n), (B, H, n, 1)
+        spread = s.sub_(s.gather(-1, key)).mul_(w).sum(-1)  # (B, H, n) sum w (s - s_j) <= 0
+        entropy = spread.neg_().sub_(largest.log().mul_(w.sum(-1)))  # (B, H, n)
+        return entropy if bool(torch.isfinite(entropy).all()) else plain()
 
     def _sink(self, w: torch.Tensor) -> torch.Tensor:
         """(B, H, n, W) -> (B, H, n): each row's weight on its example's first real key (0 past the block's keys)."""
@@ -110,7 +109,7 @@ class BlockStats:
             top = w.topk(k)
             return top.values, top.indices
         body = w[..., : chunks * CHUNK].unflatten(-1, (chunks, CHUNK))  # (B, H, n, C, CHUNK), a view
-        best = body.amax(-1).topk(k).indices  # (B, H, n, k) chunks
+        best = body.amax(-1).topk(k, sorted=False).indices  # (B, H, n, k) chunks
         keys = (best[..., None] * CHUNK + torch.arange(CHUNK, device=w.device)).flatten(-2)  # (B, H, n, k * CHUNK)
         picked = body.gather(-2, best[..., None].expand(*best.shape, CHUNK)).flatten(-2)  # (B, H, n, k * CHUNK)
         if width > chunks * CHUNK:

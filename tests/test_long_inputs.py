@@ -230,3 +230,38 @@ def test_the_command_line_keeps_statistics_draws_long_views_and_refuses_what_can
     assert res.exit_code == 2 and "needs about" in res.output and not (tmp_path / "x.safetensors").exists()
     res = run(app, ["heatmap", text, "--queries", "9-2"])
     assert res.exit_code == 2 and "--queries" in res.output
+
+
+def test_causal_blocks_take_more_rows_where_they_see_fewer_keys():
+    """Over a causal input the kernel's early blocks take more query rows (``causal_rows``): no block's scores exceed
+    those of a full block (rows x K), there are about half as many blocks as with a fixed row count, and the
+    output is SDPA's."""
+    import torch.nn.functional as F
+
+    from attnviz.attention.kernel import SINK, attention
+
+    class Counting:  # a statistics sink that only records the blocks it is handed
+        def __init__(self):
+            self.blocks = []
+
+        def block_rows(self, shape):
+            return 4
+
+        def block(self, weights, start, scores=None):
+            self.blocks.append((start, *weights.shape[2:]))
+
+    class Causal(torch.nn.Module):
+        is_causal = True
+
+    gen = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(1, 2, 256, 8, generator=gen) for _ in range(3))
+    module, sink = Causal().eval(), Counting()
+    setattr(module, SINK, sink)
+    with torch.inference_mode():
+        out, _ = attention(module, q, k, v, None)
+    want = F.scaled_dot_product_attention(q, k, v, is_causal=True).transpose(1, 2)
+    assert (out - want).abs().max().item() <= 1e-5
+    starts = [s for s, _, _ in sink.blocks]
+    assert starts == sorted(starts) and starts[0] == 0 and sum(n for _, n, _ in sink.blocks) == 256
+    assert all(n * width <= 4 * 256 and width == s + n for s, n, width in sink.blocks)
+    assert sink.blocks[0][1] > 4 and len(sink.blocks) <= 0.6 * 256 / 4  # 36 against 64

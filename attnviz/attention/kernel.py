@@ -3,98 +3,24 @@
 Every model attnviz runs (its own toys and Hugging Face models) computes attention here. A module
 that carries a callable under ``SINK`` receives its weights (B, H, Q, K); ``capture.recording``
 installs and removes those sinks. A module without a sink and with the standard score takes the
-fused SDPA path, so layers that are not recorded cost what they cost without attnviz.
+fused SDPA path, so layers that are not recorded cost what they cost without attnviz. The score functions and
+mask patterns it computes are in ``scores`` and ``masks``.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Callable
 
 import torch
 import torch.nn.functional as F
 
+from attnviz.attention.masks import MASKS, add_bias, apply_mask, mask_future
+from attnviz.attention.scores import PLAIN, SCORES, soft_cap
 from attnviz.errors import BadInput
-from attnviz.registry import Registry
+
+__all__ = ["MASKS", "SCORES", "SINK", "attention", "repeat_kv"]
 
 SINK = "_attnviz_sink"  # attribute name of the recording callback on an attention module
-
-# name -> fn(module, query, key, scaling) -> scores (B, H, Q, K)
-SCORES: Registry[Callable] = Registry("score function")
-# name -> fn(q_len, k_len, device, **options) -> bool (Q, K), True where attention is allowed
-MASKS: Registry[Callable] = Registry("mask pattern")
-
-
-@SCORES.register("scaled-dot")
-def scaled_dot(module, query, key, scaling):
-    """Vaswani et al. 2017 (arXiv:1706.03762)."""
-    # In place: the product is a fresh tensor that autograd does not need, one allocation fewer than eager.
-    return torch.matmul(query, key.transpose(2, 3)).mul_(scaling)  # (B, H, Q, K)
-
-
-@SCORES.register("dot")
-def dot(module, query, key, scaling):
-    """Luong et al. 2015 (arXiv:1508.04025), unscaled: peaks sharpen as head_dim grows."""
-    return torch.matmul(query, key.transpose(2, 3))  # (B, H, Q, K)
-
-
-@SCORES.register("cosine")
-def cosine(module, query, key, scaling):
-    """Cosine similarity times a temperature (Swin v2, arXiv:2111.09883)."""
-    tau = getattr(module, "cosine_scale", 10.0)
-    q, k = F.normalize(query, dim=-1), F.normalize(key, dim=-1)
-    return torch.matmul(q, k.transpose(2, 3)) * tau  # (B, H, Q, K)
-
-
-@SCORES.register("additive")
-def additive(module, query, key, scaling):
-    """Bahdanau et al. 2014 (arXiv:1409.0473): v^T tanh(W_q q + W_k k), per head."""
-    q = module.add_q(query).unsqueeze(3)  # (B, H, Q, 1, A)
-    k = module.add_k(key).unsqueeze(2)  # (B, H, 1, K, A)
-    return module.add_v(torch.tanh(q + k)).squeeze(-1)  # (B, H, Q, K)
-
-
-@MASKS.register("global")
-def global_mask(q_len, k_len, device, **_):
-    return torch.ones(q_len, k_len, dtype=torch.bool, device=device)
-
-
-@MASKS.register("causal")
-def causal_mask(q_len, k_len, device, **_):
-    # Queries are the last q_len of k_len positions (works with a cache too).
-    return torch.ones(q_len, k_len, dtype=torch.bool, device=device).tril(k_len - q_len)
-
-
-@MASKS.register("local")
-def local_mask(q_len, k_len, device, window=3, **_):
-    """A band of half-width ``window`` (Longformer's sliding window, arXiv:2004.05150)."""
-    q = torch.arange(q_len, device=device)[:, None] + (k_len - q_len)
-    k = torch.arange(k_len, device=device)[None, :]
-    return (q - k).abs() <= window
-
-
-@MASKS.register("strided")
-def strided_mask(q_len, k_len, device, stride=4, **_):
-    """Child et al. 2019 (arXiv:1904.10509): the previous ``stride`` positions plus every stride-th."""
-    q = torch.arange(q_len, device=device)[:, None] + (k_len - q_len)
-    k = torch.arange(k_len, device=device)[None, :]
-    return (k <= q) & (((q - k) < stride) | ((k % stride) == stride - 1))
-
-
-@MASKS.register("axial")
-def axial_mask(q_len, k_len, device, grid=0, prefix=1, **_):
-    """Ho et al. 2019 (arXiv:1912.12180): a patch sees its own row and column of the grid.
-
-    ``prefix`` leading tokens (CLS) see and are seen by everything.
-    """
-    allowed = torch.zeros(q_len, k_len, dtype=torch.bool, device=device)
-    side = grid or math.isqrt(k_len - prefix)
-    pos = torch.arange(k_len - prefix, device=device)
-    row, col = pos // side, pos % side
-    allowed[prefix:, prefix:] = (row[:, None] == row[None, :]) | (col[:, None] == col[None, :])
-    allowed[:prefix, :] = True
-    allowed[:, :prefix] = True
-    return allowed
 
 
 def repeat_kv(states: torch.Tensor, groups: int) -> torch.Tensor:
@@ -103,26 +29,6 @@ def repeat_kv(states: torch.Tensor, groups: int) -> torch.Tensor:
         return states
     b, h, k, d = states.shape
     return states[:, :, None].expand(b, h, groups, k, d).reshape(b, h * groups, k, d)
-
-
-def apply_mask(scores: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-    """Additive float masks are added; boolean masks (True = keep) fill the rest with the dtype's min."""
-    if mask is None:
-        return scores
-    mask = mask[..., : scores.shape[-1]]
-    if mask.dtype == torch.bool:
-        return scores.masked_fill_(~mask, torch.finfo(scores.dtype).min)
-    return scores.add_(mask)  # scores are always a fresh (B, H, Q, K) tensor from a score function
-
-
-def add_bias(mask: torch.Tensor | None, bias: torch.Tensor | None) -> torch.Tensor | None:
-    """T5's relative position bias (1 or B, H, Q, K) and the mask become one additive float mask."""
-    if bias is None or mask is None:
-        return mask if bias is None else bias
-    mask = mask[..., : bias.shape[-1]]
-    if mask.dtype == torch.bool:
-        return torch.where(mask, bias, torch.finfo(bias.dtype).min)
-    return bias + mask
 
 
 # Keywords the attention interface passes that do not change the arithmetic here: positions and sliding windows
@@ -150,24 +56,6 @@ def is_causal(module: torch.nn.Module, query: torch.Tensor, mask: torch.Tensor |
         return False
     flag = kwargs.get("is_causal")
     return bool(getattr(module, "is_causal", False) if flag is None else flag)
-
-
-def mask_future(scores: torch.Tensor, start: int) -> torch.Tensor:
-    """Causal masking of the query rows ``start .. start + n`` of ``scores`` (B, H, n, W), in place: a query sees the
-    keys up to its own position (top-left aligned, as SDPA's ``is_causal``); the rest get the dtype's min, as a
-    boolean mask does."""
-    n, width = scores.shape[-2:]
-    if width <= start + 1:  # every key is at or before the first row
-        return scores
-    rows = torch.arange(start, start + n, device=scores.device)
-    future = torch.arange(start + 1, width, device=scores.device)[None, :] > rows[:, None]  # (n, W - start - 1)
-    scores[..., start + 1:].masked_fill_(future, torch.finfo(scores.dtype).min)  # only keys past the first row
-    return scores
-
-
-def soft_cap(scores: torch.Tensor, cap: float | None) -> torch.Tensor:
-    """Gemma 2's logit soft-capping: tanh(s / c) * c, before the mask."""
-    return scores if cap is None else torch.tanh(scores / cap) * cap
 
 
 def with_sink(scores: torch.Tensor, sinks: torch.Tensor) -> torch.Tensor:
@@ -262,25 +150,48 @@ def _blocked(module, qkvg, masks, scaling, how, sink, rows: int):
     whole), the sink reduces it (``sink.block(weights, start, scores)``), and no (Q, K) tensor ever exists.
 
     Under a causal mask a block's rows see no key past its last row: the keys after it (weight exactly 0) are not
-    computed, and the sink gets the block's first W keys (B, H, n, W). The query heads that share a key head
-    (grouped-query attention) are multiplied with it as one (groups * n)-row matrix: fewer, larger products, and
-    the keys are never repeated."""
+    computed, and the sink gets the block's first W keys (B, H, n, W); an early block, seeing fewer keys, takes more
+    rows (``causal_rows``). The query heads that share a key head (grouped-query attention) are multiplied with it as
+    one (groups * n)-row matrix: fewer, larger products, and the keys are never repeated."""
     query, key, value, groups = qkvg  # (B, H, Q, D), (B, Hkv, K, D), (B, Hkv, K, Dv), H // Hkv
     (mask, causal), (score, cap, sinks) = masks, how
     b, h, q_len, _ = query.shape
     k_len = key.shape[2]
+    if score == "scaled-dot":  # scaled once here (Q x D) rather than in every block's (n x W) scores
+        query, scaling = query * scaling, 1.0
     out = query.new_empty(b, q_len, h, value.shape[-1])  # (B, Q, H, Dv)
-    for start in range(0, q_len, rows):
-        stop = min(start + rows, q_len)
+    # one (scores, weights) pair of buffers for all blocks, each the size of the largest: no allocation per block
+    spare = query.new_empty(2, b * h * (rows + 1) * k_len) if query.dtype == torch.float32 else None
+    start = 0
+    while start < q_len:
+        stop = min(start + (causal_rows(start, rows, k_len) if causal else rows), q_len)
         n, width = stop - start, min(stop, k_len) if causal else k_len
         part = None if mask is None or mask.shape[-2] == 1 else mask[..., start:stop, :]  # (B, 1|H, n, K)
         grouped = query[:, :, start:stop].reshape(b, h // groups, groups * n, -1)  # (B, Hkv, G * n, D)
-        scores = SCORES.get(score)(module, grouped, key[:, :, :width], scaling).reshape(b, h, n, width)  # (B, H, n, W)
-        scores = apply_mask(soft_cap(scores, cap), mask if part is None else part)
+        into = None if spare is None else spare[:, : b * h * n * width].view(2, b, h, n, width)  # (2, B, H, n, W)
+        keys = key[:, :, :width].transpose(2, 3)  # (B, Hkv, D, W)
+        if into is not None and score in PLAIN:  # scaled-dot's scaling is already in the query
+            scores = torch.matmul(grouped, keys, out=into[0].view(*grouped.shape[:3], width))
+        else:
+            scores = SCORES.get(score)(module, grouped, keys.transpose(2, 3), scaling)
+        scores = apply_mask(soft_cap(scores.reshape(b, h, n, width), cap), mask if part is None else part)
         if causal:
-            scores = mask_future(scores, start)
-        weights = F.softmax(scores, dim=-1, dtype=torch.float32) if sinks is None else with_sink(scores, sinks)
+            scores = mask_future(scores, start)  # (B, H, n, W)
+        if sinks is not None:
+            weights = with_sink(scores, sinks)
+        elif into is None:
+            weights = F.softmax(scores, dim=-1, dtype=torch.float32)
+        else:
+            weights = torch.softmax(scores, -1, out=into[1])
         sink.block(weights, start, scores)
         mixed = torch.matmul(weights.to(value.dtype).reshape(b, h // groups, groups * n, width), value[:, :, :width])
         out[:, start:stop] = mixed.reshape(b, h, n, -1).transpose(1, 2)  # (B, n, H, Dv)
+        start = stop
     return out, None  # (B, Q, H, Dv)
+
+
+def causal_rows(start: int, rows: int, k_len: int) -> int:
+    """Rows of a causal block from query ``start``: as many as keep its scores, n x (start + n), within the
+    ``rows`` x ``k_len`` of a full block. The early blocks see few keys and take more rows: about half as many
+    blocks over a causal input, each costing what the largest one costs."""
+    return max(rows, (math.isqrt(start * start + 4 * rows * k_len) - start) // 2)

@@ -1,0 +1,89 @@
+"""Mask patterns (which keys a query may see) and the arithmetic that applies a mask to scores."""
+
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import torch
+
+from attnviz.registry import Registry
+
+# name -> fn(q_len, k_len, device, **options) -> bool (Q, K), True where attention is allowed
+MASKS: Registry[Callable] = Registry("mask pattern")
+
+
+@MASKS.register("global")
+def global_mask(q_len, k_len, device, **_):
+    return torch.ones(q_len, k_len, dtype=torch.bool, device=device)
+
+
+@MASKS.register("causal")
+def causal_mask(q_len, k_len, device, **_):
+    # Queries are the last q_len of k_len positions (works with a cache too).
+    return torch.ones(q_len, k_len, dtype=torch.bool, device=device).tril(k_len - q_len)
+
+
+@MASKS.register("local")
+def local_mask(q_len, k_len, device, window=3, **_):
+    """A band of half-width ``window`` (Longformer's sliding window, arXiv:2004.05150)."""
+    q = torch.arange(q_len, device=device)[:, None] + (k_len - q_len)
+    k = torch.arange(k_len, device=device)[None, :]
+    return (q - k).abs() <= window
+
+
+@MASKS.register("strided")
+def strided_mask(q_len, k_len, device, stride=4, **_):
+    """Child et al. 2019 (arXiv:1904.10509): the previous ``stride`` positions plus every stride-th."""
+    q = torch.arange(q_len, device=device)[:, None] + (k_len - q_len)
+    k = torch.arange(k_len, device=device)[None, :]
+    return (k <= q) & (((q - k) < stride) | ((k % stride) == stride - 1))
+
+
+@MASKS.register("axial")
+def axial_mask(q_len, k_len, device, grid=0, prefix=1, **_):
+    """Ho et al. 2019 (arXiv:1912.12180): a patch sees its own row and column of the grid.
+
+    ``prefix`` leading tokens (CLS) see and are seen by everything.
+    """
+    allowed = torch.zeros(q_len, k_len, dtype=torch.bool, device=device)
+    side = grid or math.isqrt(k_len - prefix)
+    pos = torch.arange(k_len - prefix, device=device)
+    row, col = pos // side, pos % side
+    allowed[prefix:, prefix:] = (row[:, None] == row[None, :]) | (col[:, None] == col[None, :])
+    allowed[:prefix, :] = True
+    allowed[:, :prefix] = True
+    return allowed
+
+
+def apply_mask(scores: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """Additive float masks are added; boolean masks (True = keep) fill the rest with the dtype's min."""
+    if mask is None:
+        return scores
+    mask = mask[..., : scores.shape[-1]]
+    if mask.dtype == torch.bool:
+        return scores.masked_fill_(~mask, torch.finfo(scores.dtype).min)
+    return scores.add_(mask)  # scores are always a fresh (B, H, Q, K) tensor from a score function
+
+
+def add_bias(mask: torch.Tensor | None, bias: torch.Tensor | None) -> torch.Tensor | None:
+    """T5's relative position bias (1 or B, H, Q, K) and the mask become one additive float mask."""
+    if bias is None or mask is None:
+        return mask if bias is None else bias
+    mask = mask[..., : bias.shape[-1]]
+    if mask.dtype == torch.bool:
+        return torch.where(mask, bias, torch.finfo(bias.dtype).min)
+    return bias + mask
+
+
+def mask_future(scores: torch.Tensor, start: int) -> torch.Tensor:
+    """Causal masking of the query rows ``start .. start + n`` of ``scores`` (B, H, n, W), in place: a query sees the
+    keys up to its own position (top-left aligned, as SDPA's ``is_causal``); the rest get the dtype's min, as a
+    boolean mask does."""
+    n, width = scores.shape[-2:]
+    if width <= start + 1:  # every key is at or before the first row
+        return scores
+    rows = torch.arange(start, start + n, device=scores.device)
+    future = torch.arange(start + 1, width, device=scores.device)[None, :] > rows[:, None]  # (n, W - start - 1)
+    scores[..., start + 1:].masked_fill_(future, torch.finfo(scores.dtype).min)  # only keys past the first row
+    return scores
