@@ -96,6 +96,27 @@ def test_long_prompt_statistics_path_gives_the_attention_of_full_maps(induction,
         attribute_generation(induction, prompts, methods=["rollout"], max_new_tokens=2, keep="stats")
 
 
+def test_auto_keeps_small_maps_without_asking_and_large_ones_against_the_free_memory(induction, monkeypatch):
+    from attnviz.attribution import forced as F
+    from attnviz.models.generate import pad_id
+
+    prompts = encode_prompts(induction, ["abcdefgh"])
+    batch = F.forced_batch(induction, prompts.ids, [[5, 6, 7]], [[(0, 0), (1, 1), (2, 2)]], pad_id(induction))
+
+    def no_reading():
+        raise AssertionError("the free memory was read for maps of a few kilobytes")
+
+    monkeypatch.setattr(F, "default_budget", no_reading)
+    assert F.keep_for(induction, "auto", batch, induction.num_layers) == "full"
+    monkeypatch.setattr(F, "SMALL", 0)  # as if the maps were large: now the free memory decides
+    asked = []
+    monkeypatch.setattr(F, "default_budget", lambda: asked.append(1) or 2**40)
+    assert F.keep_for(induction, "auto", batch, induction.num_layers) == "full" and asked
+    monkeypatch.setattr(F, "default_budget", lambda: 1)
+    with pytest.raises(BadInput, match="needs about"):
+        F.keep_for(induction, "auto", batch, induction.num_layers)
+
+
 def test_step_scores_are_the_models_own_distribution(induction):
     r = attribute_generation(induction, "abcdab", methods=["attention"], answer="cd", contrast="cx")[0]
     ids = torch.tensor([encode_prompts(induction, ["abcdabcd"]).ids[0]])

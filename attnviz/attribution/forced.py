@@ -10,6 +10,7 @@ predict the answer (``attnviz.recording.plan``), so no L x L map of any layer is
 
 from __future__ import annotations
 
+import functools
 import inspect
 from dataclasses import dataclass
 
@@ -19,7 +20,7 @@ from attnviz.attribution.methods import relevance as R
 from attnviz.attribution.methods.options import RolloutOptions
 from attnviz.errors import BadInput
 from attnviz.recording import STACKS, recording
-from attnviz.recording.plan import Plan, Shape, default_budget, resolve
+from attnviz.recording.plan import Plan, Shape, default_budget, full_bytes, resolve
 
 ATTENTION_ONLY = ("attention", "rollout")  # methods read from the one forward pass, without gradients
 
@@ -53,10 +54,19 @@ def forced_batch(loaded, prompts: list[list[int]], answers: list[list[int]], uni
 
 
 def _takes(model, name: str) -> bool:
+    return name in _parameters(getattr(model.forward, "__func__", model.forward))
+
+
+@functools.lru_cache(maxsize=64)
+def _parameters(forward) -> frozenset[str]:
+    """The keyword names a forward function takes, read once per function (reading a signature costs ~0.3 ms)."""
     try:
-        return name in inspect.signature(model.forward).parameters
+        return frozenset(inspect.signature(forward).parameters)
     except (TypeError, ValueError):
-        return False
+        return frozenset()
+
+
+SMALL = 64 * 2**20  # full maps this small are kept without reading the free memory (a file read per call)
 
 
 def keep_for(loaded, keep: str, forced: Forced, layers: int) -> str:
@@ -64,6 +74,8 @@ def keep_for(loaded, keep: str, forced: Forced, layers: int) -> str:
     b, s = forced.ids.shape
     shape = Shape(batch=b, queries=s, keys=s, layers=layers, heads=loaded.num_heads, model_heads=loaded.num_heads,
                   store_bytes=4)
+    if keep == "auto" and full_bytes(shape) <= SMALL:
+        return "full"
     plan = Plan(keep=keep, top_k=1, overview=1, queries=(forced.first_row, s))
     return resolve(plan, shape, default_budget())[0]
 
@@ -72,7 +84,9 @@ def forward(loaded, forced: Forced, layers: list[int] | None, keep: str) -> tupl
     """One pass: (logits (B, S', V) of the last S' positions, S - S', weights (L', B, H, Q', K) of ``layers``
     (None: record nothing), Q' rows starting at the returned first query row)."""
     model, first = loaded.model, forced.first_row
-    kwargs = dict(input_ids=forced.ids, attention_mask=forced.mask)
+    kwargs = dict(input_ids=forced.ids)
+    if not bool(forced.mask.all()):  # without padding the model builds no mask (as a plain call would)
+        kwargs["attention_mask"] = forced.mask
     if _takes(model, "use_cache"):
         kwargs["use_cache"] = False
     s = forced.ids.shape[1]
@@ -129,9 +143,9 @@ def attention_scores(method: str, options, forced: Forced, weights: torch.Tensor
         matrix = R.rollout(weights, forced.mask.cpu(), opts.fusion, opts.discard_ratio)  # (B, S, S)
     out = []
     for b, (p, units) in enumerate(zip(forced.prompts, forced.units)):
-        rows = []
+        rows, example = [], matrix[b]  # (Q', K)
         for first, last in units:
             lo, hi = len(p) + first - 1 - q0, len(p) + last - q0
-            rows.append(matrix[b, lo, : len(p) + last] if hi - lo == 1 else matrix[b, lo:hi, : len(p) + last].mean(0))
+            rows.append(example[lo, : len(p) + last] if hi - lo == 1 else example[lo:hi, : len(p) + last].mean(0))
         out.append(rows)
     return out

@@ -131,8 +131,17 @@ def run_generation(loaded, prompts: list[str], config: GenerationConfig) -> list
         steps = _steps(tokens, len(forced.prompts[b]), units[b], probs[b], versus[b] if versus else None, extras[b])
         out.append(GeneratedAttribution(
             model=loaded.name, prompt=prompt, tokens=tokens, prompt_length=len(forced.prompts[b]), steps=steps,
-            scores={m: [row.tolist() for row in scores[m][b]] for m in config.methods},
+            scores={m: _lists(scores[m][b]) for m in config.methods},
             params={m: dataclasses.asdict(config.options[m]) for m in config.methods}, notes=list(encoded.notes)))
+    return out
+
+
+def _lists(rows: list[torch.Tensor]) -> list[list[float]]:
+    """1-D tensors as lists of floats, converted in one call rather than one per row."""
+    flat, out, at = torch.cat(rows).float().cpu().tolist() if rows else [], [], 0
+    for r in rows:
+        out.append(flat[at: at + r.numel()])
+        at += r.numel()
     return out
 
 
