@@ -4,7 +4,7 @@ input embeddings; plus what several methods share (frozen parameters, recomputed
 from __future__ import annotations
 
 import inspect
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
@@ -14,7 +14,6 @@ from attnviz.attribution.methods.options import BASELINES
 from attnviz.attribution.recompute import recomputed
 from attnviz.attention.sites import attention_sites, layer_path
 from attnviz.errors import BadInput
-from attnviz.recording.plan import device_budget
 
 SEQUENCE_INPUTS = ("attention_mask", "token_type_ids", "position_ids")  # model inputs along the input's positions
 
@@ -113,25 +112,6 @@ def recomputed_layers(model: torch.nn.Module):
     """Every Transformer layer but the last recomputes its activations in the backward pass (see recompute)."""
     paths = list(dict.fromkeys(layer_path(s.name) for s in attention_sites(model)))
     return recomputed([model.get_submodule(p) for p in paths[:-1] if p])
-
-
-def backward_bytes(ctx: Context, rows: int, length: int) -> int:
-    """About what a backward pass over ``rows`` inputs of ``length`` positions holds when every layer keeps its
-    activations: per layer and position, a few hidden-sized vectors, the MLP's inner ones, and the attention's
-    scores and weights over the ``length`` keys (after Korthikanti et al. 2022, arXiv:2205.05198)."""
-    hidden = ctx.embeds.shape[-1]
-    inner = getattr(getattr(ctx.loaded.model, "config", None), "intermediate_size", None) or 4 * hidden
-    per_position = 8 * hidden + 4 * inner + 3 * ctx.loaded.num_heads * length
-    return ctx.embeds.element_size() * rows * length * per_position * ctx.loaded.num_layers
-
-
-def saving_layers(ctx: Context, rows: int, length: int):
-    """Recomputed layers where a backward pass over ``rows`` x ``length`` would not fit in the memory free on the
-    model's device (``backward_bytes`` against ``device_budget``); plain autograd, one forward pass fewer per
-    layer, where it fits."""
-    if backward_bytes(ctx, rows, length) <= device_budget(ctx.embeds.device):
-        return nullcontext()
-    return recomputed_layers(ctx.loaded.model)
 
 
 def input_grad(ctx: Context, embeds: torch.Tensor, rows: torch.Tensor | None = None) -> torch.Tensor:

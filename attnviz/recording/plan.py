@@ -132,13 +132,3 @@ def default_budget() -> int:
         return int(info["MemAvailable"] * 0.7)
     except (OSError, KeyError, ValueError):
         return 8 * 2**30  # no /proc (macOS, Windows): assume a laptop's share
-
-
-def device_budget(device) -> int:
-    """A safe share of what is free on ``device``: 70% of a GPU's free memory, or ``default_budget`` on the CPU."""
-    import torch
-
-    device = torch.device(device)
-    if device.type == "cuda" and torch.cuda.is_available():
-        return int(torch.cuda.mem_get_info(device)[0] * 0.7)
-    return default_budget()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from attnviz.attribution.context import Context, baseline, frozen_params, input_grad, saving_layers, zero_special
+from attnviz.attribution.context import Context, baseline, frozen_params, input_grad, recomputed_layers, zero_special
 from attnviz.attribution.methods.options import AUTO_GAP, AUTO_STEPS, RULES, IntegratedOptions
 from attnviz.errors import BadInput
 
@@ -35,8 +35,7 @@ def path_gradients(ctx: Context, x: torch.Tensor, x0: torch.Tensor, steps: int, 
     """The quadrature-weighted sum of gradients along the straight path x0 -> x: (B, S, D).
 
     The (example, step) rows run ``ctx.chunk`` at a time, shortest examples first, and each pass drops
-    the positions that are padding in all of its rows. Layers recompute their activations in the backward pass
-    only where a pass's would not fit in memory (``saving_layers``).
+    the positions that are padding in all of its rows.
     """
     alphas, weights = nodes(steps, rule)
     alphas, weights = alphas.to(x.device, x.dtype), weights.to(x.device, x.dtype)
@@ -46,7 +45,7 @@ def path_gradients(ctx: Context, x: torch.Tensor, x0: torch.Tensor, steps: int, 
     order = lengths.argsort(stable=True)
     examples = order.repeat_interleave(steps)  # (B * steps,) example of each row
     at = torch.arange(steps, device=x.device).repeat(len(order))  # (B * steps,) step of each row
-    with frozen_params(ctx.loaded.model), saving_layers(ctx, min(ctx.chunk, len(examples)), int(lengths.max())):
+    with frozen_params(ctx.loaded.model), recomputed_layers(ctx.loaded.model):
         for start in range(0, len(examples), ctx.chunk):
             rows, k = examples[start:start + ctx.chunk], at[start:start + ctx.chunk]
             n = int(lengths[rows].max())
