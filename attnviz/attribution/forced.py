@@ -127,8 +127,8 @@ def step_scores(logits: torch.Tensor, offset: int, forced: Forced) -> list[tuple
     return out
 
 
-def attention_scores(method: str, options, forced: Forced, weights: torch.Tensor, q0: int) -> list[list[torch.Tensor]]:
-    """Per example, per unit: scores over positions 0 .. P + last - 1 from the recorded weights.
+def attention_scores(method: str, options, forced: Forced, weights: torch.Tensor, q0: int) -> list[list[list[float]]]:
+    """Per example, per unit: scores (a list) over positions 0 .. P + last - 1 from the recorded weights.
 
     attention: the last layer's head mean; rollout (arXiv:2005.00928): every layer composed. A unit reads
     the mean of the rows predicting its tokens.
@@ -143,9 +143,10 @@ def attention_scores(method: str, options, forced: Forced, weights: torch.Tensor
         matrix = R.rollout(weights, forced.mask.cpu(), opts.fusion, opts.discard_ratio)  # (B, S, S)
     out = []
     for b, (p, units) in enumerate(zip(forced.prompts, forced.units)):
-        rows, example = [], matrix[b]  # (Q', K)
-        for first, last in units:
-            lo, hi = len(p) + first - 1 - q0, len(p) + last - q0
-            rows.append(example[lo, : len(p) + last] if hi - lo == 1 else example[lo:hi, : len(p) + last].mean(0))
-        out.append(rows)
+        spans = [(len(p) + first - 1 - q0, len(p) + last - q0, len(p) + last) for first, last in units]  # rows, keys
+        top = min(lo for lo, _, _ in spans)
+        block = matrix[b, top: max(hi for _, hi, _ in spans)]  # (rows, K): read out in one call, cut in Python
+        listed = block.tolist()
+        out.append([listed[lo - top][:n] if hi - lo == 1 else block[lo - top: hi - top, :n].mean(0).tolist()
+                    for lo, hi, n in spans])
     return out

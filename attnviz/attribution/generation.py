@@ -136,8 +136,10 @@ def run_generation(loaded, prompts: list[str], config: GenerationConfig) -> list
     return out
 
 
-def _lists(rows: list[torch.Tensor]) -> list[list[float]]:
-    """1-D tensors as lists of floats, converted in one call rather than one per row."""
+def _lists(rows: list) -> list[list[float]]:
+    """Score rows as lists of floats: 1-D tensors converted in one call rather than one per row; lists as they are."""
+    if all(isinstance(r, list) for r in rows):
+        return rows
     flat, out, at = torch.cat(rows).float().cpu().tolist() if rows else [], [], 0
     for r in rows:
         out.append(flat[at: at + r.numel()])
