@@ -161,7 +161,7 @@ def _blocked(module, qkvg, masks, scaling, how, sink, rows: int):
         query, scaling = query * scaling, 1.0
     out = query.new_empty(b, q_len, h, value.shape[-1])  # (B, Q, H, Dv)
     # one (scores, weights) pair of buffers for all blocks, each the size of the largest: no allocation per block
-    spare = query.new_empty(2, b * h * (rows + 1) * k_len) if query.dtype == torch.float32 else None
+    spare = query.new_empty(2, b * h * min(rows, q_len) * k_len) if query.dtype == torch.float32 else None
     start = 0
     while start < q_len:
         stop = min(start + (causal_rows(start, rows, k_len) if causal else rows), q_len)
