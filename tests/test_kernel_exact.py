@@ -263,7 +263,7 @@ class _Blocks:
     def __init__(self, rows: int):
         self.rows, self.seen, self.keys = rows, [], 0
 
-    def block_rows(self, shape) -> int:  # (B, H, Q, K)
+    def block_rows(self, shape, device=None) -> int:  # (B, H, Q, K)
         self.keys = shape[3]
         return self.rows
 

@@ -244,7 +244,8 @@ def test_causal_blocks_take_more_rows_where_they_see_fewer_keys():
         def __init__(self):
             self.blocks = []
 
-        def block_rows(self, shape):
+        def block_rows(self, shape, device=None):
+            self.device = device
             return 4
 
         def block(self, weights, start, scores=None):
@@ -265,3 +266,16 @@ def test_causal_blocks_take_more_rows_where_they_see_fewer_keys():
     assert starts == sorted(starts) and starts[0] == 0 and sum(n for _, n, _ in sink.blocks) == 256
     assert all(n * width <= 4 * 256 and width == s + n for s, n, width in sink.blocks)
     assert sink.blocks[0][1] > 4 and len(sink.blocks) <= 0.6 * 256 / 4  # 36 against 64
+    assert sink.device == q.device  # the sink sizes its blocks for the device they are computed on
+
+
+def test_blocks_are_larger_on_a_gpu_within_a_tenth_of_its_free_memory(monkeypatch):
+    from attnviz.recording.plan import BLOCK_BYTES, GPU_BLOCK_BYTES
+    from attnviz.recording.sinks import block_budget
+
+    monkeypatch.setattr("attnviz.recording.sinks.BLOCK_BYTES", BLOCK_BYTES)  # undo this module's one-query blocks
+    assert block_budget(None) == block_budget(torch.device("cpu")) == BLOCK_BYTES
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    for free, want in [(100 * 2**30, GPU_BLOCK_BYTES), (2**30, 2**30 // 10), (10 * 2**20, BLOCK_BYTES)]:
+        monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None, free=free: (free, 80 * 2**30))
+        assert block_budget(torch.device("cuda", 0)) == want

@@ -118,7 +118,7 @@ def attention(
     sink = getattr(module, SINK, None)
     drop = dropout if module.training else 0.0
     cap, sinks = kwargs.get("softcap"), kwargs.get("s_aux")
-    rows = sink.block_rows((query.shape[0], query.shape[1], query.shape[2], key.shape[2])) \
+    rows = sink.block_rows((query.shape[0], query.shape[1], query.shape[2], key.shape[2]), query.device) \
         if hasattr(sink, "block_rows") and not (torch.is_grad_enabled() or module.training) else None
     if rows:
         return _blocked(module, (query, key, value, groups), (attention_mask, causal), scaling, (score, cap, sinks),

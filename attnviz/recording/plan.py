@@ -13,7 +13,9 @@ from attnviz.errors import BadInput
 
 KEEPS = ("full", "stats", "auto")
 MAX_OVERVIEW = 256
-BLOCK_BYTES = 32 * 2**20  # one query block's scores and weights
+BLOCK_BYTES = 32 * 2**20  # one query block's scores and weights on the CPU (a few passes over it stay in cache)
+# on a GPU, where each block costs a few hundred kernel launches: at most this, and a tenth of its free memory
+GPU_BLOCK_BYTES = 512 * 2**20
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from attnviz.attention.kernel import SINK
 from attnviz.stats import BlockStats, rows_per_block
 from attnviz.attention.sites import STACKS, AttentionSite, attention_sites
 from attnviz.errors import BadInput
-from attnviz.recording.plan import BLOCK_BYTES, Plan
+from attnviz.recording.plan import BLOCK_BYTES, GPU_BLOCK_BYTES, Plan
 
 STORE_DTYPES = {"float32": torch.float32, "float16": torch.float16}
 
@@ -156,8 +156,8 @@ class _StatsSink(_Sink):
     def target(self, shape: torch.Size, dtype: torch.dtype, device: torch.device) -> None:
         return None  # statistics keep no (Q, K) per layer: the weights are handed over and reduced
 
-    def block_rows(self, shape: tuple[int, int, int, int]) -> int:
-        """Start one call of ``shape`` (B, H, Q, K); returns the queries per block."""
+    def block_rows(self, shape: tuple[int, int, int, int], device: torch.device | None = None) -> int:
+        """Start one call of ``shape`` (B, H, Q, K) computed on ``device``; returns the queries per block."""
         b, h, q, k = shape
         q_mask, k_mask = self.masks if self.masks is not None else (torch.ones(b, q), torch.ones(b, k))
         if tuple(q_mask.shape) != (b, q) or tuple(k_mask.shape) != (b, k):  # e.g. a vision model's patches
@@ -169,7 +169,7 @@ class _StatsSink(_Sink):
             kept = h if self.heads is None else len(self.heads)
             self.rows = torch.zeros(b, kept, hi - lo, k, dtype=self.store_dtype)
         self.rec.calls.setdefault(self.key, []).append(self.rows)
-        return rows_per_block(b, h, k, BLOCK_BYTES)
+        return rows_per_block(b, h, k, block_budget(device))
 
     def block(self, weights: torch.Tensor, start: int, scores: torch.Tensor | None = None) -> None:
         """Rows ``start .. start + n`` of the weights (B, H, n, W <= K), and the scores the softmax took (which the
@@ -185,5 +185,13 @@ class _StatsSink(_Sink):
             self.rows[:, :, a - lo: b - lo, : part.shape[-1]] = part.to("cpu", self.store_dtype)  # keys past W: 0
 
     def __call__(self, weights: torch.Tensor) -> None:  # the full path ran (gradients on): reduce it in one block
-        self.block_rows(tuple(weights.shape))
+        self.block_rows(tuple(weights.shape), weights.device)
         self.block(weights, 0)
+
+
+def block_budget(device: torch.device | None) -> int:
+    """Bytes of one query block: ``BLOCK_BYTES`` on the CPU; on a GPU ``GPU_BLOCK_BYTES`` or a tenth of its free
+    memory, whichever is less (fewer, larger blocks: a 128K-token layer in thousands of blocks, not 100,000s)."""
+    if device is None or torch.device(device).type != "cuda" or not torch.cuda.is_available():
+        return BLOCK_BYTES
+    return max(BLOCK_BYTES, min(GPU_BLOCK_BYTES, torch.cuda.mem_get_info(device)[0] // 10))
