@@ -279,3 +279,5 @@ def test_blocks_are_larger_on_a_gpu_within_a_tenth_of_its_free_memory(monkeypatc
     for free, want in [(100 * 2**30, GPU_BLOCK_BYTES), (2**30, 2**30 // 10), (10 * 2**20, BLOCK_BYTES)]:
         monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None, free=free: (free, 80 * 2**30))
         assert block_budget(torch.device("cuda", 0)) == want
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (100 * 2**30, 100 * 2**30))
+    assert block_budget(torch.device("cuda", 0), max_memory=200 * 2**20) == 50 * 2**20  # within --max-memory

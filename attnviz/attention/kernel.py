@@ -147,7 +147,8 @@ def attention(
 
 def _blocked(module, qkvg, masks, scaling, how, sink, rows: int):
     """The same arithmetic as the full path, ``rows`` queries at a time: each block's softmax is exact (its rows are
-    whole), the sink reduces it (``sink.block(weights, start, scores)``), and no (Q, K) tensor ever exists.
+    whole), the sink reduces it (``sink.block(weights, start, scores)``; both tensors are the kernel's buffers,
+    valid only during the call), and no (Q, K) tensor ever exists.
 
     Under a causal mask a block's rows see no key past its last row: the keys after it (weight exactly 0) are not
     computed, and the sink gets the block's first W keys (B, H, n, W); an early block, seeing fewer keys, takes more
@@ -157,8 +158,7 @@ def _blocked(module, qkvg, masks, scaling, how, sink, rows: int):
     (mask, causal), (score, cap, sinks) = masks, how
     b, h, q_len, _ = query.shape
     k_len = key.shape[2]
-    if score == "scaled-dot":  # scaled once here (Q x D) rather than in every block's (n x W) scores
-        query, scaling = query * scaling, 1.0
+    prescale = score == "scaled-dot"  # each block's queries (n x D) are scaled, not its scores (n x W)
     out = query.new_empty(b, q_len, h, value.shape[-1])  # (B, Q, H, Dv)
     # one (scores, weights) pair of buffers for all blocks, each the size of the largest: no allocation per block
     spare = query.new_empty(2, b * h * min(rows, q_len) * k_len) if query.dtype == torch.float32 else None
@@ -168,12 +168,13 @@ def _blocked(module, qkvg, masks, scaling, how, sink, rows: int):
         n, width = stop - start, min(stop, k_len) if causal else k_len
         part = None if mask is None or mask.shape[-2] == 1 else mask[..., start:stop, :]  # (B, 1|H, n, K)
         grouped = query[:, :, start:stop].reshape(b, h // groups, groups * n, -1)  # (B, Hkv, G * n, D)
+        grouped = grouped * scaling if prescale else grouped
         into = None if spare is None else spare[:, : b * h * n * width].view(2, b, h, n, width)  # (2, B, H, n, W)
         keys = key[:, :, :width].transpose(2, 3)  # (B, Hkv, D, W)
-        if into is not None and score in PLAIN:  # scaled-dot's scaling is already in the query
+        if into is not None and score in PLAIN:  # scaled-dot's scaling is already in the queries
             scores = torch.matmul(grouped, keys, out=into[0].view(*grouped.shape[:3], width))
         else:
-            scores = SCORES.get(score)(module, grouped, keys.transpose(2, 3), scaling)
+            scores = SCORES.get(score)(module, grouped, keys.transpose(2, 3), 1.0 if prescale else scaling)
         scores = apply_mask(soft_cap(scores.reshape(b, h, n, width), cap), mask if part is None else part)
         if causal:
             scores = mask_future(scores, start)  # (B, H, n, W)

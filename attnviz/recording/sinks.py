@@ -169,11 +169,11 @@ class _StatsSink(_Sink):
             kept = h if self.heads is None else len(self.heads)
             self.rows = torch.zeros(b, kept, hi - lo, k, dtype=self.store_dtype)
         self.rec.calls.setdefault(self.key, []).append(self.rows)
-        return rows_per_block(b, h, k, block_budget(device))
+        return rows_per_block(b, h, k, block_budget(device, self.plan.max_memory))
 
     def block(self, weights: torch.Tensor, start: int, scores: torch.Tensor | None = None) -> None:
         """Rows ``start .. start + n`` of the weights (B, H, n, W <= K), and the scores the softmax took (which the
-        statistics overwrite)."""
+        statistics overwrite); both are the kernel's buffers, reused by the next block, so nothing keeps them."""
         self.stats.add(weights, start, scores)
         if self.rows is None:
             return
@@ -189,9 +189,11 @@ class _StatsSink(_Sink):
         self.block(weights, 0)
 
 
-def block_budget(device: torch.device | None) -> int:
-    """Bytes of one query block: ``BLOCK_BYTES`` on the CPU; on a GPU ``GPU_BLOCK_BYTES`` or a tenth of its free
-    memory, whichever is less (fewer, larger blocks: a 128K-token layer in thousands of blocks, not 100,000s)."""
+def block_budget(device: torch.device | None, max_memory: int | None = None) -> int:
+    """Bytes of one query block: ``BLOCK_BYTES`` on the CPU; on a GPU ``GPU_BLOCK_BYTES``, a tenth of its free
+    memory or a quarter of ``max_memory`` (what the capture may use), whichever is least, and never less than the
+    CPU's (fewer, larger blocks: a 128K-token layer in thousands of blocks, not 100,000s)."""
     if device is None or torch.device(device).type != "cuda" or not torch.cuda.is_available():
         return BLOCK_BYTES
-    return max(BLOCK_BYTES, min(GPU_BLOCK_BYTES, torch.cuda.mem_get_info(device)[0] // 10))
+    cap = min(GPU_BLOCK_BYTES, torch.cuda.mem_get_info(device)[0] // 10)
+    return max(BLOCK_BYTES, cap if max_memory is None else min(cap, max_memory // 4))
