@@ -117,6 +117,32 @@ def test_auto_keeps_small_maps_without_asking_and_large_ones_against_the_free_me
         F.keep_for(induction, "auto", batch, induction.num_layers)
 
 
+def test_reading_a_forward_signature_keeps_no_model_alive():
+    """A forward set on the instance (accelerate's hooks put one there) is not cached: that would hold the model."""
+    import functools
+    import gc
+    import weakref
+
+    from attnviz.attribution.forced import _takes
+
+    model = torch.nn.Linear(2, 2)
+    model.forward = functools.partial(type(model).forward, model)  # as accelerate's add_hook_to_module does
+    assert _takes(model, "input") and not _takes(model, "use_cache")
+    gone = weakref.ref(model)
+    del model
+    gc.collect()
+    assert gone() is None
+
+
+def test_score_rows_become_lists_in_one_call_or_one_at_a_time_when_they_differ():
+    from attnviz.attribution.generation import _lists
+
+    rows = [torch.tensor([0.5]), torch.tensor([0.25, 0.75])]
+    assert _lists(rows) == [[0.5], [0.25, 0.75]]
+    mixed = [torch.tensor([0.5], dtype=torch.float64), torch.tensor([0.25, 0.75]), [1.0]]
+    assert _lists(mixed) == [[0.5], [0.25, 0.75], [1.0]]
+
+
 def test_step_scores_are_the_models_own_distribution(induction):
     r = attribute_generation(induction, "abcdab", methods=["attention"], answer="cd", contrast="cx")[0]
     ids = torch.tensor([encode_prompts(induction, ["abcdabcd"]).ids[0]])
