@@ -130,3 +130,23 @@ def test_the_shipped_task_models_are_what_the_script_writes(tmp_path):
         assert new.keys() == old.keys()
         assert all(torch.allclose(new[k], old[k], atol=0.1) for k in new), shipped.name
         assert all(torch.equal(a, b) for a, b in zip(_outputs(made, script), _outputs(shipped, script))), shipped.name
+
+
+def test_a_rebuild_replaces_only_the_files_the_scripts_write(tmp_path):
+    """The scripts' --out may be any folder: a rebuild removes what an earlier rebuild wrote there, and leaves
+    every other file alone (it used to remove every file in the folder)."""
+    script = _script()  # make_task_models, which saves through make_sample_model.save
+
+    class Saved:  # a model or tokenizer that writes one of the files save_pretrained writes
+        def __init__(self, name):
+            self.name = name
+
+        def save_pretrained(self, folder):
+            (Path(folder) / self.name).write_text("new")
+
+    (tmp_path / "notes.txt").write_text("mine")
+    (tmp_path / "vocab.txt").write_text("stale")  # written by an earlier rebuild, not written this time
+    script.save(tmp_path, Saved("config.json"), Saved("tokenizer.json"))
+    assert (tmp_path / "notes.txt").read_text() == "mine"
+    assert not (tmp_path / "vocab.txt").exists()
+    assert (tmp_path / "config.json").read_text() == "new" and (tmp_path / "tokenizer.json").read_text() == "new"

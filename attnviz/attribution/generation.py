@@ -140,9 +140,10 @@ def _lists(rows: list) -> list[list[float]]:
     """Score rows as lists of floats: 1-D tensors converted in one call rather than one per row; lists as they are."""
     if all(isinstance(r, list) for r in rows):
         return rows
-    kinds = {(r.device, r.dtype) for r in rows if isinstance(r, torch.Tensor) and r.dim() == 1}
-    if len(kinds) != 1 or len(rows) != sum(isinstance(r, torch.Tensor) and r.dim() == 1 for r in rows):
-        return [r if isinstance(r, list) else r.tolist() for r in rows]  # mixed rows: one at a time
+    alike = all(isinstance(r, torch.Tensor) and r.dim() == 1 for r in rows)
+    alike = alike and len({(r.device, r.dtype) for r in rows}) == 1
+    if not alike:  # mixed rows: one at a time
+        return [r if isinstance(r, list) else r.tolist() for r in rows]
     flat, out, at = torch.cat(rows).cpu().tolist(), [], 0
     for r in rows:
         out.append(flat[at: at + r.numel()])
