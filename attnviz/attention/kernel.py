@@ -170,11 +170,11 @@ def _blocked(module, qkvg, masks, scaling, how, sink, rows: int):
         grouped = query[:, :, start:stop].reshape(b, h // groups, groups * n, -1)  # (B, Hkv, G * n, D)
         grouped = grouped * scaling if prescale else grouped
         into = None if spare is None else spare[:, : b * h * n * width].view(2, b, h, n, width)  # (2, B, H, n, W)
-        keys = key[:, :, :width].transpose(2, 3)  # (B, Hkv, D, W)
+        keys = key[:, :, :width]  # (B, Hkv, W, D)
         if into is not None and score in PLAIN:  # scaled-dot's scaling is already in the queries
-            scores = torch.matmul(grouped, keys, out=into[0].view(*grouped.shape[:3], width))
+            scores = torch.matmul(grouped, keys.transpose(2, 3), out=into[0].view(*grouped.shape[:3], width))
         else:
-            scores = SCORES.get(score)(module, grouped, keys.transpose(2, 3), 1.0 if prescale else scaling)
+            scores = SCORES.get(score)(module, grouped, keys, 1.0 if prescale else scaling)
         scores = apply_mask(soft_cap(scores.reshape(b, h, n, width), cap), mask if part is None else part)
         if causal:
             scores = mask_future(scores, start)  # (B, H, n, W)
