@@ -21,6 +21,8 @@ from attnviz.errors import BadInput
 __all__ = ["MASKS", "SCORES", "SINK", "attention", "repeat_kv"]
 
 SINK = "_attnviz_sink"  # attribute name of the recording callback on an attention module
+# SDPA takes grouped-query keys and values as they are from torch 2.5 (as transformers' SDPA path passes them)
+GQA = torch.__version__ >= "2.5"
 
 
 def repeat_kv(states: torch.Tensor, groups: int) -> torch.Tensor:
@@ -123,16 +125,20 @@ def attention(
     if rows:
         return _blocked(module, (query, key, value, groups), (attention_mask, causal), scaling, (score, cap, sinks),
                         sink, rows)
-    key, value = repeat_kv(key, groups), repeat_kv(value, groups)
     if sink is None and score == "scaled-dot" and cap is None and sinks is None:
         mask = attention_mask[..., : key.shape[-2]] if attention_mask is not None else None
         if mask is not None and mask.dtype != torch.bool:
             mask = mask.to(query.dtype)
         if causal and mask is not None:  # a position bias without a mask: SDPA takes one or the other
             mask = mask_future(mask.expand(*query.shape[:3], key.shape[2]).clone(), 0)
+        gqa = GQA and groups > 1  # one key head per query head: the call SDPA always got
+        if not gqa:
+            key, value = repeat_kv(key, groups), repeat_kv(value, groups)
         out = F.scaled_dot_product_attention(query, key, value, attn_mask=mask, dropout_p=drop, scale=scaling,
-                                             is_causal=causal and mask is None)
+                                             is_causal=causal and mask is None, **({"enable_gqa": True} if gqa else {}))
         return out.transpose(1, 2).contiguous(), None  # (B, Q, H, Dv)
+    # the keys are repeated per query head, as eager does: the products then round exactly as eager's
+    key, value = repeat_kv(key, groups), repeat_kv(value, groups)
     scores = soft_cap(SCORES.get(score)(module, query, key, scaling), cap)  # (B, H, Q, K)
     scores = apply_mask(scores, attention_mask)
     if causal:
@@ -140,7 +146,7 @@ def attention(
     weights = softmax(scores, sink) if sinks is None else with_sink(scores, sinks).to(scores.dtype)  # (B, H, Q, K)
     if sink is not None:
         sink(weights)
-    dropped = F.dropout(weights, p=drop, training=module.training)
+    dropped = F.dropout(weights, p=drop, training=True) if drop else weights
     out = torch.matmul(dropped, value)  # (B, H, Q, Dv)
     return out.transpose(1, 2).contiguous(), weights  # (B, Q, H, Dv)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Callable
 
@@ -78,12 +79,24 @@ def add_bias(mask: torch.Tensor | None, bias: torch.Tensor | None) -> torch.Tens
 
 def mask_future(scores: torch.Tensor, start: int) -> torch.Tensor:
     """Causal masking of the query rows ``start .. start + n`` of ``scores`` (B, H, n, W), in place: a query sees the
-    keys up to its own position (top-left aligned, as SDPA's ``is_causal``); the rest get the dtype's min, as a
-    boolean mask does."""
+    keys up to its own position (top-left aligned, as SDPA's ``is_causal``); the rest are pushed to the dtype's min
+    (or past it, to -inf), which the softmax turns into exactly 0, as a boolean mask does. The mask is added as a
+    float (n, W) tensor: masked_fill_ with a broadcast boolean mask costs several times more."""
     n, width = scores.shape[-2:]
     if width <= start + 1:  # every key is at or before the first row
         return scores
-    rows = torch.arange(start, start + n, device=scores.device)
-    future = torch.arange(start + 1, width, device=scores.device)[None, :] > rows[:, None]  # (n, W - start - 1)
-    scores[..., start + 1:].masked_fill_(future, torch.finfo(scores.dtype).min)  # only keys past the first row
+    small = n * (width - start - 1) <= SMALL_MASK
+    future = (_future if small else _future.__wrapped__)(n, width, start, scores.dtype, scores.device)
+    scores[..., start + 1:].add_(future)  # only the keys past the first row
     return scores
+
+
+SMALL_MASK = 2**16  # causal masks of at most this many cells are kept for the next call of the same shape
+
+
+@functools.lru_cache(maxsize=16)
+def _future(n: int, width: int, start: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """(n, W - start - 1): the dtype's min where key start + 1 + j is past query start + i, else 0."""
+    rows = torch.arange(start, start + n, device=device)
+    future = torch.arange(start + 1, width, device=device)[None, :] > rows[:, None]
+    return future.to(dtype).mul_(torch.finfo(dtype).min)
