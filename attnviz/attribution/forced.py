@@ -40,7 +40,7 @@ class Forced:
     ids: torch.Tensor  # (B, S)
     mask: torch.Tensor  # (B, S)
 
-    @property
+    @functools.cached_property
     def first_row(self) -> int:
         """The first position that predicts an explained token, over the batch."""
         return min(len(p) + u[0] - 1 for p, us in zip(self.prompts, self.units) for u in us)
@@ -108,17 +108,18 @@ def forward(loaded, forced: Forced, layers: list[int] | None, keep: str) -> tupl
             found = getattr(out, "attentions", None) or ()
             weights, q0 = torch.stack([found[i] for i in layers]).float().cpu(), 0
         else:
-            out, weights, q0 = _recorded(model, kwargs, forced, layers, keep)
+            out, weights, q0 = _recorded(loaded, kwargs, forced, layers, keep)
     logits = out.logits.float()
     return logits, s - logits.shape[1], weights, q0
 
 
-def _recorded(model, kwargs, forced: Forced, layers: list[int], keep: str):
+def _recorded(loaded, kwargs, forced: Forced, layers: list[int], keep: str):
     plan = Plan(keep="stats", top_k=1, overview=1, queries=(forced.first_row, forced.ids.shape[1])) \
         if keep == "stats" else None
     mask = forced.mask.cpu()
-    with recording(model, layers=layers, plan=plan, masks={s: (mask, mask) for s in STACKS}) as rec:
-        out = model(**kwargs)
+    with recording(loaded.model, layers=layers, plan=plan, masks={s: (mask, mask) for s in STACKS},
+                   sites=loaded.sites) as rec:
+        out = loaded.model(**kwargs)
     stack = next(s for s in STACKS if rec.layers(s))
     return out, rec.stacked(stack), (plan.queries[0] if plan else 0)
 
@@ -128,10 +129,10 @@ def step_scores(logits: torch.Tensor, offset: int, forced: Forced) -> list[tuple
     out = []
     for b, (p, a) in enumerate(zip(forced.prompts, forced.answers)):
         rows = logits[b, len(p) - 1 - offset: len(p) + len(a) - 1 - offset].log_softmax(-1)  # (A, V)
-        tok = torch.tensor(a, device=rows.device)
-        prob = rows.gather(-1, tok[:, None])[:, 0].exp()
-        entropy = -(rows.exp() * rows).sum(-1)  # nats
-        out.append((prob.cpu(), entropy.cpu()))
+        probs = rows.exp()
+        tok = forced.ids[b, len(p): len(p) + len(a), None].to(rows.device)  # (A, 1) the answer's ids
+        entropy = (probs * rows).sum(-1).neg_()  # nats
+        out.append((probs.gather(-1, tok)[:, 0].cpu(), entropy.cpu()))
     return out
 
 

@@ -196,10 +196,14 @@ def _steps(tokens, prompt_length: int, units, probs, versus, extras) -> list[dic
     versus = versus.tolist() if versus is not None else None
     steps = []
     for (first, last), facts in zip(units, extras):
-        p = math.prod(prob[first: last + 1])  # a span's joint probability
-        step = {"token": "".join(tokens[prompt_length + first: prompt_length + last + 1]),
-                "position": prompt_length + last, "probability": p,
-                "entropy": sum(entropy[first: last + 1]) / (last + 1 - first)}
+        if first == last:  # one generated token (the common case: no slices, sums or joins)
+            p, step = prob[first], {"token": tokens[prompt_length + first], "position": prompt_length + first,
+                                    "probability": prob[first], "entropy": entropy[first]}
+        else:
+            p = math.prod(prob[first: last + 1])  # a span's joint probability
+            step = {"token": "".join(tokens[prompt_length + first: prompt_length + last + 1]),
+                    "position": prompt_length + last, "probability": p,
+                    "entropy": sum(entropy[first: last + 1]) / (last + 1 - first)}
         if versus is not None:
             # Each answer is read after its own prefix: why this answer rather than that one (arXiv:2202.10419).
             step["contrast"] = p - math.prod(versus[first: last + 1]) if last < len(versus) else None

@@ -98,12 +98,10 @@ def pad_id(loaded) -> int:
 def padded(rows: list[list[int]], fill: int, left: bool, device) -> tuple[torch.Tensor, torch.Tensor]:
     """(ids (B, S), mask (B, S)) of ``rows`` padded on the left or the right."""
     width = max(len(r) for r in rows)
-    ids = torch.full((len(rows), width), fill, dtype=torch.long)
-    mask = torch.zeros(len(rows), width, dtype=torch.long)
-    for i, r in enumerate(rows):
-        at = slice(width - len(r), width) if left else slice(0, len(r))
-        ids[i, at], mask[i, at] = torch.tensor(r, dtype=torch.long), 1
-    return ids.to(device), mask.to(device)
+    pads = [width - len(r) for r in rows]
+    ids = [[fill] * n + r if left else r + [fill] * n for r, n in zip(rows, pads)]
+    mask = [[0] * n + [1] * len(r) if left else [1] * len(r) + [0] * n for r, n in zip(rows, pads)]
+    return torch.tensor(ids, dtype=torch.long, device=device), torch.tensor(mask, dtype=torch.long, device=device)
 
 
 def generate(loaded, prompts: Prompts, decoding: Decoding) -> list[list[int]]:

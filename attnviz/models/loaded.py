@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -56,6 +57,13 @@ class LoadedModel:
             first = next(iter(placed.values()))
             return torch.device("cpu" if first == "disk" else f"cuda:{first}" if isinstance(first, int) else first)
         return next(self.model.parameters()).device
+
+    @functools.cached_property
+    def sites(self) -> list:
+        """The model's attention modules (``attention.sites``), found once: a loaded model's modules stay the same."""
+        from attnviz.attention.sites import attention_sites
+
+        return attention_sites(self.model)
 
     def class_probs(self, logits: torch.Tensor) -> torch.Tensor:
         """(..., C) logits -> probabilities: softmax over the classes, or each class's sigmoid if multi-label."""

@@ -88,14 +88,16 @@ def recording(
     keep_graph: bool = False,
     plan: Plan | None = None,
     masks: dict[str, tuple[torch.Tensor, torch.Tensor]] | None = None,
+    sites: list[AttentionSite] | None = None,
 ) -> Iterator[Recording]:
     """Install sinks on the chosen layers' attention modules; always removes them on exit.
 
     ``keep_graph`` keeps the live weights (on their device, in the graph) for gradient methods;
     otherwise weights are detached, cut to ``heads`` and moved to the CPU in ``store_dtype``. Under a statistics
-    ``plan``, ``masks`` gives each stack's (query mask (B, Q), key mask (B, K)), 1 on real positions.
+    ``plan``, ``masks`` gives each stack's (query mask (B, Q), key mask (B, K)), 1 on real positions. ``sites``: the
+    model's attention modules where they are known already (``LoadedModel.sites``).
     """
-    sites = attention_sites(model)
+    sites = attention_sites(model) if sites is None else sites
     chosen = [s for s in sites if layers is None or s.layer in layers]
     rec = Recording(sites, chosen)
     try:
