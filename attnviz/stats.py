@@ -167,7 +167,8 @@ def top_keys(x: torch.Tensor, k: int) -> torch.Tensor:
 
 def _select(x: torch.Tensor, k: int) -> torch.Tensor:
     """Indices (..., k) of the k largest values along the last dim, in no order."""
-    if x.device.type != "cpu":
+    x = x.detach()
+    if x.device.type != "cpu" or x.dtype not in (torch.float32, torch.float64):  # numpy has no bfloat16
         return x.topk(k, sorted=False).indices
     found = np.argpartition(x.contiguous().numpy(), x.shape[-1] - k, axis=-1)[..., -k:]
     return torch.from_numpy(np.ascontiguousarray(found))

@@ -108,26 +108,6 @@ def test_statistics_of_long_causal_blocks_equal_the_definitions():
     assert_stats({name: t[None] for name, t in acc.result(None).items()}, "", weights[None], mask, mask)
 
 
-@pytest.mark.parametrize("width", [9, 129, 1001, 9003])  # direct, one and two levels of groups, a tail each
-def test_top_keys_find_the_k_largest_of_long_rows_with_ties(width):
-    """The grouped top-k search gives torch.topk's values, each named once, in rows with ties: a row whose keys
-    are mostly 0 (fewer than k non-zero), a row of equal weights, the largest in the last keys, and a column view (not
-    contiguous)."""
-    from attnviz.stats import top_keys
-
-    gen = torch.Generator().manual_seed(width)
-    rows = torch.softmax(torch.randn(5, width, generator=gen) * 4, -1)
-    rows[1, 3:] = 0.0
-    rows[2] = 1.0 / width
-    rows[3] = torch.randint(0, 4, (width,), generator=gen).float()  # many ties among the largest
-    rows[4, -2:] = 1.0  # the largest in the last keys (a tail of fewer than a group)
-    for x in (rows, torch.cat([rows, rows]).T.contiguous().T[:5]):
-        keys = top_keys(x, 8)
-        assert keys.shape == (5, 8)
-        assert all(len(set(r.tolist())) == 8 for r in keys)  # 8 different keys a row
-        assert torch.equal(x.gather(-1, keys).sort(-1, descending=True).values, x.topk(8).values)
-
-
 def test_t5_encoder_decoder_and_cross_statistics_equal_eager(tmp_path):
     folder = save("t5", tmp_path)
     loaded = load_model(str(folder), device="cpu")

@@ -107,11 +107,11 @@ def _outputs(folder: Path, script) -> list[torch.Tensor]:
 @pytest.mark.slow
 def test_the_shipped_task_models_are_what_the_script_writes(tmp_path):
     """scripts/make_task_models.py rebuilds both folders: the same configs and tokenizers, byte for byte; the same
-    tensors (names, shapes, dtypes), and the same tags and answers on every sentence and question it trains on. Two
-    runs on one machine write the same bytes, but summing in another order (another CPU, thread count or torch build)
-    moves the question-answering weights after 500 Adam steps: by up to about 0.06 with two threads instead of one,
-    by 0.38 on another CPU (an AVX-512 one) where the models still predict the same. So the models are compared by
-    what they predict, not by a tolerance on their weights."""
+    tensors (names, shapes, dtypes; the tagger's weights to 0.1), and the same tags and answers on every sentence and
+    question it trains on. Two runs on one machine write the same bytes, but summing in another order (another CPU,
+    thread count or torch build) moves the question-answering weights after 500 Adam steps: by up to about 0.06 with
+    two threads instead of one, by 0.38 on another CPU (an AVX-512 one) where the model still answers the same. So
+    that model is compared by what it predicts, not by a tolerance on its weights."""
     import subprocess
     import sys
 
@@ -129,6 +129,8 @@ def test_the_shipped_task_models_are_what_the_script_writes(tmp_path):
             assert (made / name).read_bytes() == (shipped / name).read_bytes(), (shipped.name, name)
         new, old = load_file(made / "model.safetensors"), load_file(shipped / "model.safetensors")
         assert {k: (t.shape, t.dtype) for k, t in new.items()} == {k: (t.shape, t.dtype) for k, t in old.items()}
+        if shipped == NER:  # the tagger's weights stay within 2e-5 across machines
+            assert all(torch.allclose(new[k], old[k], atol=0.1) for k in new), shipped.name
         assert all(torch.equal(a, b) for a, b in zip(_outputs(made, script), _outputs(shipped, script))), shipped.name
 
 

@@ -21,7 +21,9 @@ from attnviz.errors import BadInput
 __all__ = ["MASKS", "SCORES", "SINK", "attention", "repeat_kv"]
 
 SINK = "_attnviz_sink"  # attribute name of the recording callback on an attention module
-# SDPA takes grouped-query keys and values as they are from torch 2.5 (as transformers' SDPA path passes them)
+# SDPA takes grouped-query keys and values as they are from torch 2.5; like transformers' SDPA path, attnviz passes them
+# so only where no fused kernel would give way to the math one (which builds every score): no mask, head dims up to
+# 256 and, on a GPU, half precision
 GQA = torch.__version__ >= "2.5"
 
 
@@ -131,8 +133,9 @@ def attention(
             mask = mask.to(query.dtype)
         if causal and mask is not None:  # a position bias without a mask: SDPA takes one or the other
             mask = mask_future(mask.expand(*query.shape[:3], key.shape[2]).clone(), 0)
-        gqa = GQA and groups > 1  # one key head per query head: the call SDPA always got
-        if not gqa:
+        gqa = GQA and groups > 1 and mask is None and key.shape[-1] == value.shape[-1] <= 256 and (
+            query.device.type == "cpu" or query.dtype in (torch.float16, torch.bfloat16))  # else CUDA falls to math
+        if not gqa:  # one key head per query head, repeated
             key, value = repeat_kv(key, groups), repeat_kv(value, groups)
         out = F.scaled_dot_product_attention(query, key, value, attn_mask=mask, dropout_p=drop, scale=scaling,
                                              is_causal=causal and mask is None, **({"enable_gqa": True} if gqa else {}))

@@ -79,15 +79,20 @@ def add_bias(mask: torch.Tensor | None, bias: torch.Tensor | None) -> torch.Tens
 
 def mask_future(scores: torch.Tensor, start: int) -> torch.Tensor:
     """Causal masking of the query rows ``start .. start + n`` of ``scores`` (B, H, n, W), in place: a query sees the
-    keys up to its own position (top-left aligned, as SDPA's ``is_causal``); the rest are pushed to the dtype's min
-    (or past it, to -inf), which the softmax turns into exactly 0, as a boolean mask does. The mask is added as a
-    float (n, W) tensor: masked_fill_ with a broadcast boolean mask costs several times more."""
+    keys up to its own position (top-left aligned, as SDPA's ``is_causal``); the rest get the dtype's min, which the
+    softmax turns into exactly 0, as a boolean mask does. The mask is added as a float (n, W) tensor (float16 is
+    filled): masked_fill_ with a broadcast boolean mask costs several times more."""
     n, width = scores.shape[-2:]
     if width <= start + 1:  # every key is at or before the first row
         return scores
+    part = scores[..., start + 1:]  # only the keys past the first row
+    if scores.dtype == torch.float16:  # float16's few bits move min + s off min (to -inf below -16): fill instead
+        rows = torch.arange(start, start + n, device=scores.device)
+        part.masked_fill_(torch.arange(start + 1, width, device=scores.device)[None, :] > rows[:, None],
+                          torch.finfo(scores.dtype).min)
+        return scores
     small = n * (width - start - 1) <= SMALL_MASK
-    future = (_future if small else _future.__wrapped__)(n, width, start, scores.dtype, scores.device)
-    scores[..., start + 1:].add_(future)  # only the keys past the first row
+    part.add_((_future if small else _future.__wrapped__)(n, width, start, scores.dtype, scores.device))
     return scores
 
 
@@ -96,7 +101,8 @@ SMALL_MASK = 2**16  # causal masks of at most this many cells are kept for the n
 
 @functools.lru_cache(maxsize=16)
 def _future(n: int, width: int, start: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
-    """(n, W - start - 1): the dtype's min where key start + 1 + j is past query start + i, else 0."""
+    """(n, W - start - 1): the dtype's min where key start + 1 + j is past query start + i, else 0. Added to a score
+    (float32, bfloat16) it gives the min exactly: a score is far below the min's last bit."""
     rows = torch.arange(start, start + n, device=device)
     future = torch.arange(start + 1, width, device=device)[None, :] > rows[:, None]
     return future.to(dtype).mul_(torch.finfo(dtype).min)
