@@ -33,6 +33,7 @@ class BlockStats:
         self.rq, self.rk = min(overview, q), min(overview, k)
         self.top_k = min(top_k, k)
         self.first_key, self.query_mask = first_key.long(), query_mask.float()
+        self.last_first_key = int(self.first_key.max()) if self.first_key.numel() else 0  # read here, not per block
         self.all_real = bool(self.query_mask.all())
         self.device: torch.device | None = None  # the accumulators live where the weights are computed
 
@@ -95,7 +96,9 @@ class BlockStats:
         """(B, H, n, W) -> (B, H, n): each row's weight on its example's first real key (0 past the block's keys)."""
         first = self.first_key.clamp(max=w.shape[-1] - 1)[:, None, None, None].expand(*w.shape[:3], 1)
         share = w.gather(-1, first)[..., 0]
-        return share if bool((self.first_key < w.shape[-1]).all()) else share * (self.first_key < w.shape[-1])[:, None, None]
+        if self.last_first_key < w.shape[-1]:  # every example's first key is in the block (known on the host)
+            return share
+        return share * (self.first_key < w.shape[-1])[:, None, None]
 
     def _top(self, w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(values, keys) (B, H, n, k) of each row's k largest weights, largest first (``top_keys``)."""
@@ -113,8 +116,9 @@ class BlockStats:
         columns are then binned on those few rows."""
         n, width = w.shape[2:]
         q_bin = torch.arange(start, start + n, device=self.device) * self.rq // self.q_len  # (n,)
-        first = int(q_bin[0])
-        group = torch.nn.functional.one_hot(q_bin - first, int(q_bin[-1]) - first + 1).T.float()  # (r, n)
+        first, last = start * self.rq // self.q_len, (start + n - 1) * self.rq // self.q_len  # on the host: no sync
+        rows = torch.arange(first, last + 1, device=self.device)
+        group = (rows[:, None] == q_bin[None, :]).float()  # (r, n) one-hot, built without reading the device
         if real is not None:
             group = group * real[:, :, None, :]  # (B, 1, r, n)
         by_row = torch.matmul(group, w)  # (B, H, r, W)
