@@ -1,11 +1,18 @@
-"""The pieces of the statistics path: the exact top-k search over long rows and the causal cut of a block."""
+"""The pieces of the statistics path: the exact top-k search over long rows, the causal cut of a block, and the
+memory plan for a model on a GPU (where the statistics accumulate and a layer's scores are in flight)."""
 
 from __future__ import annotations
+
+import sys
+from types import SimpleNamespace
 
 import pytest
 import torch
 
 from attnviz.attention.masks import mask_future
+from attnviz.errors import BadInput
+from attnviz.recording import capture
+from attnviz.recording.plan import Plan, Shape, gpu_budget, resolve
 from attnviz.stats import top_keys
 
 
@@ -41,3 +48,44 @@ def test_the_causal_cut_gives_the_future_keys_the_dtypes_min(dtype, shape, start
         got = mask_future(scores.clone(), start)
         assert torch.equal(got, want)
         assert torch.equal(got.float().softmax(-1), want.float().softmax(-1))
+
+
+def test_a_model_on_a_gpu_is_planned_against_the_gpus_free_memory(monkeypatch):
+    """Statistics accumulate on the GPU for every computed head and full maps put one layer's scores there: what does
+    not fit there is refused (exit 2) or, under auto, kept as statistics; the budget is 70% of the GPUs' free memory,
+    within --max-memory, and None for a model on the CPU."""
+    shape = Shape(batch=1, queries=8192, keys=8192, layers=32, heads=32, model_heads=32, store_bytes=4)
+    ram, gib = 10**15, 2**30
+    assert resolve(Plan(keep="stats"), shape, ram, None)[0] == "stats"  # the CPU alone, as before
+    assert resolve(Plan(keep="stats"), shape, ram, 2 * gib)[0] == "stats"  # 32 x 32 heads of statistics: 1.2 GiB
+    with pytest.raises(BadInput, match=r"needs about 1\.0\d GiB on the GPU, which has 1\.00 GiB to spare"):
+        resolve(Plan(keep="stats"), shape, ram, gib)
+    keep, _, note = resolve(Plan(keep="auto"), shape, ram, 10 * gib)  # full maps: 16 GiB of scores in flight
+    assert keep == "stats" and "on the GPU" in note
+    assert resolve(Plan(keep="auto"), shape, ram, 20 * gib)[0] == "full"
+    with pytest.raises(BadInput, match="on the GPU"):
+        resolve(Plan(keep="full"), shape, ram, 4 * gib)
+
+    class Placed:  # a model whose parameters sit on two GPUs (three parameters, two devices)
+        def parameters(self):
+            return [SimpleNamespace(device=torch.device("cuda", i)) for i in (0, 1, 1)]
+
+    assert gpu_budget(torch.nn.Linear(2, 2)) is None
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (10 * gib, 80 * gib))
+    assert gpu_budget(Placed()) == int(0.7 * 20 * gib)
+    assert gpu_budget(Placed(), max_memory=gib) == gib
+
+
+def test_capture_and_generate_plan_against_the_gpu(minilm, monkeypatch):
+    """capture and generate's forced pass hand the GPU budget to the plan (a model on the CPU gets None)."""
+    from attnviz.attribution.forced import Forced, keep_for
+
+    texts = ["the music was wonderful " * 50]
+    monkeypatch.setattr(sys.modules["attnviz.recording.capture"], "gpu_budget", lambda model, max_memory=None: 2**20)
+    with pytest.raises(BadInput, match="on the GPU"):
+        capture(minilm, texts, keep="stats")
+    monkeypatch.setattr("attnviz.attribution.forced.gpu_budget", lambda model, max_memory=None: 2**20)
+    n = 3000  # full maps over 64 MiB: the plan is read
+    forced = Forced([[5] * (n - 1)], [[6]], [[(0, 0)]], torch.zeros(1, n, dtype=torch.long), torch.ones(1, n))
+    with pytest.raises(BadInput, match="on the GPU"):
+        keep_for(minilm, "auto", forced, minilm.num_layers)

@@ -20,7 +20,7 @@ from attnviz.attribution.methods import relevance as R
 from attnviz.attribution.methods.options import RolloutOptions
 from attnviz.errors import BadInput
 from attnviz.recording import STACKS, recording
-from attnviz.recording.plan import Plan, Shape, default_budget, full_bytes, resolve
+from attnviz.recording.plan import Plan, Shape, default_budget, full_bytes, gpu_budget, resolve
 
 ATTENTION_ONLY = ("attention", "rollout")  # methods read from the one forward pass, without gradients
 
@@ -85,7 +85,7 @@ def keep_for(loaded, keep: str, forced: Forced, layers: int) -> str:
     if keep == "auto" and full_bytes(shape) <= SMALL:
         return "full"
     plan = Plan(keep=keep, top_k=1, overview=1, queries=(forced.first_row, s))
-    return resolve(plan, shape, default_budget())[0]
+    return resolve(plan, shape, default_budget(), gpu_budget(loaded.model))[0]
 
 
 def forward(loaded, forced: Forced, layers: list[int] | None, keep: str) -> tuple[torch.Tensor, int, torch.Tensor | None, int]:

@@ -15,7 +15,7 @@ from attnviz.attention.sites import STACKS
 from attnviz.stats import of_weights
 from attnviz.errors import AttnvizError, BadInput
 from attnviz.maps import AttentionMaps, check_indices
-from attnviz.recording.plan import Plan, Shape, default_budget, resolve
+from attnviz.recording.plan import Plan, Shape, default_budget, gpu_budget, resolve
 from attnviz.recording.sinks import STORE_DTYPES, recording
 
 
@@ -94,7 +94,7 @@ def _resolve(plan: Plan, loaded, enc, layers, heads, store_dtype) -> tuple[Plan,
     shape = Shape(batch=b, queries=seq, keys=seq, layers=len(layers) if layers else loaded.num_layers,
                   heads=len(heads) if heads else loaded.num_heads, model_heads=loaded.num_heads,
                   store_bytes=torch.finfo(store_dtype).bits // 8)
-    keep, _, note = resolve(plan, shape, plan.max_memory or default_budget())
+    keep, _, note = resolve(plan, shape, plan.max_memory or default_budget(), gpu_budget(loaded.model, plan.max_memory))
     if plan.queries is not None and plan.queries[0] >= seq:
         raise BadInput(f"--queries starts at {plan.queries[0]}, but the longest input has {seq} positions")
     return replace(plan, keep=keep), [note] if note else []

@@ -7,7 +7,7 @@ keeps full maps where they fit under ``max_memory`` and statistics otherwise.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from attnviz.errors import BadInput
 
@@ -74,8 +74,48 @@ def stats_bytes(s: Shape, plan: Plan) -> int:
     return kept + block + s.batch * s.queries * s.keys  # a boolean (Q, K) mask where there is padding
 
 
-def resolve(plan: Plan, shape: Shape, budget: int) -> tuple[str, int, str | None]:
-    """(keep, estimated bytes, note) for ``plan`` on ``shape`` under ``budget`` bytes; what cannot fit is refused."""
+def device_bytes(keep: str, s: Shape, plan: Plan, gpu: int) -> int:
+    """What a capture holds on the GPU a model computes on, ``gpu`` bytes to spare there: full maps, one layer's
+    float32 scores and weights in flight (the maps themselves go to the CPU); statistics, their accumulators for every
+    head the kernel computes (they stay where the weights are computed until the pass ends) and one block."""
+    if keep == "full":
+        return 2 * 4 * s.batch * s.model_heads * s.queries * s.keys
+    r = min(plan.overview, s.queries) * min(plan.overview, s.keys)
+    per_head = s.queries * (3 + 3 * min(plan.top_k, s.keys)) + s.keys + r
+    block = max(BLOCK_BYTES, min(GPU_BLOCK_BYTES, gpu // 7))  # sinks.block_budget: a tenth of the free memory
+    return s.layers * s.batch * s.model_heads * per_head * 4 + block
+
+
+def gpu_budget(model, max_memory: int | None = None) -> int | None:
+    """A safe share of what the GPUs ``model`` computes on have free: 70%, within ``max_memory``; None on the CPU."""
+    import torch
+
+    devices = {p.device for p in model.parameters() if p.device.type == "cuda"}
+    if not devices:
+        return None
+    free = int(0.7 * sum(torch.cuda.mem_get_info(d)[0] for d in devices))
+    return free if max_memory is None else min(free, max_memory)
+
+
+def resolve(plan: Plan, shape: Shape, budget: int, gpu: int | None = None) -> tuple[str, int, str | None]:
+    """(keep, estimated bytes, note) for ``plan`` on ``shape`` under ``budget`` bytes of CPU memory and, for a model on
+    a GPU, ``gpu`` bytes there; what cannot fit is refused."""
+    keep, need, note = _resolve_cpu(plan, shape, budget)
+    if gpu is None:
+        return keep, need, note
+    on_gpu = device_bytes(keep, shape, plan, gpu)
+    if on_gpu > gpu and plan.keep == "auto" and keep == "full":  # full maps' scores do not fit there: statistics
+        keep, need, note = _resolve_cpu(replace(plan, keep="stats"), shape, budget)
+        note = f"one layer's full scores would need {gib(on_gpu)} on the GPU ({gib(gpu)} free): keeping statistics"
+        on_gpu = device_bytes(keep, shape, plan, gpu)
+    if on_gpu > gpu:
+        raise BadInput(f"this capture needs about {gib(on_gpu)} on the GPU, which has {gib(gpu)} to spare; record "
+                       "fewer layers or heads, or use a shorter input")
+    return keep, need, note
+
+
+def _resolve_cpu(plan: Plan, shape: Shape, budget: int) -> tuple[str, int, str | None]:
+    """``resolve`` for the CPU's memory alone."""
     full, stats = full_bytes(shape), stats_bytes(shape, plan)
     if plan.keep == "auto":
         if full <= budget:
@@ -127,7 +167,8 @@ def gib(n: int) -> str:
 
 
 def default_budget() -> int:
-    """A safe share of what is free now: 70% of available RAM (kept maps and statistics live on the CPU)."""
+    """A safe share of what is free now: 70% of available RAM (kept maps and the statistics' results live on the
+    CPU; a model on a GPU is planned against that GPU too, ``gpu_budget``)."""
     try:
         with open("/proc/meminfo", encoding="ascii") as f:
             info = {line.split(":")[0]: int(line.split()[1]) * 1024 for line in f}
