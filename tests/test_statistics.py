@@ -77,7 +77,7 @@ def test_a_model_on_a_gpu_is_planned_against_the_gpus_free_memory(monkeypatch):
 
 
 def test_capture_and_generate_plan_against_the_gpu(minilm, monkeypatch):
-    """capture and generate's forced pass hand the GPU budget to the plan (a model on the CPU gets None)."""
+    """capture and generate's forced pass hand the GPU budget to the plan: what does not fit there is refused."""
     from attnviz.attribution.forced import Forced, keep_for
 
     texts = ["the music was wonderful " * 50]
