@@ -47,7 +47,8 @@ class BlockStats:
         self.topk_index = torch.zeros(b, h, q, self.top_k, dtype=torch.long, device=device)
         self.topk_weight = zeros(b, h, q, self.top_k)
         k_bin = torch.arange(k, device=device) * self.rk // k  # (K,) overview column of each key
-        self.k_bins = torch.nn.functional.one_hot(k_bin, self.rk).float()  # (K, Rk)
+        # (K, Rk) one-hot of each key's overview column, for the product off the CPU (the CPU sums with reduceat)
+        self.k_bins = None if device.type == "cpu" else torch.nn.functional.one_hot(k_bin, self.rk).float()
         self.k_starts = np.searchsorted(k_bin.cpu().numpy(), np.arange(self.rk))  # first key of each column
         self.k_pos = torch.arange(k, dtype=torch.float32, device=device)
 

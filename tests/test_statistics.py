@@ -12,7 +12,7 @@ import torch
 from attnviz.attention.masks import mask_future
 from attnviz.errors import BadInput
 from attnviz.recording import capture
-from attnviz.recording.plan import Plan, Shape, gpu_budget, resolve
+from attnviz.recording.plan import Gpu, Plan, Shape, gpu_budget, resolve
 from attnviz.stats import top_keys
 
 
@@ -51,40 +51,55 @@ def test_the_causal_cut_gives_the_future_keys_the_dtypes_min(dtype, shape, start
 
 
 def test_a_model_on_a_gpu_is_planned_against_the_gpus_free_memory(monkeypatch):
-    """Statistics accumulate on the GPU for every computed head and full maps put one layer's scores there: what does
-    not fit there is refused (exit 2) or, under auto, kept as statistics; the budget is 70% of the GPUs' free memory,
-    within --max-memory, and None for a model on the CPU."""
-    shape = Shape(batch=1, queries=8192, keys=8192, layers=32, heads=32, model_heads=32, store_bytes=4)
+    """Statistics accumulate on the GPUs for every computed head (not only the kept ones) and full maps put one layer's
+    scores on one GPU; eager attention hands every layer back there: what does not fit is refused (exit 2) or, under
+    auto, kept as statistics. The budget: 70% of each GPU's free and cached-but-unused memory, summed and on the one
+    with least, within --max-memory; None for a model on the CPU."""
+    shape = Shape(batch=1, queries=8192, keys=8192, layers=32, heads=8, model_heads=32, store_bytes=4)
     ram, gib = 10**15, 2**30
+    wide = lambda total, single=None: Gpu(total * gib, (single or total) * gib)  # noqa: E731
     assert resolve(Plan(keep="stats"), shape, ram, None)[0] == "stats"  # the CPU alone, as before
-    assert resolve(Plan(keep="stats"), shape, ram, 2 * gib)[0] == "stats"  # 32 x 32 heads of statistics: 1.2 GiB
-    with pytest.raises(BadInput, match=r"needs about 1\.0\d GiB on the GPU, which has 1\.00 GiB to spare"):
-        resolve(Plan(keep="stats"), shape, ram, gib)
-    keep, _, note = resolve(Plan(keep="auto"), shape, ram, 10 * gib)  # full maps: 16 GiB of scores in flight
+    assert resolve(Plan(keep="stats"), shape, ram, wide(2))[0] == "stats"  # 32 x 32 heads of statistics: 1.1 GiB
+    with pytest.raises(BadInput, match=r"needs about 1\.\d\d GiB on the GPU .*, but the GPU has 1\.00 GiB"):
+        resolve(Plan(keep="stats"), shape, ram, wide(1))
+    keep, _, note = resolve(Plan(keep="auto"), shape, ram, wide(40, 10))  # full maps: 16 GiB of scores on one GPU
     assert keep == "stats" and "on the GPU" in note
-    assert resolve(Plan(keep="auto"), shape, ram, 20 * gib)[0] == "full"
+    assert resolve(Plan(keep="auto"), shape, ram, wide(40, 20))[0] == "full"
     with pytest.raises(BadInput, match="on the GPU"):
-        resolve(Plan(keep="full"), shape, ram, 4 * gib)
+        resolve(Plan(keep="full"), shape, ram, wide(40, 10))
+    with pytest.raises(BadInput, match=r"needs about 512\.00 GiB on the GPU"):  # eager: 32 layers of 16 GiB
+        resolve(Plan(keep="stats"), shape, ram, wide(400), eager=32)
+    with pytest.raises(BadInput, match="--max-memory allows"):
+        resolve(Plan(keep="stats"), shape, ram, Gpu(gib, gib, capped=True))
 
-    class Placed:  # a model whose parameters sit on two GPUs (three parameters, two devices)
+    class Placed:  # parameters on two GPUs, and layers offloaded by accelerate that run on GPU 2
+        hf_device_map = {"a": 0, "b": "cpu", "c": 2}
+
         def parameters(self):
-            return [SimpleNamespace(device=torch.device("cuda", i)) for i in (0, 1, 1)]
+            return [SimpleNamespace(device=torch.device(*d)) for d in (("cuda", 0), ("cuda", 1), ("meta",))]
 
     assert gpu_budget(torch.nn.Linear(2, 2)) is None
-    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (10 * gib, 80 * gib))
-    assert gpu_budget(Placed()) == int(0.7 * 20 * gib)
-    assert gpu_budget(Placed(), max_memory=gib) == gib
+    spare = {0: 10 * gib, 1: 4 * gib, 2: 6 * gib}  # free; device 1 also holds 1 GiB cached and unused
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda d: (spare[d.index] - (gib if d.index == 1 else 0), 80 * gib))
+    monkeypatch.setattr(torch.cuda, "memory_reserved", lambda d: 3 * gib if d.index == 1 else 0)
+    monkeypatch.setattr(torch.cuda, "memory_allocated", lambda d: 2 * gib if d.index == 1 else 0)
+    assert gpu_budget(Placed()) == Gpu(int(0.7 * 20 * gib), int(0.7 * 4 * gib))
+    assert gpu_budget(Placed(), max_memory=gib) == Gpu(gib, gib, capped=True)
 
 
 def test_capture_and_generate_plan_against_the_gpu(minilm, monkeypatch):
-    """capture and generate's forced pass hand the GPU budget to the plan: what does not fit there is refused."""
+    """capture and generate's forced pass hand the GPU budget (with --max-memory) to the plan: what does not fit there
+    is refused."""
     from attnviz.attribution.forced import Forced, keep_for
 
+    asked = []
+    small = lambda model, max_memory=None: asked.append(max_memory) or Gpu(2**20, 2**20)  # noqa: E731
     texts = ["the music was wonderful " * 50]
-    monkeypatch.setattr(sys.modules["attnviz.recording.capture"], "gpu_budget", lambda model, max_memory=None: 2**20)
+    monkeypatch.setattr(sys.modules["attnviz.recording.capture"], "gpu_budget", small)
     with pytest.raises(BadInput, match="on the GPU"):
-        capture(minilm, texts, keep="stats")
-    monkeypatch.setattr("attnviz.attribution.forced.gpu_budget", lambda model, max_memory=None: 2**20)
+        capture(minilm, texts, keep="stats", max_memory=2**30)
+    assert asked == [2**30]
+    monkeypatch.setattr("attnviz.attribution.forced.gpu_budget", small)
     n = 3000  # full maps over 64 MiB: the plan is read
     forced = Forced([[5] * (n - 1)], [[6]], [[(0, 0)]], torch.zeros(1, n, dtype=torch.long), torch.ones(1, n))
     with pytest.raises(BadInput, match="on the GPU"):

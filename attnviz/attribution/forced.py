@@ -85,7 +85,8 @@ def keep_for(loaded, keep: str, forced: Forced, layers: int) -> str:
     if keep == "auto" and full_bytes(shape) <= SMALL:
         return "full"
     plan = Plan(keep=keep, top_k=1, overview=1, queries=(forced.first_row, s))
-    return resolve(plan, shape, default_budget(), gpu_budget(loaded.model))[0]
+    eager = 0 if loaded.backend == "attnviz" else loaded.num_layers  # output_attentions hands every layer back
+    return resolve(plan, shape, default_budget(), gpu_budget(loaded.model), eager)[0]
 
 
 def forward(loaded, forced: Forced, layers: list[int] | None, keep: str) -> tuple[torch.Tensor, int, torch.Tensor | None, int]:

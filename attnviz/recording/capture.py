@@ -94,7 +94,9 @@ def _resolve(plan: Plan, loaded, enc, layers, heads, store_dtype) -> tuple[Plan,
     shape = Shape(batch=b, queries=seq, keys=seq, layers=len(layers) if layers else loaded.num_layers,
                   heads=len(heads) if heads else loaded.num_heads, model_heads=loaded.num_heads,
                   store_bytes=torch.finfo(store_dtype).bits // 8)
-    keep, _, note = resolve(plan, shape, plan.max_memory or default_budget(), gpu_budget(loaded.model, plan.max_memory))
+    eager = 0 if loaded.backend == "attnviz" else loaded.num_layers  # output_attentions hands every layer back
+    keep, _, note = resolve(plan, shape, plan.max_memory or default_budget(), gpu_budget(loaded.model, plan.max_memory),
+                            eager)
     if plan.queries is not None and plan.queries[0] >= seq:
         raise BadInput(f"--queries starts at {plan.queries[0]}, but the longest input has {seq} positions")
     return replace(plan, keep=keep), [note] if note else []

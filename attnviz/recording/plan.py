@@ -74,44 +74,78 @@ def stats_bytes(s: Shape, plan: Plan) -> int:
     return kept + block + s.batch * s.queries * s.keys  # a boolean (Q, K) mask where there is padding
 
 
-def device_bytes(keep: str, s: Shape, plan: Plan, gpu: int) -> int:
-    """What a capture holds on the GPU a model computes on, ``gpu`` bytes to spare there: full maps, one layer's
-    float32 scores and weights in flight (the maps themselves go to the CPU); statistics, their accumulators for every
-    head the kernel computes (they stay where the weights are computed until the pass ends) and one block."""
+@dataclass(frozen=True)
+class Gpu:
+    """What the GPUs a model computes on can take: ``total`` over them all, ``single`` on the one with least to spare
+    (one layer's scores or one block must fit there), each a safe share of its free memory; ``capped`` when
+    --max-memory is the smaller."""
+
+    total: int
+    single: int
+    capped: bool = False
+
+
+def device_bytes(keep: str, s: Shape, plan: Plan, gpu: Gpu, eager: int = 0) -> tuple[int, int]:
+    """(bytes over all the GPUs, bytes on one) a capture holds there. Full maps: one layer's float32 scores and
+    weights in flight (the maps themselves go to the CPU). Statistics: accumulators for every head the kernel computes
+    (they stay where the weights are computed until the pass ends), the overview's column bins, and one block. A model
+    on transformers' eager attention hands every layer's weights back on the GPU (``eager``: how many layers),
+    whatever is kept."""
+    scores = 2 * 4 * s.batch * s.model_heads * s.queries * s.keys
+    if eager:
+        return eager * scores, scores
     if keep == "full":
-        return 2 * 4 * s.batch * s.model_heads * s.queries * s.keys
+        return scores, scores
     r = min(plan.overview, s.queries) * min(plan.overview, s.keys)
     per_head = s.queries * (3 + 3 * min(plan.top_k, s.keys)) + s.keys + r
-    block = max(BLOCK_BYTES, min(GPU_BLOCK_BYTES, gpu // 7))  # sinks.block_budget: a tenth of the free memory
-    return s.layers * s.batch * s.model_heads * per_head * 4 + block
+    bins = s.keys * min(plan.overview, s.keys)  # (K, R) one-hot of each key's overview column, per layer
+    block = max(BLOCK_BYTES, min(GPU_BLOCK_BYTES, gpu.single // 4))  # sinks.block_budget stays within this
+    return s.layers * (s.batch * s.model_heads * per_head + bins) * 4 + block, block
 
 
-def gpu_budget(model, max_memory: int | None = None) -> int | None:
-    """A safe share of what the GPUs ``model`` computes on have free: 70%, within ``max_memory``; None on the CPU."""
+def gpu_budget(model, max_memory: int | None = None) -> Gpu | None:
+    """70% of what each GPU ``model`` computes on has to spare (free, plus what torch holds cached but unused), within
+    ``max_memory``; None for a model on the CPU. Layers offloaded by accelerate (parameters on the CPU, on disk or on
+    'meta' in a model that also uses a GPU) run on a GPU too: the first one counts for them."""
     import torch
 
     devices = {p.device for p in model.parameters() if p.device.type == "cuda"}
+    placed = getattr(model, "hf_device_map", None) or {}
+    devices |= {torch.device("cuda", d) for d in placed.values() if isinstance(d, int)}
     if not devices:
         return None
-    free = int(0.7 * sum(torch.cuda.mem_get_info(d)[0] for d in devices))
-    return free if max_memory is None else min(free, max_memory)
+    spare = [torch.cuda.mem_get_info(d)[0] + torch.cuda.memory_reserved(d) - torch.cuda.memory_allocated(d)
+             for d in devices]
+    total, single = int(0.7 * sum(spare)), int(0.7 * min(spare))
+    if max_memory is not None and max_memory < total:
+        return Gpu(max_memory, min(single, max_memory), True)
+    return Gpu(total, single)
 
 
-def resolve(plan: Plan, shape: Shape, budget: int, gpu: int | None = None) -> tuple[str, int, str | None]:
+def resolve(plan: Plan, shape: Shape, budget: int, gpu: Gpu | None = None,
+            eager: int = 0) -> tuple[str, int, str | None]:
     """(keep, estimated bytes, note) for ``plan`` on ``shape`` under ``budget`` bytes of CPU memory and, for a model on
-    a GPU, ``gpu`` bytes there; what cannot fit is refused."""
+    a GPU, what ``gpu`` can take (``eager``: the layers a model on transformers' eager attention hands back); what
+    cannot fit is refused."""
     keep, need, note = _resolve_cpu(plan, shape, budget)
     if gpu is None:
         return keep, need, note
-    on_gpu = device_bytes(keep, shape, plan, gpu)
-    if on_gpu > gpu and plan.keep == "auto" and keep == "full":  # full maps' scores do not fit there: statistics
-        keep, need, note = _resolve_cpu(replace(plan, keep="stats"), shape, budget)
-        note = f"one layer's full scores would need {gib(on_gpu)} on the GPU ({gib(gpu)} free): keeping statistics"
-        on_gpu = device_bytes(keep, shape, plan, gpu)
-    if on_gpu > gpu:
-        raise BadInput(f"this capture needs about {gib(on_gpu)} on the GPU, which has {gib(gpu)} to spare; record "
-                       "fewer layers or heads, or use a shorter input")
+    if not _fits(device_bytes(keep, shape, plan, gpu, eager), gpu) and plan.keep == "auto" and keep == "full":
+        full, _ = device_bytes(keep, shape, plan, gpu, eager)
+        keep, need, _ = _resolve_cpu(replace(plan, keep="stats"), shape, budget)
+        note = f"one layer's full scores would need {gib(full)} on the GPU ({gib(gpu.single)} to spare): keeping " \
+               "statistics"
+    found = device_bytes(keep, shape, plan, gpu, eager)
+    if not _fits(found, gpu):
+        limit = "--max-memory allows" if gpu.capped else "the GPU has"
+        hint = "use a shorter input or fewer layers, or " + ("raise --max-memory" if gpu.capped else "free the GPU")
+        raise BadInput(f"this capture needs about {gib(found[0])} on the GPU ({gib(found[1])} on one), but {limit} "
+                       f"{gib(gpu.total)} ({gib(gpu.single)} on one); {hint}")
     return keep, need, note
+
+
+def _fits(found: tuple[int, int], gpu: Gpu) -> bool:
+    return found[0] <= gpu.total and found[1] <= gpu.single
 
 
 def _resolve_cpu(plan: Plan, shape: Shape, budget: int) -> tuple[str, int, str | None]:
