@@ -50,7 +50,7 @@ def run(mode: str, length: int) -> None:
             else:
                 with recording(model, plan=Plan(keep=mode)) as rec:
                     model(input_ids=ids)
-                kept = rec.statistics("encoder", None) if mode == "stats" else rec.stacked("encoder")
+                kept = rec.statistics("encoder") if mode == "stats" else rec.stacked("encoder")
                 assert kept is not None
         print(f"seconds:{time.perf_counter() - start}", flush=True)
 

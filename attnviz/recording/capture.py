@@ -134,7 +134,7 @@ def _run_recorded(loaded, batch, layers, heads, store_dtype, plan, masks) -> tup
         module(**batch)
     stacks = {s: rec.stacked(s) for s in STACKS}
     stats = {f"{s}.{name}": t for s in STACKS if plan.stats and rec.layers(s)
-             for name, t in rec.statistics(s, heads).items()}
+             for name, t in rec.statistics(s).items()}
     _expect_layers(stacks, stats, loaded, layers)
     return stacks, stats
 

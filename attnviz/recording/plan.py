@@ -87,8 +87,8 @@ class Gpu:
 
 def device_bytes(keep: str, s: Shape, plan: Plan, gpu: Gpu, eager: int = 0) -> tuple[int, int]:
     """(bytes over all the GPUs, bytes on one) a capture holds there. Full maps: one layer's float32 scores and
-    weights in flight (the maps themselves go to the CPU). Statistics: accumulators for every head the kernel computes
-    (they stay where the weights are computed until the pass ends), the overview's column bins, and one block. A model
+    weights in flight (the maps themselves go to the CPU). Statistics: accumulators for the kept heads (they stay where
+    the weights are computed until the pass ends), the overview's column bins, and one block. A model
     on transformers' eager attention hands every layer's weights back on the GPU (``eager``: how many layers),
     whatever is kept."""
     scores = 2 * 4 * s.batch * s.model_heads * s.queries * s.keys
@@ -100,7 +100,7 @@ def device_bytes(keep: str, s: Shape, plan: Plan, gpu: Gpu, eager: int = 0) -> t
     per_head = s.queries * (3 + 3 * min(plan.top_k, s.keys)) + s.keys + r
     bins = s.keys * min(plan.overview, s.keys)  # (K, R) one-hot of each key's overview column, per layer
     block = max(BLOCK_BYTES, min(GPU_BLOCK_BYTES, gpu.single // 4))  # sinks.block_budget stays within this
-    return s.layers * (s.batch * s.model_heads * per_head + bins) * 4 + block, block
+    return s.layers * (s.batch * s.heads * per_head + bins) * 4 + block, block
 
 
 def gpu_budget(model, max_memory: int | None = None) -> Gpu | None:

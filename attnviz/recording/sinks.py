@@ -58,10 +58,11 @@ class Recording:
                                "layer and cannot tell the calls apart")
         return [self.calls[(stack, layer)][0] for layer in self.layers(stack)]
 
-    def statistics(self, stack: str, heads: list[int] | None) -> dict[str, torch.Tensor]:
-        """name -> (layer, B, h, ...) of one stack under a statistics plan (``attnviz.stats``), in layer order."""
+    def statistics(self, stack: str) -> dict[str, torch.Tensor]:
+        """name -> (layer, B, h, ...) of one stack under a statistics plan (``attnviz.stats``), in layer order: the
+        kept heads (the sinks reduce only those)."""
         self.per_layer(stack)  # each module called once
-        found = [self.stats[(stack, layer)].result(heads) for layer in self.layers(stack)]
+        found = [self.stats[(stack, layer)].result(None) for layer in self.layers(stack)]
         return {name: torch.stack([f[name] for f in found]) for name in (found[0] if found else {})}
 
     def stacked(self, stack: str) -> torch.Tensor | None:
@@ -165,17 +166,22 @@ class _StatsSink(_Sink):
         if tuple(q_mask.shape) != (b, q) or tuple(k_mask.shape) != (b, k):  # e.g. a vision model's patches
             q_mask, k_mask = torch.ones(b, q), torch.ones(b, k)
         first = k_mask.float().argmax(-1)  # (B,) each example's first real key: its sink token
-        self.stats = self.rec.stats[self.key] = BlockStats(shape, first, q_mask, self.plan.top_k, self.plan.overview)
+        kept = h if self.heads is None else len(self.heads)  # only the kept heads are reduced
+        self.stats = self.rec.stats[self.key] = BlockStats((b, kept, q, k), first, q_mask, self.plan.top_k,
+                                                           self.plan.overview)
         if self.plan.queries is not None:
             lo, hi = min(self.plan.queries[0], q), min(self.plan.queries[1], q)
-            kept = h if self.heads is None else len(self.heads)
             self.rows = torch.zeros(b, kept, hi - lo, k, dtype=self.store_dtype)
         self.rec.calls.setdefault(self.key, []).append(self.rows)
         return rows_per_block(b, h, k, block_budget(device, self.plan.max_memory))
 
     def block(self, weights: torch.Tensor, start: int, scores: torch.Tensor | None = None) -> None:
         """Rows ``start .. start + n`` of the weights (B, H, n, W <= K), and the scores the softmax took (which the
-        statistics overwrite); both are the kernel's buffers, reused by the next block, so nothing keeps them."""
+        statistics overwrite); both are the kernel's buffers, reused by the next block, so nothing keeps them. Only
+        the kept heads are reduced (a copy of their rows where heads are chosen)."""
+        if self.heads is not None:
+            weights = weights[:, self.heads]
+            scores = scores[:, self.heads] if scores is not None else None
         self.stats.add(weights, start, scores)
         if self.rows is None:
             return
@@ -183,7 +189,6 @@ class _StatsSink(_Sink):
         a, b = max(start, lo), min(start + weights.shape[2], hi)
         if a < b:
             part = weights[:, :, a - start: b - start].detach()
-            part = part[:, self.heads] if self.heads is not None else part
             self.rows[:, :, a - lo: b - lo, : part.shape[-1]] = part.to("cpu", self.store_dtype)  # keys past W: 0
 
     def __call__(self, weights: torch.Tensor) -> None:  # the full path ran (gradients on): reduce it in one block
