@@ -70,7 +70,7 @@ def measure(mode: str, length: int) -> tuple[int, float]:
 
 def exponent(lengths: list[int], values: list[float]) -> float:
     """Least-squares slope of log(value) against log(length): 1 grows linearly, 2 quadratically."""
-    xs, ys = [math.log(n) for n in lengths], [math.log(max(v, 1.0)) for v in values]
+    xs, ys = [math.log(n) for n in lengths], [math.log(max(v, 1e-9)) for v in values]  # seconds may be below 1
     mx, my = statistics.fmean(xs), statistics.fmean(ys)
     return sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sum((x - mx) ** 2 for x in xs)
 
