@@ -137,13 +137,13 @@ class BlockStats:
             return torch.from_numpy(np.add.reduceat(w.numpy(), self.k_starts[:bins], axis=-1))
         return torch.matmul(w, self.k_bins[:width, :bins])
 
-    def result(self, heads: list[int] | None) -> dict[str, torch.Tensor]:
-        """Every statistic (module docstring) on the CPU, cut to ``heads``; the overview as block means."""
+    def result(self) -> dict[str, torch.Tensor]:
+        """Every statistic (module docstring) on the CPU; the overview as block means."""
         q_count = torch.bincount(torch.arange(self.q_len) * self.rq // self.q_len, minlength=self.rq).float()
         k_count = torch.bincount(torch.arange(self.k_len) * self.rk // self.k_len, minlength=self.rk).float()
         out = {**self.rows, "received": self.received, "overview": self.cells.cpu() / (q_count[:, None] * k_count),
                "topk_index": self.topk_index, "topk_weight": self.topk_weight}
-        return {n: (t[:, heads] if heads is not None else t).cpu() for n, t in out.items()}
+        return {n: t.cpu() for n, t in out.items()}
 
 
 def top_keys(x: torch.Tensor, k: int) -> torch.Tensor:
@@ -195,5 +195,5 @@ def of_weights(weights: torch.Tensor, query_mask: torch.Tensor, key_mask: torch.
     for layer in weights:  # (B, h, Q, K)
         acc = BlockStats(tuple(layer.shape), key_mask.float().argmax(-1), query_mask, top_k, overview)
         acc.add(layer, 0)
-        found.append(acc.result(None))
+        found.append(acc.result())
     return {name: torch.stack([f[name] for f in found]) for name in found[0]}

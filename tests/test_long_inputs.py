@@ -105,7 +105,7 @@ def test_statistics_of_long_causal_blocks_equal_the_definitions():
     for start in range(0, n, rows):
         stop = min(start + rows, n)
         acc.add(weights[:, :, start:stop, :stop], start, scores[:, :, start:stop, :stop].clone())
-    assert_stats({name: t[None] for name, t in acc.result(None).items()}, "", weights[None], mask, mask)
+    assert_stats({name: t[None] for name, t in acc.result().items()}, "", weights[None], mask, mask)
 
 
 def test_t5_encoder_decoder_and_cross_statistics_equal_eager(tmp_path):

@@ -87,9 +87,7 @@ def mask_future(scores: torch.Tensor, start: int) -> torch.Tensor:
         return scores
     part = scores[..., start + 1:]  # only the keys past the first row
     if scores.dtype == torch.float16:  # float16's few bits move min + s off min (to -inf below -16): fill instead
-        rows = torch.arange(start, start + n, device=scores.device)
-        part.masked_fill_(torch.arange(start + 1, width, device=scores.device)[None, :] > rows[:, None],
-                          torch.finfo(scores.dtype).min)
+        part.masked_fill_(_past(n, width, start, scores.device), torch.finfo(scores.dtype).min)
         return scores
     small = n * (width - start - 1) <= SMALL_MASK
     part.add_((_future if small else _future.__wrapped__)(n, width, start, scores.dtype, scores.device))
@@ -103,6 +101,10 @@ SMALL_MASK = 2**16  # causal masks of at most this many cells are kept for the n
 def _future(n: int, width: int, start: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
     """(n, W - start - 1): the dtype's min where key start + 1 + j is past query start + i, else 0. Added to a score
     (float32, bfloat16) it gives the min exactly: a score is far below the min's last bit."""
+    return _past(n, width, start, device).to(dtype).mul_(torch.finfo(dtype).min)
+
+
+def _past(n: int, width: int, start: int, device: torch.device) -> torch.Tensor:
+    """(n, W - start - 1) boolean: True where key start + 1 + j is past query start + i."""
     rows = torch.arange(start, start + n, device=device)
-    future = torch.arange(start + 1, width, device=device)[None, :] > rows[:, None]
-    return future.to(dtype).mul_(torch.finfo(dtype).min)
+    return torch.arange(start + 1, width, device=device)[None, :] > rows[:, None]

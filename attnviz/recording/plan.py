@@ -130,12 +130,12 @@ def resolve(plan: Plan, shape: Shape, budget: int, gpu: Gpu | None = None,
     keep, need, note = _resolve_cpu(plan, shape, budget)
     if gpu is None:
         return keep, need, note
-    if not _fits(device_bytes(keep, shape, plan, gpu, eager), gpu) and plan.keep == "auto" and keep == "full":
-        full, _ = device_bytes(keep, shape, plan, gpu, eager)
-        keep, need, _ = _resolve_cpu(replace(plan, keep="stats"), shape, budget)
-        note = f"one layer's full scores would need {gib(full)} on the GPU ({gib(gpu.single)} to spare): keeping " \
-               "statistics"
     found = device_bytes(keep, shape, plan, gpu, eager)
+    if not _fits(found, gpu) and plan.keep == "auto" and keep == "full":  # its scores do not fit there: statistics
+        keep, need, _ = _resolve_cpu(replace(plan, keep="stats"), shape, budget)
+        note = f"one layer's full scores would need {gib(found[0])} on the GPU ({gib(gpu.single)} to spare): " \
+               "keeping statistics"
+        found = device_bytes(keep, shape, plan, gpu, eager)
     if not _fits(found, gpu):
         limit = "--max-memory allows" if gpu.capped else "the GPU has"
         hint = "use a shorter input or fewer layers, or " + ("raise --max-memory" if gpu.capped else "free the GPU")

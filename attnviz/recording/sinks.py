@@ -62,7 +62,7 @@ class Recording:
         """name -> (layer, B, h, ...) of one stack under a statistics plan (``attnviz.stats``), in layer order: the
         kept heads (the sinks reduce only those)."""
         self.per_layer(stack)  # each module called once
-        found = [self.stats[(stack, layer)].result(None) for layer in self.layers(stack)]
+        found = [self.stats[(stack, layer)].result() for layer in self.layers(stack)]
         return {name: torch.stack([f[name] for f in found]) for name in (found[0] if found else {})}
 
     def stacked(self, stack: str) -> torch.Tensor | None:
