@@ -134,13 +134,24 @@ def test_reading_a_forward_signature_keeps_no_model_alive():
     assert gone() is None
 
 
-def test_score_rows_become_lists_in_one_call_or_one_at_a_time_when_they_differ():
-    from attnviz.attribution.generation import _lists
+def test_score_rows_are_float32_arrays_and_the_file_lists_of_floats(induction):
+    import json
 
-    rows = [torch.tensor([0.5]), torch.tensor([0.25, 0.75])]
-    assert _lists(rows) == [[0.5], [0.25, 0.75]]
-    mixed = [torch.tensor([0.5], dtype=torch.float64), torch.tensor([0.25, 0.75]), [1.0]]
-    assert _lists(mixed) == [[0.5], [0.25, 0.75], [1.0]]
+    import numpy as np
+
+    from attnviz.attribution.generation import _rows
+
+    r = attribute_generation(induction, "abcdab", methods=["attention", "saliency"], answer="cd")[0]
+    doc = r.to_json()
+    for m in ("attention", "saliency"):
+        rows = r.scores[m]
+        assert all(isinstance(row, np.ndarray) and row.dtype == np.float32 and row.ndim == 1 for row in rows), m
+        assert [len(row) for row in rows] == [s["position"] for s in r.steps], m
+        assert doc["scores"][m] == [row.tolist() for row in rows] and doc["scores"][m][0][0] == float(rows[0][0]), m
+        assert all(type(v) is float for row in doc["scores"][m] for v in row), m
+    json.dumps(doc)  # nothing but plain JSON values
+    mixed = _rows([torch.tensor([0.5], dtype=torch.float64), [0.25, 0.75], np.array([1.0], dtype=np.float32)])
+    assert [row.dtype for row in mixed] == [np.float32] * 3 and [row.tolist() for row in mixed] == [[0.5], [0.25, 0.75], [1.0]]
 
 
 def test_step_scores_are_the_models_own_distribution(induction):

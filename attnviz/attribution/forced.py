@@ -14,6 +14,7 @@ import functools
 import inspect
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from attnviz.attribution.methods import relevance as R
@@ -137,14 +138,14 @@ def step_scores(logits: torch.Tensor, offset: int, forced: Forced) -> list[tuple
     return out
 
 
-def attention_scores(method: str, options, forced: Forced, weights: torch.Tensor, q0: int) -> list[list[list[float]]]:
-    """Per example, per unit: scores (a list) over positions 0 .. P + last - 1 from the recorded weights.
+def attention_scores(method: str, options, forced: Forced, weights: torch.Tensor, q0: int) -> list[list[np.ndarray]]:
+    """Per example, per unit: scores (float32) over positions 0 .. P + last - 1 from the recorded weights.
 
     attention: the last layer's head mean; rollout (arXiv:2005.00928): every layer composed. A unit reads
     the mean of the rows predicting its tokens.
     """
     if method == "attention":
-        matrix, q0 = weights[-1].float().mean(dim=1), q0  # (B, Q', K)
+        matrix = weights[-1].float().mean(dim=1)  # (B, Q', K)
     else:
         if q0 != 0 or weights.shape[-2] != weights.shape[-1]:
             raise BadInput("rollout composes every layer's full map, which this prompt is too long to keep; "
@@ -155,8 +156,7 @@ def attention_scores(method: str, options, forced: Forced, weights: torch.Tensor
     for b, (p, units) in enumerate(zip(forced.prompts, forced.units)):
         spans = [(len(p) + first - 1 - q0, len(p) + last - q0, len(p) + last) for first, last in units]  # rows, keys
         top = min(lo for lo, _, _ in spans)
-        block = matrix[b, top: max(hi for _, hi, _ in spans)]  # (rows, K): read out in one call, cut in Python
-        listed = block.tolist()
-        out.append([listed[lo - top][:n] if hi - lo == 1 else block[lo - top: hi - top, :n].mean(0).tolist()
+        block = matrix[b, top: max(hi for _, hi, _ in spans)].cpu().numpy().copy()  # (rows, K); rows are views
+        out.append([block[lo - top, :n] if hi - lo == 1 else block[lo - top: hi - top, :n].mean(0)
                     for lo, hi, n in spans])
     return out

@@ -13,6 +13,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Mapping
 
+import numpy as np
 import torch
 
 from attnviz.attribution.forced import ATTENTION_ONLY, attention_scores, forced_batch, forward, keep_for, step_scores
@@ -73,14 +74,15 @@ class GeneratedAttribution:
     """One prompt's answer, explained. ``tokens``: the prompt's tokens, then the answer's; ``steps``: one dict
     per generated token (or one for a target span): ``token``, ``position`` (its index in ``tokens``),
     ``probability``, ``entropy`` (nats) and, where asked, ``contrast``, ``span`` and ``completeness_gap``;
-    ``scores[method]``: per step, one score per position 0 .. position - 1."""
+    ``scores[method]``: per step, a float32 array of one score per position 0 .. position - 1 (the file
+    format's lists come from ``to_json``: a long prompt's rows as Python floats would take 8x the memory)."""
 
     model: str
     prompt: str
     tokens: list[str]
     prompt_length: int
     steps: list[dict]
-    scores: dict[str, list[list[float]]]
+    scores: dict[str, list[np.ndarray]]
     params: dict = field(default_factory=dict)  # method -> the options it ran with
     notes: list[str] = field(default_factory=list)
 
@@ -91,7 +93,8 @@ class GeneratedAttribution:
     def to_json(self) -> dict:
         """Exactly the keys of the file format: model, prompt, tokens, prompt_length, steps, scores."""
         return {"model": self.model, "prompt": self.prompt, "tokens": self.tokens,
-                "prompt_length": self.prompt_length, "steps": self.steps, "scores": self.scores}
+                "prompt_length": self.prompt_length, "steps": self.steps,
+                "scores": {m: [row.tolist() for row in rows] for m, rows in self.scores.items()}}
 
 
 def attribute_generation(loaded, prompts, *, methods=DEFAULT_METHODS, answer: str | None = None,
@@ -131,24 +134,16 @@ def run_generation(loaded, prompts: list[str], config: GenerationConfig) -> list
         steps = _steps(tokens, len(forced.prompts[b]), units[b], probs[b], versus[b] if versus else None, extras[b])
         out.append(GeneratedAttribution(
             model=loaded.name, prompt=prompt, tokens=tokens, prompt_length=len(forced.prompts[b]), steps=steps,
-            scores={m: _lists(scores[m][b]) for m in config.methods},
+            scores={m: _rows(scores[m][b]) for m in config.methods},
             params={m: dataclasses.asdict(config.options[m]) for m in config.methods}, notes=list(encoded.notes)))
     return out
 
 
-def _lists(rows: list) -> list[list[float]]:
-    """Score rows as lists of floats: 1-D tensors converted in one call rather than one per row; lists as they are."""
-    if all(isinstance(r, list) for r in rows):
-        return rows
-    alike = all(isinstance(r, torch.Tensor) and r.dim() == 1 for r in rows)
-    alike = alike and len({(r.device, r.dtype) for r in rows}) == 1
-    if not alike:  # mixed rows: one at a time
-        return [r if isinstance(r, list) else r.tolist() for r in rows]
-    flat, out, at = torch.cat(rows).cpu().tolist(), [], 0
-    for r in rows:
-        out.append(flat[at: at + r.numel()])
-        at += r.numel()
-    return out
+def _rows(rows: list) -> list[np.ndarray]:
+    """Score rows as 1-D float32 arrays: the methods hand over numpy views of their blocks, kept as they are."""
+    return [r if isinstance(r, np.ndarray) and r.dtype == np.float32 else
+            (r.detach().float().cpu().numpy() if isinstance(r, torch.Tensor) else np.asarray(r, dtype=np.float32))
+            for r in rows]
 
 
 def _check_answers(loaded, prompts, answers, span) -> None:

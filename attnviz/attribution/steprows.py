@@ -56,7 +56,7 @@ def rows_context(loaded, forced: Forced, rows: list[StepRow], fill: int, chunk: 
 
 
 def gradient_scores(loaded, forced: Forced, method: str, options, fill: int, chunk: int):
-    """Per example, per unit: (scores over positions 0 .. P + last - 1, the method's facts for that row)."""
+    """Per example, per unit: (scores (float32) over positions 0 .. P + last - 1, the method's facts for that row)."""
     out = [[None] * len(units) for units in forced.units]
     rows = step_rows(forced)
     for start in range(0, len(rows), chunk):
@@ -67,7 +67,8 @@ def gradient_scores(loaded, forced: Forced, method: str, options, fill: int, chu
             # Chefer's rule starts from the identity: each row's own residual, always 1, would outrank every
             # position that attention brought in. The generated view shows what attention brought.
             attr.scores -= ctx.target.rows.float().cpu()
+        scores = attr.scores.numpy()  # (rows, S') float32 on the CPU: each step's row is a view
         for i, r in enumerate(group):
             facts = {k: v[i] for k, v in attr.extra.items() if isinstance(v, list) and len(v) == len(group)}
-            out[r.example][r.unit] = (attr.scores[i, : r.length(forced)], facts)
+            out[r.example][r.unit] = (scores[i, : r.length(forced)], facts)
     return out

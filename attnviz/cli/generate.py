@@ -81,10 +81,12 @@ def generate_cmd(
 
 def _summary(results) -> None:
     """Per prompt: the answer, and per method the position each generated token drew on most."""
+    import numpy as np
+
     for i, r in enumerate(results):
         c.console.print(c.labelled(f"{i + 1}.", "bold", f"answer {''.join(r.answer)!r}"), soft_wrap=True)
         for m, rows in r.scores.items():
-            best = [max(range(len(row)), key=lambda k: row[k]) for row in rows]
+            best = [int(np.argmax(np.nan_to_num(row, nan=-np.inf))) for row in rows]  # the first largest
             parts = " ".join(f"{s['token']}<-{r.tokens[b]}@{b}" for s, b in zip(r.steps[:8], best))
             c.console.print(f"   {m:<21} {parts}{' ...' if len(best) > 8 else ''}", soft_wrap=True)
         gaps = [s["completeness_gap"] for s in r.steps if "completeness_gap" in s]

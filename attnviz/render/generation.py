@@ -20,16 +20,16 @@ MAX_INCHES = 20.0
 @dataclass
 class GenerationView:
     """One explained answer: ``tokens`` (prompt then answer), ``steps`` (position of each explained token, its
-    label) and ``scores[method]``: per step, one score per position before it."""
+    label) and ``scores[method]``: per step, one score per position before it (a list or a 1-D array)."""
 
     title: str
     tokens: list[str]
     prompt_length: int
     steps: list[tuple[int, str]]
-    scores: dict[str, list[list[float]]]
+    scores: dict[str, list]
 
 
-def matrix(rows: list[list[float]], width: int) -> np.ndarray:
+def matrix(rows: list, width: int) -> np.ndarray:
     """(sources, steps) of rows each scaled by its largest magnitude; positions a step cannot see are NaN."""
     out = np.full((width, len(rows)), np.nan)
     for j, row in enumerate(rows):
@@ -39,7 +39,7 @@ def matrix(rows: list[list[float]], width: int) -> np.ndarray:
     return out
 
 
-def whole_answer(rows: list[list[float]], width: int) -> np.ndarray:
+def whole_answer(rows: list, width: int) -> np.ndarray:
     """(width,) the mean of the scaled rows over the steps, scaled again: the prompt coloured for the answer."""
     m = np.nan_to_num(matrix(rows, width)).mean(axis=1)
     top = float(np.abs(m).max()) if m.size else 0.0
