@@ -2,7 +2,8 @@
 
 1. the attention matrix of a 64-token answer (one teacher-forced pass, last layer recorded) vs one plain
    forward pass over prompt + answer (target <= 1.3x);
-2. saliency for every step, steps batched as rows of one pass, vs one forward + backward per step;
+2. saliency for every step (one forward pass, the steps' backward passes batched), vs one forward + backward per
+   step, and vs one row per step in passes of 32 rows (the path attn-grad and occlusion still take);
 3. integrated gradients of every step vs inseq's (`pip install inseq`; it installs beside transformers 5), the
    same model, answer and quadrature steps, and vs captum's IntegratedGradients run step by step on the same
    target, steps and baseline (captum is what inseq calls). Without inseq installed, the captum figure alone.
@@ -22,8 +23,12 @@ import torch
 
 from common import Ratio, interleaved, median_ms
 
+from attnviz.attribution.forced import forced_batch
 from attnviz.attribution.generation import attribute_generation
+from attnviz.attribution.steprows import gradient_scores
+from attnviz.attribution.tokens import method_options
 from attnviz.models import load_model
+from attnviz.models.generate import encode_answer, encode_prompts, pad_id
 
 IG_STEPS = 16
 
@@ -65,6 +70,14 @@ def naive_saliency(loaded, prompt: str, answer: str):
         (grad,) = torch.autograd.grad(score, x)
         out.append(grad.norm(dim=-1)[0])
     return out
+
+
+def per_row(loaded, prompt: str, answer: str, method: str, **options):
+    """One row per step, 32 rows a pass (steprows): the path the input-gradient methods took before."""
+    a = encode_answer(loaded, answer)
+    forced = forced_batch(loaded, encode_prompts(loaded, [prompt]).ids, [a], [[(t, t) for t in range(len(a))]],
+                          pad_id(loaded))
+    return gradient_scores(loaded, forced, method, method_options([method], **options)[method], pad_id(loaded), 32)
 
 
 def captum_steps(loaded, prompt: str, answer: str):
@@ -129,12 +142,16 @@ def main() -> None:
               "target <= 1.3x)")
 
         times, _ = interleaved({"naive": lambda: naive_saliency(loaded, prompt, answer),
+                                "rows": lambda: per_row(loaded, prompt, answer, "saliency"),
                                 "batched": ours("saliency")}, args.repeat, device=device)
         print(f"saliency, every step: naive loop / batched steps: {Ratio.of(times['naive'], times['batched'])}x "
               f"faster ({median_ms(times['batched'])} vs {median_ms(times['naive'])})")
+        print(f"    one row per step / batched steps: {Ratio.of(times['rows'], times['batched'])}x "
+              f"({median_ms(times['rows'])})")
 
         short = " ".join(answer.split()[: args.ig_answer])
         runs = {"captum": lambda: captum_steps(loaded, prompt, short),
+                "rows": lambda: per_row(loaded, prompt, short, "integrated-gradients", steps=IG_STEPS),
                 "ours": ours("integrated-gradients", short, steps=IG_STEPS)}
         try:
             import inseq  # noqa: F401
@@ -146,6 +163,8 @@ def main() -> None:
         print(f"integrated gradients ({args.ig_answer} steps of the answer, {IG_STEPS} quadrature steps): "
               f"captum / attnviz: {Ratio.of(times['captum'], times['ours'])}x "
               f"({median_ms(times['ours'])} vs {median_ms(times['captum'])})")
+        print(f"    one row per step / batched steps: {Ratio.of(times['rows'], times['ours'])}x "
+              f"({median_ms(times['rows'])})")
         if "inseq" in times:
             print(f"    inseq / attnviz: {Ratio.of(times['inseq'], times['ours'])}x ({median_ms(times['inseq'])})")
         else:

@@ -151,7 +151,8 @@ def test_score_rows_are_float32_arrays_and_the_file_lists_of_floats(induction):
         assert all(type(v) is float for row in doc["scores"][m] for v in row), m
     json.dumps(doc)  # nothing but plain JSON values
     mixed = _rows([torch.tensor([0.5], dtype=torch.float64), [0.25, 0.75], np.array([1.0], dtype=np.float32)])
-    assert [row.dtype for row in mixed] == [np.float32] * 3 and [row.tolist() for row in mixed] == [[0.5], [0.25, 0.75], [1.0]]
+    assert [row.dtype for row in mixed] == [np.float32] * 3
+    assert [row.tolist() for row in mixed] == [[0.5], [0.25, 0.75], [1.0]]
 
 
 def test_step_scores_are_the_models_own_distribution(induction):

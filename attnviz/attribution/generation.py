@@ -2,8 +2,9 @@
 
 ``attribute_generation`` decodes (or takes a given answer), runs one teacher-forced forward pass over
 prompt + answer for the step scores (probability, entropy, a contrastive difference) and the
-attention-based methods, and runs the gradient methods on rows of several steps at a time
-(``steprows``). The result holds, per generated token, a score for every earlier position.
+attention-based methods; the input-gradient methods share one forward pass over every step (``stepgrads``)
+and the others run on rows of several steps at a time (``steprows``). The result holds, per generated
+token, a score for every earlier position.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import torch
 
 from attnviz.attribution.forced import ATTENTION_ONLY, attention_scores, forced_batch, forward, keep_for, step_scores
 from attnviz.attribution.methods import METHODS
+from attnviz.attribution.stepgrads import SHARED, shared_scores
 from attnviz.attribution.steprows import gradient_scores
 from attnviz.attribution.tokens import method_options
 from attnviz.errors import BadInput
@@ -169,7 +171,10 @@ def _methods(loaded, forced, config: GenerationConfig):
         if m in ATTENTION_ONLY:
             scores[m] = attention_scores(m, config.options[m], forced, weights, q0)
             continue
-        found = gradient_scores(loaded, forced, m, config.options[m], pad_id(loaded), config.chunk)
+        if m in SHARED:  # input gradients: one forward pass, several steps per backward call
+            found = shared_scores(loaded, forced, m, config.options[m], config.chunk)
+        else:
+            found = gradient_scores(loaded, forced, m, config.options[m], pad_id(loaded), config.chunk)
         scores[m] = [[s for s, _ in per] for per in found]
         for b, per in enumerate(found):
             for u, (_, facts) in enumerate(per):
