@@ -123,11 +123,11 @@ def test_reading_a_forward_signature_keeps_no_model_alive():
     import gc
     import weakref
 
-    from attnviz.attribution.forced import _takes
+    from attnviz.attribution.forced import takes
 
     model = torch.nn.Linear(2, 2)
     model.forward = functools.partial(type(model).forward, model)  # as accelerate's add_hook_to_module does
-    assert _takes(model, "input") and not _takes(model, "use_cache")
+    assert takes(model, "input") and not takes(model, "use_cache")
     gone = weakref.ref(model)
     del model
     gc.collect()

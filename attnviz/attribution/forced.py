@@ -54,7 +54,7 @@ def forced_batch(loaded, prompts: list[list[int]], answers: list[list[int]], uni
     return Forced(prompts, answers, units, ids, mask)
 
 
-def _takes(model, name: str) -> bool:
+def takes(model, name: str) -> bool:
     """Whether ``model.forward`` takes keyword ``name``: read once per model class (a signature costs ~0.3 ms);
     a forward set on the instance (accelerate's hooks wrap the model in one) is read each time, as caching it
     would keep the model alive."""
@@ -97,10 +97,10 @@ def forward(loaded, forced: Forced, layers: list[int] | None, keep: str) -> tupl
     kwargs = dict(input_ids=forced.ids)
     if not bool(forced.mask.all()):  # without padding the model builds no mask (as a plain call would)
         kwargs["attention_mask"] = forced.mask
-    if _takes(model, "use_cache"):
+    if takes(model, "use_cache"):
         kwargs["use_cache"] = False
     s = forced.ids.shape[1]
-    if _takes(model, "logits_to_keep"):
+    if takes(model, "logits_to_keep"):
         kwargs["logits_to_keep"] = s - first  # a long prompt's own logits are never needed
     with torch.inference_mode():
         if layers is None:

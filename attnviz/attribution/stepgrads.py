@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from attnviz.attribution.context import Context, baseline, frozen_params, recomputed_layers
-from attnviz.attribution.forced import Forced, _takes
+from attnviz.attribution.forced import Forced, takes
 from attnviz.attribution.methods.integrated import nodes
 from attnviz.attribution.methods.options import AUTO_GAP, AUTO_STEPS
 
@@ -42,7 +42,7 @@ class _Example:
         self.ctx = Context(loaded, {"input_ids": ids, "attention_mask": mask}, [], mask, None, x,
                            torch.isin(ids, specials), chunk=chunk)
         first = min(len(p) + f - 1 for f, _ in self.units)  # the first row that predicts an explained token
-        self.more = {"logits_to_keep": ids.shape[1] - first} if _takes(loaded.model, "logits_to_keep") else {}
+        self.more = {"logits_to_keep": ids.shape[1] - first} if takes(loaded.model, "logits_to_keep") else {}
         self.first = first if self.more else 0  # logits row 0 is position ``first`` where the model keeps fewer
         single = [(len(p) + f - 1 - self.first, a[f]) for f, last in self.units if f == last]
         self.single = torch.tensor(single, device=ids.device).reshape(-1, 2)  # (U1, 2) row, token
