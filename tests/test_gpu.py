@@ -76,3 +76,17 @@ def test_every_command_runs_with_device_cuda(folders, tmp_path):
     for args in runs:
         res = invoke(*args, "--device", "cuda")
         assert res.exit_code == 0, f"{args[0]}: {res.output}"
+
+
+def test_generated_steps_on_cuda_equal_the_cpu(folders):
+    from attnviz.attribution.generation import attribute_generation
+
+    cpu, gpu = (load_model(str(folders["llama"]), device=d) for d in ("cpu", "cuda"))
+    methods = ["attention", "saliency", "integrated-gradients", "attn-grad"]  # one pass, shared gradients, rows
+    want, got = (attribute_generation(m, ["the cat sat", "a dog"], methods=methods, answer="on the mat", steps=8)
+                 for m in (cpu, gpu))
+    for w, g in zip(want, got):
+        assert [s["token"] for s in g.steps] == [s["token"] for s in w.steps]
+        for m in methods:
+            for a, b in zip(g.scores[m], w.scores[m]):
+                assert abs(a - b).max() <= 1e-4 * max(abs(b).max(), 1e-6), m
