@@ -3,7 +3,7 @@
 1. the attention matrix of a 64-token answer (one teacher-forced pass, last layer recorded) vs one plain
    forward pass over prompt + answer (target <= 1.3x): the whole call (tokenizing, step scores, token names and
    step entries included) vs a forward that tokenizes, and the matrix alone (the recorded pass and the rows read
-   from it) vs a forward on the same ids;
+   from it) vs a forward on the same ids; the statistics path (--keep stats) beside;
 2. saliency for every step (one forward pass, the steps' backward passes batched), vs one forward + backward per
    step, and vs one row per step in passes of 32 rows (the path attn-grad and occlusion still take);
 3. integrated gradients of every step vs inseq's (`pip install inseq`; it installs beside transformers 5), the
@@ -15,6 +15,9 @@ Times come from interleaved runs; each ratio is the median of per-round ratios w
 once and times runs of --calls calls.
 
     python3 benchmarks/bench_generate.py [--device cpu] [--repeat 5] [--prompt 64] [--answer 64] [--calls 20]
+        [--hidden 64] [--layers 2] [--parts attention,saliency,ig]
+
+A long prompt's attention: --prompt 4000 --hidden 256 --layers 4 --parts attention --calls 2.
 """
 
 from __future__ import annotations
@@ -132,62 +135,82 @@ def main() -> None:
     ap.add_argument("--layers", type=int, default=2)
     ap.add_argument("--ig-answer", type=int, default=16, help="answer tokens for the IG comparison")
     ap.add_argument("--calls", type=int, default=20, help="calls per timed run of the attention comparison")
+    ap.add_argument("--parts", default="attention,saliency,ig", help="which comparisons to run (comma-separated)")
     args = ap.parse_args()
     import tempfile
 
+    parts = set(args.parts.split(","))
     with tempfile.TemporaryDirectory() as folder:
         loaded, prompt, answer = tiny_llama(folder, args.prompt, args.answer, args.device, args.hidden, args.layers)
-        device = loaded.device
-        print(f"Llama ({args.layers} layers, 4 heads, hidden {args.hidden}) on {device}; prompt {args.prompt} tokens, "
-              f"answer {args.answer}, {args.repeat} interleaved rounds")
+        print(f"Llama ({args.layers} layers, 4 heads, hidden {args.hidden}) on {loaded.device}; prompt {args.prompt} "
+              f"tokens, answer {args.answer}, {args.repeat} interleaved rounds")
+        if "attention" in parts:
+            attention(loaded, prompt, answer, args)
+        if "saliency" in parts:
+            saliency(loaded, prompt, answer, args)
+        if "ig" in parts:
+            integrated(loaded, prompt, answer, args)
 
-        def ours(method, text=answer, **kw):
-            return lambda: attribute_generation(loaded, prompt, methods=[method], answer=text, **kw)
 
-        # a call takes milliseconds here: each is run once untimed, then timed as runs of --calls calls
-        a = encode_answer(loaded, answer)
-        forced = forced_batch(loaded, encode_prompts(loaded, [prompt]).ids, [a], [[(t, t) for t in range(len(a))]],
-                              pad_id(loaded))
-        cases = {"forward": lambda: plain_forward(loaded, prompt, answer), "attention": ours("attention"),
-                 "ids forward": lambda: forward_alone(loaded, forced), "matrix": lambda: matrix_alone(loaded, forced)}
-        for fn in cases.values():
-            fn()
-        times, _ = interleaved({n: (lambda fn=fn: [fn() for _ in range(args.calls)]) for n, fn in cases.items()},
-                               args.repeat, device=device)
-        print(f"attention matrix vs plain forward (target <= 1.3x): the whole call "
-              f"{Ratio.of(times['attention'], times['forward'])}x ({median_ms(times['attention'])} vs "
-              f"{median_ms(times['forward'])} for {args.calls} calls)")
-        print(f"    the matrix alone vs a forward on the same ids: {Ratio.of(times['matrix'], times['ids forward'])}x "
-              f"({median_ms(times['matrix'])} vs {median_ms(times['ids forward'])})")
+def ours(loaded, prompt: str, method: str, answer: str, **kw):
+    return lambda: attribute_generation(loaded, prompt, methods=[method], answer=answer, **kw)
 
-        times, _ = interleaved({"naive": lambda: naive_saliency(loaded, prompt, answer),
-                                "rows": lambda: per_row(loaded, prompt, answer, "saliency"),
-                                "batched": ours("saliency")}, args.repeat, device=device)
-        print(f"saliency, every step: naive loop / batched steps: {Ratio.of(times['naive'], times['batched'])}x "
-              f"faster ({median_ms(times['batched'])} vs {median_ms(times['naive'])})")
-        print(f"    one row per step / batched steps: {Ratio.of(times['rows'], times['batched'])}x "
-              f"({median_ms(times['rows'])})")
 
-        short = " ".join(answer.split()[: args.ig_answer])
-        runs = {"captum": lambda: captum_steps(loaded, prompt, short),
-                "rows": lambda: per_row(loaded, prompt, short, "integrated-gradients", steps=IG_STEPS),
-                "ours": ours("integrated-gradients", short, steps=IG_STEPS)}
-        try:
-            import inseq  # noqa: F401
+def attention(loaded, prompt: str, answer: str, args) -> None:
+    """The whole call and the matrix alone; a call takes milliseconds here: each side is run once untimed, then
+    timed as runs of --calls calls. The statistics path (--keep stats), which also keeps the answer's rows, beside."""
+    a = encode_answer(loaded, answer)
+    forced = forced_batch(loaded, encode_prompts(loaded, [prompt]).ids, [a], [[(t, t) for t in range(len(a))]],
+                          pad_id(loaded))
+    cases = {"forward": lambda: plain_forward(loaded, prompt, answer),
+             "attention": ours(loaded, prompt, "attention", answer),
+             "stats": ours(loaded, prompt, "attention", answer, keep="stats"),
+             "ids forward": lambda: forward_alone(loaded, forced), "matrix": lambda: matrix_alone(loaded, forced)}
+    for fn in cases.values():
+        fn()
+    times, _ = interleaved({n: (lambda fn=fn: [fn() for _ in range(args.calls)]) for n, fn in cases.items()},
+                           args.repeat, device=loaded.device)
+    print(f"attention matrix vs plain forward (target <= 1.3x): the whole call "
+          f"{Ratio.of(times['attention'], times['forward'])}x ({median_ms(times['attention'])} vs "
+          f"{median_ms(times['forward'])} for {args.calls} calls)")
+    print(f"    the matrix alone vs a forward on the same ids: {Ratio.of(times['matrix'], times['ids forward'])}x "
+          f"({median_ms(times['matrix'])} vs {median_ms(times['ids forward'])})")
+    print(f"    --keep stats, the whole call: {Ratio.of(times['stats'], times['forward'])}x "
+          f"({median_ms(times['stats'])})")
 
-            runs["inseq"] = lambda: inseq_steps(loaded, prompt, short)
-        except ImportError:
-            pass
-        times, _ = interleaved(runs, max(1, args.repeat // 2), device=device)
-        print(f"integrated gradients ({args.ig_answer} steps of the answer, {IG_STEPS} quadrature steps): "
-              f"captum / attnviz: {Ratio.of(times['captum'], times['ours'])}x "
-              f"({median_ms(times['ours'])} vs {median_ms(times['captum'])})")
-        print(f"    one row per step / batched steps: {Ratio.of(times['rows'], times['ours'])}x "
-              f"({median_ms(times['rows'])})")
-        if "inseq" in times:
-            print(f"    inseq / attnviz: {Ratio.of(times['inseq'], times['ours'])}x ({median_ms(times['inseq'])})")
-        else:
-            print("    inseq: not installed (pip install inseq) and not compared")
+
+def saliency(loaded, prompt: str, answer: str, args) -> None:
+    times, _ = interleaved({"naive": lambda: naive_saliency(loaded, prompt, answer),
+                            "rows": lambda: per_row(loaded, prompt, answer, "saliency"),
+                            "batched": ours(loaded, prompt, "saliency", answer)}, args.repeat, device=loaded.device)
+    print(f"saliency, every step: naive loop / batched steps: {Ratio.of(times['naive'], times['batched'])}x "
+          f"faster ({median_ms(times['batched'])} vs {median_ms(times['naive'])})")
+    print(f"    one row per step / batched steps: {Ratio.of(times['rows'], times['batched'])}x "
+          f"({median_ms(times['rows'])})")
+
+
+def integrated(loaded, prompt: str, answer: str, args) -> None:
+    short = " ".join(answer.split()[: args.ig_answer])
+    runs = {"captum": lambda: captum_steps(loaded, prompt, short),
+            "rows": lambda: per_row(loaded, prompt, short, "integrated-gradients", steps=IG_STEPS),
+            "ours": ours(loaded, prompt, "integrated-gradients", short, steps=IG_STEPS)}
+    try:
+        import inseq  # noqa: F401
+
+        runs["inseq"] = lambda: inseq_steps(loaded, prompt, short)
+    except ImportError:
+        pass
+    times, _ = interleaved(runs, max(1, args.repeat // 2), device=loaded.device)
+    print(f"integrated gradients ({args.ig_answer} steps of the answer, {IG_STEPS} quadrature steps): "
+          f"captum / attnviz: {Ratio.of(times['captum'], times['ours'])}x "
+          f"({median_ms(times['ours'])} vs {median_ms(times['captum'])})")
+    print(f"    one row per step / batched steps: {Ratio.of(times['rows'], times['ours'])}x "
+          f"({median_ms(times['rows'])})")
+    if "inseq" in times:
+        print(f"    inseq / attnviz: {Ratio.of(times['inseq'], times['ours'])}x ({median_ms(times['inseq'])})")
+    else:
+        print("    inseq: not installed (pip install inseq) and not compared")
+
 
 if __name__ == "__main__":
     main()

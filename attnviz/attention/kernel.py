@@ -3,8 +3,9 @@
 Every model attnviz runs (its own toys and Hugging Face models) computes attention here. A module
 that carries a callable under ``SINK`` receives its weights (B, H, Q, K); ``capture.recording``
 installs and removes those sinks. A module without a sink and with the standard score takes the
-fused SDPA path, so layers that are not recorded cost what they cost without attnviz. The score functions and
-mask patterns it computes are in ``scores`` and ``masks``.
+fused SDPA path, so layers that are not recorded cost what they cost without attnviz; so does a module
+whose sink keeps only some query rows (``query_rows``), whose weights are then computed for those rows
+alone. The score functions and mask patterns it computes are in ``scores`` and ``masks``.
 """
 
 from __future__ import annotations
@@ -127,19 +128,12 @@ def attention(
     if rows:
         return _blocked(module, (query, key, value, groups), (attention_mask, causal), scaling, (score, cap, sinks),
                         sink, rows)
-    if sink is None and score == "scaled-dot" and cap is None and sinks is None:
-        mask = attention_mask[..., : key.shape[-2]] if attention_mask is not None else None
-        if mask is not None and mask.dtype != torch.bool:
-            mask = mask.to(query.dtype)
-        if causal and mask is not None:  # a position bias without a mask: SDPA takes one or the other
-            mask = mask_future(mask.expand(*query.shape[:3], key.shape[2]).clone(), 0)
-        gqa = GQA and groups > 1 and mask is None and key.shape[-1] == value.shape[-1] <= 256 and (
-            query.device.type == "cpu" or query.dtype in (torch.float16, torch.bfloat16))  # else CUDA falls to math
-        if not gqa:  # one key head per query head, repeated
-            key, value = repeat_kv(key, groups), repeat_kv(value, groups)
-        out = F.scaled_dot_product_attention(query, key, value, attn_mask=mask, dropout_p=drop, scale=scaling,
-                                             is_causal=causal and mask is None, **({"enable_gqa": True} if gqa else {}))
-        return out.transpose(1, 2).contiguous(), None  # (B, Q, H, Dv)
+    wanted = getattr(sink, "query_rows", None) if not (torch.is_grad_enabled() or module.training) else None
+    if (sink is None or wanted) and score == "scaled-dot" and cap is None and sinks is None:
+        out = _fused(query, key, value, attention_mask, causal, groups, scaling, drop)
+        if wanted:  # only these query rows' weights are kept: SDPA gives the output, the rows are computed apart
+            sink(_row_weights(module, query, key, attention_mask, causal, groups, scaling, wanted), wanted[0])
+        return out, None
     # the keys are repeated per query head, as eager does: the products then round exactly as eager's
     key, value = repeat_kv(key, groups), repeat_kv(value, groups)
     scores = soft_cap(SCORES.get(score)(module, query, key, scaling), cap)  # (B, H, Q, K)
@@ -152,6 +146,35 @@ def attention(
     dropped = F.dropout(weights, p=drop, training=True) if drop else weights
     out = torch.matmul(dropped, value)  # (B, H, Q, Dv)
     return out.transpose(1, 2).contiguous(), weights  # (B, Q, H, Dv)
+
+
+def _fused(query, key, value, attention_mask, causal: bool, groups: int, scaling: float, drop: float) -> torch.Tensor:
+    """The output (B, Q, H, Dv) of PyTorch's fused attention (SDPA), no weights."""
+    mask = attention_mask[..., : key.shape[-2]] if attention_mask is not None else None
+    if mask is not None and mask.dtype != torch.bool:
+        mask = mask.to(query.dtype)
+    if causal and mask is not None:  # a position bias without a mask: SDPA takes one or the other
+        mask = mask_future(mask.expand(*query.shape[:3], key.shape[2]).clone(), 0)
+    gqa = GQA and groups > 1 and mask is None and key.shape[-1] == value.shape[-1] <= 256 and (
+        query.device.type == "cpu" or query.dtype in (torch.float16, torch.bfloat16))  # else CUDA falls to math
+    if not gqa:  # one key head per query head, repeated
+        key, value = repeat_kv(key, groups), repeat_kv(value, groups)
+    out = F.scaled_dot_product_attention(query, key, value, attn_mask=mask, dropout_p=drop, scale=scaling,
+                                         is_causal=causal and mask is None, **({"enable_gqa": True} if gqa else {}))
+    return out.transpose(1, 2).contiguous()  # (B, Q, H, Dv)
+
+
+def _row_weights(module, query, key, mask, causal: bool, groups: int, scaling: float,
+                 rows: tuple[int, int]) -> torch.Tensor:
+    """The weights (B, H, n, K) of query rows [start, stop) alone, computed as the full path computes them (keys
+    repeated per head, the mask's rows, the causal cut from row ``start``)."""
+    start, stop = rows[0], min(rows[1], query.shape[2])
+    scores = SCORES.get("scaled-dot")(module, query[:, :, start:stop], repeat_kv(key, groups), scaling)  # (B, H, n, K)
+    part = None if mask is None or mask.shape[-2] == 1 else mask[..., start:stop, :]
+    scores = apply_mask(scores, mask if part is None else part)
+    if causal:
+        scores = mask_future(scores, start)
+    return F.softmax(scores, dim=-1, dtype=torch.float32).to(scores.dtype)
 
 
 def _blocked(module, qkvg, masks, scaling, how, sink, rows: int):

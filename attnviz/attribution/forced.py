@@ -78,10 +78,12 @@ def _parameters(forward) -> frozenset[str]:
 SMALL = 64 * 2**20  # full maps this small are kept without reading the free memory (a file read per call)
 
 
-def keep_for(loaded, keep: str, forced: Forced, layers: int) -> str:
-    """full or stats for recording ``layers`` layers of this batch (``auto``: full where it fits in memory)."""
+def keep_for(loaded, keep: str, forced: Forced, layers: int, answer_rows: bool = False) -> str:
+    """full or stats for recording ``layers`` layers of this batch (``auto``: full where it fits in memory);
+    ``answer_rows``: only the rows that predict the answer are kept (see ``forward``)."""
     b, s = forced.ids.shape
-    shape = Shape(batch=b, queries=s, keys=s, layers=layers, heads=loaded.num_heads, model_heads=loaded.num_heads,
+    rows = s - forced.first_row if answer_rows and loaded.backend == "attnviz" else s
+    shape = Shape(batch=b, queries=rows, keys=s, layers=layers, heads=loaded.num_heads, model_heads=loaded.num_heads,
                   store_bytes=4)
     if keep == "auto" and full_bytes(shape) <= SMALL:
         return "full"
@@ -90,9 +92,11 @@ def keep_for(loaded, keep: str, forced: Forced, layers: int) -> str:
     return resolve(plan, shape, default_budget(), gpu_budget(loaded.model), eager)[0]
 
 
-def forward(loaded, forced: Forced, layers: list[int] | None, keep: str) -> tuple[torch.Tensor, int, torch.Tensor | None, int]:
+def forward(loaded, forced: Forced, layers: list[int] | None, keep: str,
+            answer_rows: bool = False) -> tuple[torch.Tensor, int, torch.Tensor | None, int]:
     """One pass: (logits (B, S', V) of the last S' positions, S - S', weights (L', B, H, Q', K) of ``layers``
-    (None: record nothing), Q' rows starting at the returned first query row)."""
+    (None: record nothing), Q' rows starting at the returned first query row). ``answer_rows`` with full maps:
+    keep only the rows that predict the answer, which a layer on SDPA's fused path computes alone."""
     model, first = loaded.model, forced.first_row
     kwargs = dict(input_ids=forced.ids)
     if not bool(forced.mask.all()):  # without padding the model builds no mask (as a plain call would)
@@ -110,20 +114,20 @@ def forward(loaded, forced: Forced, layers: list[int] | None, keep: str) -> tupl
             found = getattr(out, "attentions", None) or ()
             weights, q0 = torch.stack([found[i] for i in layers]).float().cpu(), 0
         else:
-            out, weights, q0 = _recorded(loaded, kwargs, forced, layers, keep)
+            out, weights, q0 = _recorded(loaded, kwargs, forced, layers, keep, answer_rows)
     logits = out.logits.float()
     return logits, s - logits.shape[1], weights, q0
 
 
-def _recorded(loaded, kwargs, forced: Forced, layers: list[int], keep: str):
-    plan = Plan(keep="stats", top_k=1, overview=1, queries=(forced.first_row, forced.ids.shape[1])) \
-        if keep == "stats" else None
+def _recorded(loaded, kwargs, forced: Forced, layers: list[int], keep: str, answer_rows: bool):
+    rows = (forced.first_row, forced.ids.shape[1])
+    plan = Plan(keep="stats", top_k=1, overview=1, queries=rows) if keep == "stats" else None
     mask = forced.mask.cpu()
     with recording(loaded.model, layers=layers, plan=plan, masks={s: (mask, mask) for s in STACKS},
-                   sites=loaded.sites) as rec:
+                   sites=loaded.sites, query_rows=rows if answer_rows and plan is None else None) as rec:
         out = loaded.model(**kwargs)
     stack = next(s for s in STACKS if rec.layers(s))
-    return out, rec.stacked(stack), (plan.queries[0] if plan else 0)
+    return out, rec.stacked(stack), (rows[0] if plan or answer_rows else 0)
 
 
 def step_scores(logits: torch.Tensor, offset: int, forced: Forced) -> list[tuple[torch.Tensor, torch.Tensor]]:

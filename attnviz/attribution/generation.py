@@ -162,8 +162,9 @@ def _methods(loaded, forced, config: GenerationConfig):
     wanted = [m for m in config.methods if m in ATTENTION_ONLY]
     layers = None if not wanted else ([loaded.num_layers - 1] if wanted == ["attention"]
                                       else list(range(loaded.num_layers)))
-    keep = keep_for(loaded, config.keep, forced, len(layers)) if layers else "full"
-    logits, offset, weights, q0 = forward(loaded, forced, layers, keep)
+    rows = wanted == ["attention"]  # raw attention reads the rows that predict the answer, nothing else
+    keep = keep_for(loaded, config.keep, forced, len(layers), rows) if layers else "full"
+    logits, offset, weights, q0 = forward(loaded, forced, layers, keep, rows)
     probs = step_scores(logits, offset, forced)
     del logits
     scores, extras = {}, [[{} for _ in units] for units in forced.units]

@@ -90,13 +90,15 @@ def recording(
     plan: Plan | None = None,
     masks: dict[str, tuple[torch.Tensor, torch.Tensor]] | None = None,
     sites: list[AttentionSite] | None = None,
+    query_rows: tuple[int, int] | None = None,
 ) -> Iterator[Recording]:
     """Install sinks on the chosen layers' attention modules; always removes them on exit.
 
     ``keep_graph`` keeps the live weights (on their device, in the graph) for gradient methods;
     otherwise weights are detached, cut to ``heads`` and moved to the CPU in ``store_dtype``. Under a statistics
     ``plan``, ``masks`` gives each stack's (query mask (B, Q), key mask (B, K)), 1 on real positions. ``sites``: the
-    model's attention modules where they are known already (``LoadedModel.sites``).
+    model's attention modules where they are known already (``LoadedModel.sites``). ``query_rows`` [start, stop):
+    keep only those query rows of each map (B, H, n, K); a layer on the fused path computes no other row.
     """
     sites = attention_sites(model) if sites is None else sites
     chosen = [s for s in sites if layers is None or s.layer in layers]
@@ -104,7 +106,8 @@ def recording(
     try:
         for site in chosen:
             sink = (_StatsSink(rec, site, heads, store_dtype, plan, (masks or {}).get(site.stack))
-                    if plan is not None and plan.stats else _Sink(rec, site, heads, store_dtype, keep_graph))
+                    if plan is not None and plan.stats else
+                    _Sink(rec, site, heads, store_dtype, keep_graph, query_rows))
             setattr(site.module, SINK, sink)
         yield rec
     finally:
@@ -116,9 +119,10 @@ def recording(
 class _Sink:
     """Receives one attention module's weights; offers the kernel the slot of the recording's buffer they go into."""
 
-    def __init__(self, rec: Recording, site: AttentionSite, heads, store_dtype, keep_graph: bool):
+    def __init__(self, rec: Recording, site: AttentionSite, heads, store_dtype, keep_graph: bool,
+                 query_rows: tuple[int, int] | None = None):
         self.rec, self.key, self.heads = rec, (site.stack, site.layer), heads
-        self.store_dtype, self.keep_graph = store_dtype, keep_graph
+        self.store_dtype, self.keep_graph, self.query_rows = store_dtype, keep_graph, query_rows
         self.slot: torch.Tensor | None = None  # offered for the call in progress
 
     def target(self, shape: torch.Size, dtype: torch.dtype, device: torch.device) -> torch.Tensor | None:
@@ -126,13 +130,15 @@ class _Sink:
         into, or None to hand them over. The kernel writes into it when it is exactly the weights; otherwise
         ``__call__`` copies the kept heads into it, converted, so no other copy of them is ever kept."""
         self.slot = None
-        if self.keep_graph:
+        if self.keep_graph or self.query_rows:  # only some rows are kept: the kernel computes the whole map
             return None
         kept = shape if self.heads is None else torch.Size((shape[0], len(self.heads), *shape[2:]))
         self.slot = self.rec.slot(*self.key, kept, self.store_dtype)
         return self.slot
 
-    def __call__(self, weights: torch.Tensor) -> None:  # (B, H, Q, K)
+    def __call__(self, weights: torch.Tensor, first: int = 0) -> None:  # (B, H, Q, K), rows from query ``first``
+        if self.query_rows:  # the kept rows of what came (the whole map where the kernel could not compute fewer)
+            weights = weights[:, :, max(0, self.query_rows[0] - first): self.query_rows[1] - first]
         if not self.keep_graph:
             weights = weights.detach()
             if self.heads is not None:
