@@ -65,7 +65,7 @@ def plain_forward(loaded, prompt: str, answer: str):
 
 def matrix_alone(loaded, forced):
     """The recorded pass over a prepared batch and the attention rows read from it: no tokenizing, no step entries."""
-    _, _, weights, q0 = forward(loaded, forced, [loaded.num_layers - 1], "full")
+    _, _, weights, q0 = forward(loaded, forced, [loaded.num_layers - 1], "full", answer_rows=True)
     return attention_scores("attention", None, forced, weights, q0)
 
 
