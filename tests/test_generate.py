@@ -179,6 +179,18 @@ def test_a_span_is_one_target_with_its_joint_probability(induction):
         attribute_generation(induction, "abcdeab", methods=["attention"], answer="cde", target_span=(2, 3))
 
 
+def test_a_span_after_the_first_answer_token_on_a_model_that_keeps_few_logits(tmp_path):
+    """Llama takes logits_to_keep: the step scores of every answer token need the logits from the prompt's end,
+    whatever span is explained."""
+    loaded = load_model(str(save("llama", tmp_path)), device="cpu")
+    each = attribute_generation(loaded, "the cat sat on", methods=["attention", "saliency"], answer="the mat and")[0]
+    span = attribute_generation(loaded, "the cat sat on", methods=["attention", "saliency"], answer="the mat and",
+                                target_span=(1, 2))[0]
+    (step,) = span.steps
+    assert step["probability"] == pytest.approx(each.steps[1]["probability"] * each.steps[2]["probability"], rel=1e-5)
+    assert [len(span.scores[m][0]) for m in ("attention", "saliency")] == [step["position"]] * 2
+
+
 def test_sampling_is_seeded_and_leaves_the_callers_random_stream(induction):
     prompts = encode_prompts(induction, ["abcdefab", "猫狗鱼鸟猫"])
     state = torch.random.get_rng_state()

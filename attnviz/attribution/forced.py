@@ -97,7 +97,8 @@ def forward(loaded, forced: Forced, layers: list[int] | None, keep: str,
     """One pass: (logits (B, S', V) of the last S' positions, S - S', weights (L', B, H, Q', K) of ``layers``
     (None: record nothing), Q' rows starting at the returned first query row). ``answer_rows`` with full maps:
     keep only the rows that predict the answer, which a layer on SDPA's fused path computes alone."""
-    model, first = loaded.model, forced.first_row
+    model = loaded.model
+    first = min(len(p) for p in forced.prompts) - 1  # the step scores read every answer token, explained or not
     kwargs = dict(input_ids=forced.ids)
     if not bool(forced.mask.all()):  # without padding the model builds no mask (as a plain call would)
         kwargs["attention_mask"] = forced.mask
