@@ -41,6 +41,8 @@ def test_the_kept_rows_equal_the_whole_maps_and_eagers(name, padded):
             model(**inputs)
     got = rows.stacked("encoder")  # (layer, B, H, 2, K)
     assert got.shape[-2] == ROWS[1] - ROWS[0]
+    kept = [w for calls in rows.calls.values() for w in calls]
+    assert all(w.untyped_storage().nbytes() == w.numel() * w.element_size() for w in kept)  # not views of whole maps
     # later layers read an earlier one's output from SDPA, which rounds unlike the explicit product
     assert (got - whole.stacked("encoder")[..., ROWS[0]:ROWS[1], :]).abs().max() <= 1e-6
     assert (got - eager[..., ROWS[0]:ROWS[1], :]).abs().max() <= 1e-6
@@ -69,3 +71,16 @@ def test_generated_attention_reads_the_answer_rows_as_eager_gives_them():
     for step, row in zip(r.steps, r.scores["attention"]):
         want = last[step["position"] - 1, : step["position"]]
         assert torch.allclose(torch.from_numpy(row), want, atol=1e-6)
+
+
+def test_a_padded_batch_reads_each_prompts_rows_as_alone(tmp_path):
+    from conftest import save
+
+    loaded = load_model(str(save("llama", tmp_path)), device="cpu")
+    prompts = ["the cat sat on the", "a dog", "hello world big red"]
+    together = attribute_generation(loaded, prompts, methods=["attention"], answer="mat and ran")
+    for prompt, got in zip(prompts, together):
+        alone = attribute_generation(loaded, prompt, methods=["attention"], answer="mat and ran")[0]
+        assert [s["position"] for s in got.steps] == [s["position"] for s in alone.steps]
+        for a, b in zip(got.scores["attention"], alone.scores["attention"]):
+            assert abs(a - b).max() <= 1e-6

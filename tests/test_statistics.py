@@ -113,3 +113,25 @@ def test_statistics_of_chosen_heads_are_those_heads_statistics(minilm):
     some = capture(minilm, texts, keep="stats", top_k=3, overview=3, heads=[1, 5])
     for name, value in every.stats.items():
         assert torch.equal(some.stats[name], value[:, :, [1, 5]]), name
+
+
+def test_generates_answer_rows_plan_full_maps_by_their_rows_and_statistics_by_every_query(monkeypatch):
+    """Raw attention keeps the answer's rows: full maps count those rows alone, statistics every query they reduce."""
+    from attnviz.attribution.forced import Forced, keep_for
+    from attnviz.models import load_model
+    from attnviz.recording.plan import Plan, Shape, full_bytes, stats_bytes
+
+    loaded = load_model("toy-induction", device="cpu")
+    n, h = 6000, loaded.num_heads
+    forced = Forced([[5] * (n - 8)], [[6] * 8], [[(t, t) for t in range(8)]], torch.zeros(1, n, dtype=torch.long),
+                    torch.ones(1, n))
+    whole = Shape(batch=1, queries=n, keys=n, layers=1, heads=h, model_heads=h, store_bytes=4)
+    stats = stats_bytes(whole, Plan(keep="stats", top_k=1, overview=1, queries=(forced.first_row, n)))
+    rows = full_bytes(Shape(batch=1, queries=9, keys=n, layers=1, heads=h, model_heads=h, store_bytes=4))
+    monkeypatch.setattr("attnviz.attribution.forced.default_budget", lambda: stats // 2)
+    with pytest.raises(BadInput, match="needs about"):
+        keep_for(loaded, "stats", forced, 1, answer_rows=True)
+    assert rows < stats // 2 < full_bytes(whole)  # the rows fit where the whole maps would not
+    assert keep_for(loaded, "full", forced, 1, answer_rows=True) == "full"
+    with pytest.raises(BadInput, match="needs about"):
+        keep_for(loaded, "full", forced, 1)

@@ -16,8 +16,6 @@ from attnviz.models import load_model
 from attnviz.models.generate import encode_answer, encode_prompts, pad_id
 from conftest import save
 
-torch.set_num_threads(1)
-
 
 @pytest.fixture(scope="module", params=["llama", "gpt2", "toy-induction"])
 def loaded(request, tmp_path_factory):
@@ -33,14 +31,15 @@ def _forced(loaded, spans: bool):
     return forced_batch(loaded, encode_prompts(loaded, prompts).ids, [answer, answer], units, pad_id(loaded))
 
 
+@pytest.mark.parametrize("chunk", [32, 3], ids=["one-call", "calls-of-3"])  # steps per backward call (4 steps)
 @pytest.mark.parametrize("spans", [False, True], ids=["steps", "span"])
 @pytest.mark.parametrize("method", SHARED)
-def test_one_forward_pass_gives_the_scores_of_one_row_per_step(loaded, method, spans):
+def test_one_forward_pass_gives_the_scores_of_one_row_per_step(loaded, method, spans, chunk):
     forced = _forced(loaded, spans)
     options = method_options([method], steps=8) if method == "integrated-gradients" else {}
     opts = GenerationConfig((method,), options).options[method]
     rows = gradient_scores(loaded, forced, method, opts, pad_id(loaded), 32)
-    shared = shared_scores(loaded, forced, method, opts, 32)
+    shared = shared_scores(loaded, forced, method, opts, chunk)
     for want_ex, have_ex in zip(rows, shared):
         assert len(want_ex) == len(have_ex) == len(forced.units[0])
         for (want, facts), (have, found) in zip(want_ex, have_ex):

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import functools
 import inspect
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -80,16 +80,24 @@ SMALL = 64 * 2**20  # full maps this small are kept without reading the free mem
 
 def keep_for(loaded, keep: str, forced: Forced, layers: int, answer_rows: bool = False) -> str:
     """full or stats for recording ``layers`` layers of this batch (``auto``: full where it fits in memory);
-    ``answer_rows``: only the rows that predict the answer are kept (see ``forward``)."""
+    ``answer_rows``: full maps keep only the rows that predict the answer (see ``forward``), statistics still reduce
+    every query."""
     b, s = forced.ids.shape
-    rows = s - forced.first_row if answer_rows and loaded.backend == "attnviz" else s
-    shape = Shape(batch=b, queries=rows, keys=s, layers=layers, heads=loaded.num_heads, model_heads=loaded.num_heads,
+    shape = Shape(batch=b, queries=s, keys=s, layers=layers, heads=loaded.num_heads, model_heads=loaded.num_heads,
                   store_bytes=4)
-    if keep == "auto" and full_bytes(shape) <= SMALL:
+    full = replace(shape, queries=s - forced.first_row) if answer_rows and loaded.backend == "attnviz" else shape
+    if keep == "auto" and full_bytes(full) <= SMALL:
         return "full"
-    plan = Plan(keep=keep, top_k=1, overview=1, queries=(forced.first_row, s))
+    plan = Plan(keep="stats", top_k=1, overview=1, queries=(forced.first_row, s))
     eager = 0 if loaded.backend == "attnviz" else loaded.num_layers  # output_attentions hands every layer back
-    return resolve(plan, shape, default_budget(), gpu_budget(loaded.model), eager)[0]
+    budget, gpu = default_budget(), gpu_budget(loaded.model)
+    if keep != "stats":
+        try:
+            return resolve(replace(plan, keep="full"), full, budget, gpu, eager)[0]
+        except BadInput:
+            if keep == "full":
+                raise
+    return resolve(plan, shape, budget, gpu, eager)[0]  # statistics: asked for, or auto where full maps do not fit
 
 
 def forward(loaded, forced: Forced, layers: list[int] | None, keep: str,

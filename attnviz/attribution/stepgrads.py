@@ -5,8 +5,9 @@ LM the score of answer token t depends on positions 0 .. P + t - 1 alone, so one
 prompt and the answer gives every step's score, and one backward call takes the scores of up to
 ``chunk`` steps at once: their cotangents are batched (``torch.autograd.grad(is_grads_batched=True)``,
 a vmap over the backward graph), which shares the forward pass the rows path (``steprows``) ran once per
-row. Integrated gradients runs its quadrature nodes as rows of the forward pass, each node's weight put in
-the cotangent, so the backward call returns the weighted sum over the nodes directly.
+row. Integrated gradients runs its quadrature nodes as rows of the forward pass; each backward call gives
+every node's gradient, summed with the nodes' weights. ``--steps auto`` is decided per example (the rows
+path decided it per pass of rows).
 
 A step reads what the rows path reads: one token by its logit, a span by the sum of its tokens'
 log-probabilities (``targets.generated``); every example runs alone, unpadded.
@@ -73,17 +74,18 @@ class _Example:
 def _backward(scores: torch.Tensor, x: torch.Tensor, weights: torch.Tensor,
               k: int) -> Iterator[tuple[int, torch.Tensor]]:
     """(first unit, (k', L, D)) for units in runs of ``k``: d score_u / d x summed over x's rows, each row
-    weighted by ``weights`` (n,)."""
+    weighted by ``weights`` (n,) after the backward pass (a small weight in a half-precision gradient would
+    underflow)."""
     n, units = scores.shape
     for start in range(0, units, k):
         kk = min(k, units - start)
         at = torch.arange(kk, device=scores.device)
         cot = scores.new_zeros(kk, n, units)
-        cot[at, :, start + at] = weights.to(scores.dtype)
+        cot[at, :, start + at] = 1.0
         with warnings.catch_warnings():  # an op without a batching rule runs in a loop: slower, still exact
             warnings.filterwarnings("ignore", message=".*performance drop.*")
             (grad,) = torch.autograd.grad(scores, x, cot, retain_graph=start + kk < units, is_grads_batched=True)
-        yield start, grad.sum(1)
+        yield start, torch.einsum("knld,n->kld", grad, weights.to(grad.dtype))  # (k', n, L, D) -> (k', L, D)
 
 
 def _gradients(ex: _Example, x: torch.Tensor, weights: torch.Tensor, k: int,

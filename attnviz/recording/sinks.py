@@ -139,6 +139,7 @@ class _Sink:
     def __call__(self, weights: torch.Tensor, first: int = 0) -> None:  # (B, H, Q, K), rows from query ``first``
         if self.query_rows:  # the kept rows of what came (the whole map where the kernel could not compute fewer)
             weights = weights[:, :, max(0, self.query_rows[0] - first): self.query_rows[1] - first]
+            weights = weights.clone() if first == 0 else weights  # a view would keep the whole map alive
         if not self.keep_graph:
             weights = weights.detach()
             if self.heads is not None:
