@@ -267,3 +267,21 @@ def test_a_multi_label_text_classifier_reports_its_sigmoid():
 def test_an_image_model_is_sent_to_cam():
     with pytest.raises(BadInput, match="toy-vit reads images: use `attnviz cam`"):
         attribute(load_model("toy-vit", device="cpu"), ["a circle"], method="saliency")
+
+
+def test_a_model_that_scales_its_input_embeddings_in_place(tmp_path):
+    """CTRL multiplies inputs_embeds by sqrt(d) in place: attnviz's embeddings (a leaf that needs its gradient, or
+    the batch's own, reused by every method) must not be what it writes into."""
+    import transformers as tf
+    from conftest import tokenizer
+
+    torch.manual_seed(0)
+    tf.CTRLLMHeadModel(tf.CTRLConfig(n_embd=32, n_layer=2, n_head=4, dff=37, vocab_size=99, n_positions=64,
+                                     pad_token_id=0)).save_pretrained(tmp_path)
+    tokenizer(token_types=False).save_pretrained(tmp_path)
+    loaded = load_model(str(tmp_path), device="cpu")
+    ctx, (sal, ig) = attribute_many(loaded, ["the cat sat on the mat"], methods=["saliency", "integrated-gradients"],
+                                    steps=32)
+    before = loaded.model.get_input_embeddings()(ctx.batch["input_ids"])
+    assert torch.equal(ctx.embeds, before.detach())  # not scaled by the model
+    assert torch.isfinite(sal.scores).all() and ig.extra["completeness_gap"][0] < 0.01

@@ -52,7 +52,9 @@ class Context:
             self.cache["takes_cache"] = "use_cache" in inspect.signature(self.loaded.model.forward).parameters
         if self.cache["takes_cache"]:
             kwargs["use_cache"] = False  # a key-value cache is memory spent on nothing here
-        return self.loaded.model(inputs_embeds=embeds, **kwargs, **more)
+        # a copy: a model may scale its input in place (CTRL does), which would change attnviz's own embeddings
+        # (or fail on a leaf that needs its gradient); the gradient still flows back to ``embeds``
+        return self.loaded.model(inputs_embeds=embeds.clone(), **kwargs, **more)
 
     def examples(self, n: int) -> torch.Tensor:
         """Example index of each row of a (n, ...) repeated batch."""
