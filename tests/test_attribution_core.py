@@ -285,3 +285,16 @@ def test_a_model_that_scales_its_input_embeddings_in_place(tmp_path):
     before = loaded.model.get_input_embeddings()(ctx.batch["input_ids"])
     assert torch.equal(ctx.embeds, before.detach())  # not scaled by the model
     assert torch.isfinite(sal.scores).all() and ig.extra["completeness_gap"][0] < 0.01
+
+
+def test_a_model_that_routes_its_experts_by_token_id_is_refused(tmp_path):
+    """DeepSeek V4 reads input_ids inside its layers (hash routing): from embeddings it cannot run."""
+    from families import build, discover
+
+    from conftest import tokenizer
+
+    build(discover()["deepseek_v4"]).save_pretrained(tmp_path)
+    tokenizer(token_types=False).save_pretrained(tmp_path)
+    loaded = load_model(str(tmp_path), device="cpu")
+    with pytest.raises(BadInput, match="routes its experts by token id"):
+        attribute(loaded, ["the cat sat"], method="saliency")

@@ -49,6 +49,7 @@ class Context:
         kwargs = {n: v[rows][:, :embeds.shape[1]] if n in SEQUENCE_INPUTS else v[rows]
                   for n, v in self.batch.items() if n != "input_ids"}
         if "takes_cache" not in self.cache:
+            check_runs_from_embeddings(self.loaded)
             self.cache["takes_cache"] = "use_cache" in inspect.signature(self.loaded.model.forward).parameters
         if self.cache["takes_cache"]:
             kwargs["use_cache"] = False  # a key-value cache is memory spent on nothing here
@@ -92,6 +93,15 @@ class Context:
                 n = int(lengths[r].max())
                 out[at] = value(torch.where(swap[at, :n, None], a[r, :n], b[r, :n]), r).float()
         return out
+
+
+def check_runs_from_embeddings(loaded) -> None:
+    """A model that picks its experts by token id (DeepSeek V4's hash routing reads ``input_ids`` in its layers)
+    cannot run from input embeddings, which these methods feed it: refused (exit 2) rather than failing inside."""
+    config = getattr(loaded.model, "config", None)
+    if "hash_moe" in (getattr(config, "mlp_layer_types", None) or ()):
+        raise BadInput(f"{loaded.name} routes its experts by token id (hash routing), so it cannot run from input "
+                       "embeddings, which this method needs; generate's and capture's attention read it from its ids")
 
 
 @contextmanager
