@@ -121,3 +121,20 @@ def test_masked_lm_explains_the_mask_token(tmp_path):
     assert ex["prediction"] and "None" not in ex["prediction"]  # an id past the tokenizer's words is shown as <id N>
     res = run("the cat sat", "--model", str(folder), "--method", "saliency", "--out", str(tmp_path / "n.json"))
     assert res.exit_code == 2 and "every input needs a [MASK] token, or pass --target-token POS" in res.output
+
+
+def test_a_model_that_routes_experts_by_token_id_exits_2_and_writes_nothing(tmp_path):
+    """DeepSeek V4's hash routing reads input_ids in its layers: the attribution methods, which feed embeddings, are
+    refused with one line, not a traceback from inside the model."""
+    from conftest import tokenizer
+    from families import build, discover
+
+    folder = tmp_path / "ds4"
+    build(discover()["deepseek_v4"]).save_pretrained(folder)
+    tokenizer(token_types=False).save_pretrained(folder)
+    out = tmp_path / "out" / "r.json"
+    out.parent.mkdir()
+    res = run("the cat sat", "--model", str(folder), "--method", "saliency", "--out", str(out))
+    assert res.exit_code == 2, res.output
+    assert "routes its experts by token id" in res.output and "Traceback" not in res.output
+    assert list(out.parent.iterdir()) == []

@@ -35,6 +35,9 @@ class Context:
     bounds: list[str] = field(default_factory=list)  # per example, W/C/+ per token (models/readable.py)
     context: torch.Tensor | None = None  # (B, S) bool: tokens the model reads but that are not shown (a span's)
 
+    def __post_init__(self):
+        check_runs_from_embeddings(self.loaded)
+
     @property
     def size(self) -> int:
         return self.embeds.shape[0]
@@ -49,7 +52,6 @@ class Context:
         kwargs = {n: v[rows][:, :embeds.shape[1]] if n in SEQUENCE_INPUTS else v[rows]
                   for n, v in self.batch.items() if n != "input_ids"}
         if "takes_cache" not in self.cache:
-            check_runs_from_embeddings(self.loaded)
             self.cache["takes_cache"] = "use_cache" in inspect.signature(self.loaded.model.forward).parameters
         if self.cache["takes_cache"]:
             kwargs["use_cache"] = False  # a key-value cache is memory spent on nothing here
@@ -93,6 +95,21 @@ class Context:
                 n = int(lengths[r].max())
                 out[at] = value(torch.where(swap[at, :n, None], a[r, :n], b[r, :n]), r).float()
         return out
+
+
+def embedded(loaded, ids: torch.Tensor, mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(input embeddings (B, S, D), detached; (B, S) bool: the special tokens, and the padding where ``mask`` is
+    given, which are never occluded or baselined)."""
+    with torch.no_grad():
+        embeds = loaded.model.get_input_embeddings()(ids).detach()
+    special = special_tokens(loaded, ids)
+    return embeds, special if mask is None else special | (mask == 0)
+
+
+def special_tokens(loaded, ids: torch.Tensor) -> torch.Tensor:
+    """(B, S) bool: where ``ids`` holds one of the tokenizer's special tokens."""
+    specials = list(getattr(loaded.tokenizer, "all_special_ids", []) or [])
+    return torch.isin(ids, torch.tensor(specials, device=ids.device, dtype=ids.dtype))
 
 
 def check_runs_from_embeddings(loaded) -> None:

@@ -21,7 +21,7 @@ from typing import Iterator
 import numpy as np
 import torch
 
-from attnviz.attribution.context import Context, baseline, frozen_params, recomputed_layers
+from attnviz.attribution.context import Context, baseline, embedded, frozen_params, recomputed_layers
 from attnviz.attribution.forced import Forced, takes
 from attnviz.attribution.methods.integrated import nodes
 from attnviz.attribution.methods.options import AUTO_GAP, AUTO_STEPS
@@ -37,11 +37,8 @@ class _Example:
         self.lengths = [len(p) + last for _, last in self.units]  # positions each unit's scores cover
         ids = torch.tensor([(p + a)[: max(self.lengths)]], device=loaded.device)
         mask = torch.ones_like(ids)
-        with torch.no_grad():
-            x = loaded.model.get_input_embeddings()(ids).detach()  # (1, L, D)
-        specials = torch.tensor(getattr(loaded.tokenizer, "all_special_ids", []), device=ids.device, dtype=ids.dtype)
-        self.ctx = Context(loaded, {"input_ids": ids, "attention_mask": mask}, [], mask, None, x,
-                           torch.isin(ids, specials), chunk=chunk)
+        x, special = embedded(loaded, ids)  # (1, L, D), (1, L): no padding
+        self.ctx = Context(loaded, {"input_ids": ids, "attention_mask": mask}, [], mask, None, x, special, chunk=chunk)
         first = min(len(p) + f - 1 for f, _ in self.units)  # the first row that predicts an explained token
         self.more = {"logits_to_keep": ids.shape[1] - first} if takes(loaded.model, "logits_to_keep") else {}
         self.first = first if self.more else 0  # logits row 0 is position ``first`` where the model keeps fewer

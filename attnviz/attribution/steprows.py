@@ -10,9 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
-
-from attnviz.attribution.context import Context
+from attnviz.attribution.context import Context, embedded
 from attnviz.attribution.forced import Forced
 from attnviz.attribution.targets import TARGETS, TargetSpec
 from attnviz.attribution.tokens import run_method
@@ -45,12 +43,9 @@ def rows_context(loaded, forced: Forced, rows: list[StepRow], fill: int, chunk: 
     ids, mask = padded(seqs, fill, False, loaded.device)
     batch = {"input_ids": ids, "attention_mask": mask}
     explained = tuple(tuple(forced.answers[r.example][r.first: r.last + 1]) for r in rows)
-    with torch.no_grad():
-        embeds = loaded.model.get_input_embeddings()(ids).detach()  # (n, S', D)
+    embeds, special = embedded(loaded, ids, mask)  # (n, S', D), (n, S')
     # no forward pass of its own: each step's probability comes from the teacher-forced pass over the answer
     target = TARGETS.get("generated-token")(loaded, batch, None, TargetSpec(label=explained))
-    specials = torch.tensor(getattr(loaded.tokenizer, "all_special_ids", []), device=ids.device, dtype=ids.dtype)
-    special = torch.isin(ids, specials) | (mask == 0)  # (n, S')
     tokens = [token_names(loaded.tokenizer, row.tolist()) for row in ids]
     return Context(loaded, batch, tokens, mask, target, embeds, special, chunk=chunk)
 

@@ -12,7 +12,7 @@ from typing import Mapping
 
 import torch
 
-from attnviz.attribution.context import Context
+from attnviz.attribution.context import Context, embedded
 from attnviz.attribution.methods import METHODS, options_for
 from attnviz.attribution.results import Attribution
 from attnviz.attribution.targets import TargetSpec, build_target, check_spec
@@ -40,10 +40,7 @@ def prepare(loaded, inputs: list[str], *, target=None, target_token: int | None 
     tgt = span_target(loaded, enc, out, spec, span_ids) if target_span else build_target(loaded, enc.batch, out, spec)
     tgt.notes = [*enc.notes, *tgt.notes]  # a truncated input or a cut output is said with the target
     ids, mask = enc.batch["input_ids"], enc.batch["attention_mask"]
-    with torch.no_grad():
-        embeds = loaded.model.get_input_embeddings()(ids).detach()  # (B, S, D)
-    specials = torch.tensor(getattr(loaded.tokenizer, "all_special_ids", []), device=ids.device, dtype=ids.dtype)
-    special = torch.isin(ids, specials) | (mask == 0)  # (B, S)
+    embeds, special = embedded(loaded, ids, mask)  # (B, S, D), (B, S)
     if target_span:  # the target's own tokens are context, not input to explain
         special |= appended
     return Context(loaded, enc.batch, enc.tokens, mask, tgt, embeds, special, chunk=chunk, pieces=enc.pieces,

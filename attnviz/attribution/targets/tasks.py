@@ -6,6 +6,7 @@ from __future__ import annotations
 import torch
 
 from attnviz.attribution.targets import FITS, TARGETS, TEXT_TARGETS, Target, TargetSpec, resolve_label
+from attnviz.attribution.context import special_tokens
 from attnviz.attribution.targets.text import _positions, real_positions
 from attnviz.errors import BadInput
 from attnviz.models.loaded import token_names
@@ -16,13 +17,6 @@ TEXT_TARGETS.update({"token-classification": "token-label", "question-answering"
 OUTSIDE = "O"  # the IOB label of a token outside every entity
 ENDS = ("start", "end", "span")
 MAX_ANSWER = 30  # tokens in a predicted answer span (the Hugging Face pipeline's max_answer_len is 15 words)
-
-
-def _special(loaded, ids: torch.Tensor) -> torch.Tensor:
-    """(B, S) bool: the tokenizer's special tokens."""
-    specials = torch.tensor(list(getattr(loaded.tokenizer, "all_special_ids", []) or []), device=ids.device,
-                            dtype=ids.dtype)
-    return torch.isin(ids, specials)
 
 
 def _one_hot(shape, at: torch.Tensor) -> torch.Tensor:
@@ -45,7 +39,7 @@ def token_label_target(loaded, batch, out, spec: TargetSpec) -> Target:
     b = len(mask)
     chosen = None if spec.label is None else resolve_label(spec.label, labels, [0] * b)
     real = real_positions(mask)
-    text = (mask > 0) & ~_special(loaded, batch["input_ids"])  # (B, S)
+    text = (mask > 0) & ~special_tokens(loaded, batch["input_ids"])  # (B, S)
     if spec.position is None:
         if chosen is not None:
             score = probs[torch.arange(b), :, chosen]  # (B, S)
@@ -80,7 +74,7 @@ def token_label_target(loaded, batch, out, spec: TargetSpec) -> Target:
 def context_positions(loaded, batch) -> list[list[int]]:
     """Per example, the batch positions of the context: the real text tokens after the first special token
     that follows the question ([CLS] question [SEP] context [SEP]; <s> q </s></s> c </s>)."""
-    special = _special(loaded, batch["input_ids"])
+    special = special_tokens(loaded, batch["input_ids"])
     found = []
     for e, positions in enumerate(real_positions(batch["attention_mask"])):
         kinds = [bool(special[e, q]) for q in positions]
